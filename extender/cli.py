@@ -1,0 +1,158 @@
+"""redis-extender: serve | load | simulate | run | config.
+
+Every subcommand that talks to Redis takes --redis-url (default: $REDIS_URL, else
+redis://127.0.0.1:6379/0). Configuration errors are printed together and exit with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import orjson
+
+from . import settings as settings_mod
+from .settings import Settings, SettingsError
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML configuration file (see README)")
+    parser.add_argument("--redis-url", help="Redis URL (default $REDIS_URL or redis://127.0.0.1:6379/0)")
+
+
+def _settings(ns: argparse.Namespace, **extra: Any) -> Settings:
+    overrides = {"store.redis_url": getattr(ns, "redis_url", None), **extra}
+    return settings_mod.load(overrides, config_file=getattr(ns, "config", None))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="redis-extender", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the extender verbs under gunicorn")
+    _common(serve)
+    serve.add_argument("--bind", help="HOST:PORT (default 127.0.0.1:8888)")
+    serve.add_argument("--workers", type=int, help="gunicorn workers (default 2)")
+    serve.add_argument("--threads", type=int, help="threads per worker (default 4)")
+    serve.add_argument("--certfile", help="TLS certificate: serve HTTPS")
+    serve.add_argument("--keyfile", help="TLS private key")
+
+    load = sub.add_parser("load", help="load a Kubernetes List of Nodes and Pods into Redis")
+    _common(load)
+    load.add_argument("file", help="JSON file ('-' for stdin), e.g. kubectl get nodes,pods -A -o json")
+    load.add_argument("--merge", action="store_true", help="merge into the state instead of replacing it")
+
+    sim = sub.add_parser("simulate", help="write a synthetic cluster as a Kubernetes List")
+    for name, default in (("nodes", 30), ("zones", 3), ("regions", 1), ("racks-per-zone", 0),
+                          ("clusters", 2), ("shards", 4), ("replicas", 2), ("filler-per-node", 2),
+                          ("seed", 1)):
+        sim.add_argument(f"--{name}", type=int, default=default)
+    sim.add_argument("--placed", type=float, default=0.5, help="fraction of Redis pods already placed")
+    sim.add_argument("--out", required=True, help="output file ('-' for stdout)")
+
+    run = sub.add_parser("run", help="the embedded default: local Redis + simulated cluster + extender")
+    _common(run)
+    run.add_argument("--bind", default="127.0.0.1:8888")
+    run.add_argument("--nodes", type=int, default=30)
+    run.add_argument("--workers", type=int, default=2)
+    run.add_argument("--no-serve", action="store_true", help="prepare and print, then stop (for tests)")
+
+    config = sub.add_parser("config", help="validate the configuration, or print its documentation")
+    _common(config)
+    config.add_argument("--markdown", action="store_true", help="print the README table of options")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(COMMANDS[ns.command](ns) or 0)
+    except SettingsError as exc:
+        print(f"redis-extender: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_serve(ns: argparse.Namespace) -> int:
+    from .service.server import serve
+
+    settings = _settings(ns, **{"service.bind": ns.bind, "service.workers": ns.workers,
+                                "service.threads": ns.threads, "service.certfile": ns.certfile,
+                                "service.keyfile": ns.keyfile})
+    serve(settings)
+    return 0
+
+
+def cmd_load(ns: argparse.Namespace) -> int:
+    import redis
+
+    from .identity import Identifier
+    from .state.loader import LoadError, load_list
+    from .state.redis_store import RedisStore
+
+    settings = _settings(ns)
+    try:
+        data = sys.stdin.buffer.read() if ns.file == "-" else Path(ns.file).read_bytes()
+        document = orjson.loads(data)
+    except (OSError, orjson.JSONDecodeError) as exc:
+        print(f"redis-extender load: cannot read {ns.file}: {exc}", file=sys.stderr)
+        return 1
+    store = RedisStore.from_url(settings.store.redis_url, settings.store.key_prefix, timeout=10)
+    try:
+        nodes, pods = load_list(store, document, Identifier(settings.identity), replace=not ns.merge)
+    except LoadError as exc:
+        print(f"redis-extender load: {ns.file}: {exc}", file=sys.stderr)
+        return 1
+    except redis.RedisError as exc:
+        print(f"redis-extender load: Redis at {settings.store.redis_url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"loaded {nodes} nodes and {pods} pods into {settings.store.redis_url}")
+    return 0
+
+
+def cmd_simulate(ns: argparse.Namespace) -> int:
+    from .simulate import Shape, generate
+
+    shape = Shape(nodes=ns.nodes, zones=ns.zones, regions=ns.regions, racks_per_zone=ns.racks_per_zone,
+                  clusters=ns.clusters, shards=ns.shards, replicas=ns.replicas, placed=ns.placed,
+                  filler_per_node=ns.filler_per_node, seed=ns.seed)
+    data = orjson.dumps(generate(shape), option=orjson.OPT_INDENT_2)
+    if ns.out == "-":
+        sys.stdout.buffer.write(data)
+    else:
+        Path(ns.out).write_bytes(data)
+        print(f"wrote {ns.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    from .embedded import run
+
+    return run(ns)
+
+
+def cmd_config(ns: argparse.Namespace) -> int:
+    if ns.markdown:
+        print(settings_mod.markdown_table())
+        return 0
+    settings = _settings(ns)
+    print(orjson.dumps(settings, option=orjson.OPT_INDENT_2, default=_plain).decode())
+    return 0
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (tuple, frozenset)):
+        return list(value)
+    if hasattr(value, "__dict__"):
+        return vars(value)
+    raise TypeError
+
+
+COMMANDS = {"serve": cmd_serve, "load": cmd_load, "simulate": cmd_simulate, "run": cmd_run,
+            "config": cmd_config}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The vocabulary of the pure core: frozen records with no I/O behind them.
+
+Everything here is built by the edges (protocol, store, simulate) and read by the policy.
+Memory is in bytes and CPU in millicores everywhere, so no layer re-parses quantities.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Mapping
+
+UNKNOWN = None
+"""A domain value that is not known (the node lacks the label, or the node is not cached)."""
+
+DomainValue = str | None
+
+
+class Role(str, Enum):
+    MASTER = "master"
+    REPLICA = "replica"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """Which Redis deployment, shard and role a pod belongs to.
+
+    `cluster` is namespace-qualified ("ns/name") because two namespaces may each run a
+    cluster called "cache". `shard` is None when the pod's shard cannot be told: such a pod
+    is spread with the rest of its cluster but has no siblings to avoid.
+    """
+
+    cluster: str
+    shard: str | None
+    role: Role = Role.UNKNOWN
+
+    @property
+    def cluster_name(self) -> str:
+        return self.cluster.split("/", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """What a decision needs of a node that changes rarely: its domains and its size.
+
+    `domains[i]` is the value at level i (see Settings.domains.levels); None is unknown.
+    Allocatable figures are None when unknown (node not cached): never rejected on resources.
+    What is requested on the node changes with every placement, so it lives apart, in
+    Snapshot.requested_*, and the node table can be cached for longer.
+    """
+
+    name: str
+    domains: tuple[DomainValue, ...]
+    allocatable_memory: int | None = None
+    allocatable_cpu: int | None = None
+    ready: bool = True
+    known: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """A placed pod of the same shard as the pod being scheduled (a 'copy' of its data)."""
+
+    pod: str  # "namespace/name"
+    node: str
+    role: Role
+
+    @property
+    def pod_name(self) -> str:
+        return self.pod.split("/", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class PodRequest:
+    """The pod being scheduled, as the policy sees it."""
+
+    namespace: str
+    name: str
+    uid: str
+    member: Member | None
+    memory_request: int = 0
+    cpu_request: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterCounts:
+    """Pods and masters of one cluster per node, the raw material of cluster spread."""
+
+    pods_per_node: dict[str, int] = field(default_factory=dict)
+    masters_per_node: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything one decision reads, assembled once per request.
+
+    `nodes` maps every known node (candidates and the nodes holding copies); a candidate
+    absent from it is unknown at every level. `requested_*` are the summed requests of all
+    pods on each node (every pod, not only Redis ones, and including placements this service
+    recorded before the API reported them). `level_domains[i]` is the set of known domain
+    values at level i across the cluster, to skip levels that cannot spread anything.
+    """
+
+    level_names: tuple[str, ...]
+    nodes: Mapping[str, Node]
+    copies: tuple[Copy, ...] = ()
+    cluster: ClusterCounts = field(default_factory=ClusterCounts)
+    level_domains: tuple[frozenset[str], ...] = ()
+    requested_memory: Mapping[str, int] = field(default_factory=dict)
+    requested_cpu: Mapping[str, int] = field(default_factory=dict)
+
+    def node(self, name: str) -> Node:
+        found = self.nodes.get(name)
+        if found is not None:
+            return found
+        return Node(name=name, domains=(UNKNOWN,) * len(self.level_names), known=False)
+
+    def memory_headroom(self, node: Node) -> int | None:
+        if node.allocatable_memory is None:
+            return None
+        return node.allocatable_memory - self.requested_memory.get(node.name, 0)

@@ -1,0 +1,100 @@
+"""Per-request precomputation shared by filter and score: counts per domain at each level.
+
+Built once from a Snapshot (as kube-scheduler's PodTopologySpread does in PreFilter), so a
+verdict or score per candidate is a few dictionary lookups.
+
+Unknown domains are pessimistic: a candidate whose domain at a level is unknown is counted
+as holding as many copies as the most crowded domain (or the copies whose own domain is
+unknown, if more). It never looks spread, and it is rejected like a conflicting node when
+known-good candidates exist.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..domains import level_title
+from ..model import Copy, DomainValue, Member, Role, Snapshot
+
+
+@dataclass
+class Tally:
+    """Counts per known domain at one level, plus those whose domain is unknown."""
+
+    known: Counter[str] = field(default_factory=Counter)
+    unknown: int = 0
+
+    def add(self, value: DomainValue, amount: int = 1) -> None:
+        if value is None:
+            self.unknown += amount
+        else:
+            self.known[value] += amount
+
+    def at(self, value: DomainValue) -> int:
+        """The count a candidate in `value` would join; pessimistic for unknown."""
+        if value is not None:
+            return self.known.get(value, 0)
+        return max(max(self.known.values(), default=0), self.unknown)
+
+
+@dataclass
+class LevelView:
+    index: int
+    label: str
+    title: str
+    active: bool  # more than one known domain: a level that can spread something
+    copies: Tally
+    cluster_pods: Tally
+    masters: Tally
+    holders: dict[str, list[Copy]]  # known domain -> the copies in it, for reasons
+
+
+@dataclass
+class Spread:
+    member: Member
+    levels: list[LevelView]
+    copy_nodes: dict[str, list[Copy]]  # node name -> copies on it (the hard node rule)
+
+
+def own_copies(snapshot: Snapshot, pod_key: str) -> tuple[Copy, ...]:
+    """The shard's placed copies, minus the pod itself (a recreated StatefulSet pod keeps its
+    name, and its old record may still name the old node until the delete is seen)."""
+    return tuple(c for c in snapshot.copies if c.pod != pod_key and c.node)
+
+
+def build(member: Member, snapshot: Snapshot, pod_key: str, own_node: str | None = None) -> Spread:
+    """Count copies, cluster pods and masters per domain at every level.
+
+    `own_node`: where the store still places this very pod (a stale record); it is taken
+    out of the cluster counts so a pod does not avoid its own ghost.
+    """
+    copies = own_copies(snapshot, pod_key)
+    pods_per_node = dict(snapshot.cluster.pods_per_node)
+    masters_per_node = dict(snapshot.cluster.masters_per_node)
+    if own_node and pods_per_node.get(own_node, 0) > 0:
+        pods_per_node[own_node] -= 1
+        if member.role is Role.MASTER and masters_per_node.get(own_node, 0) > 0:
+            masters_per_node[own_node] -= 1
+
+    levels = []
+    for index, label in enumerate(snapshot.level_names):
+        view = LevelView(index, label, level_title(label), False, Tally(), Tally(), Tally(), {})
+        for c in copies:
+            value = snapshot.node(c.node).domains[index]
+            view.copies.add(value)
+            if value is not None:
+                view.holders.setdefault(value, []).append(c)
+        for node, count in pods_per_node.items():
+            if count:
+                view.cluster_pods.add(snapshot.node(node).domains[index], count)
+        for node, count in masters_per_node.items():
+            if count:
+                view.masters.add(snapshot.node(node).domains[index], count)
+        known = snapshot.level_domains[index] if index < len(snapshot.level_domains) else frozenset()
+        view.active = len(known | view.holders.keys()) > 1
+        levels.append(view)
+
+    copy_nodes: dict[str, list[Copy]] = {}
+    for c in copies:
+        copy_nodes.setdefault(c.node, []).append(c)
+    return Spread(member=member, levels=levels, copy_nodes=copy_nodes)

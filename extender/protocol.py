@@ -1,0 +1,205 @@
+"""The extender wire protocol <-> the model. Pure: bytes in, objects out, bytes back.
+
+Upstream types: k8s.io/kube-scheduler/extender/v1/types.go (ExtenderArgs, ExtenderFilterResult,
+HostPriorityList, ExtenderBindingArgs). The Go structs have no json tags, so top-level keys
+are capitalized field names; Go decodes case-insensitively, so we accept any case and always
+send the capitalized form. Lists in replies are never null.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import orjson
+
+from . import quantity
+from .domains import domain_path
+from .identity import Identifier
+from .model import Node, PodRequest
+
+
+class ProtocolError(ValueError):
+    """A request the extender cannot read: answered 400 with this message."""
+
+
+@dataclass
+class ExtenderArgs:
+    pod: PodRequest
+    pod_labels: Mapping[str, str]
+    node_names: list[str]
+    nodes: list[dict[str, Any]] | None  # full Node objects (nodeCacheCapable=false), else None
+    names_mode: bool  # the request carried NodeNames: reply with NodeNames
+
+
+@dataclass
+class BindingArgs:
+    pod_name: str
+    pod_namespace: str
+    pod_uid: str
+    node: str
+
+
+def _fold(body: Any, what: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ProtocolError(f"{what} must be a JSON object, got {type(body).__name__}")
+    return {str(k).lower(): v for k, v in body.items()}
+
+
+def loads(data: bytes) -> Any:
+    if not data:
+        raise ProtocolError("empty request body: expected a JSON object")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"malformed JSON: {exc}") from exc
+
+
+def parse_extender_args(data: bytes, identifier: Identifier) -> ExtenderArgs:
+    body = _fold(loads(data), "request body")
+    pod = body.get("pod")
+    if pod is None:
+        raise ProtocolError("missing 'Pod': ExtenderArgs must carry the pod being scheduled")
+    pod_request, labels = parse_pod(pod, identifier)
+
+    names = body.get("nodenames")
+    nodes_list = body.get("nodes")
+    if names is None and nodes_list is None:
+        raise ProtocolError("missing candidates: one of 'Nodes' or 'NodeNames' must be given")
+    full_nodes: list[dict[str, Any]] | None = None
+    if nodes_list is not None:
+        items = _fold(nodes_list, "'Nodes'").get("items")
+        if items is None:
+            items = []
+        if not isinstance(items, list):
+            raise ProtocolError("'Nodes.items' must be a list of Node objects")
+        full_nodes = []
+        for i, node in enumerate(items):
+            if not isinstance(node, dict) or not isinstance(node.get("metadata"), dict) \
+                    or not isinstance(node["metadata"].get("name"), str):
+                raise ProtocolError(f"'Nodes.items[{i}]' is not a Node with metadata.name")
+            full_nodes.append(node)
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ProtocolError("'NodeNames' must be a list of strings")
+        node_names = list(names)
+    else:
+        node_names = [n["metadata"]["name"] for n in full_nodes or []]
+    return ExtenderArgs(pod=pod_request, pod_labels=labels, node_names=node_names,
+                        nodes=full_nodes, names_mode=names is not None)
+
+
+def parse_pod(pod: Any, identifier: Identifier) -> tuple[PodRequest, Mapping[str, str]]:
+    if not isinstance(pod, dict):
+        raise ProtocolError(f"'Pod' must be a JSON object, got {type(pod).__name__}")
+    meta = pod.get("metadata")
+    if not isinstance(meta, dict):
+        raise ProtocolError("'Pod.metadata' must be an object")
+    name, namespace = meta.get("name"), meta.get("namespace") or "default"
+    if not isinstance(name, str) or not name:
+        raise ProtocolError("'Pod.metadata.name' must be a non-empty string")
+    if not isinstance(namespace, str):
+        raise ProtocolError("'Pod.metadata.namespace' must be a string")
+    labels = meta.get("labels") or {}
+    if not isinstance(labels, dict):
+        raise ProtocolError("'Pod.metadata.labels' must be an object")
+    spec = pod.get("spec") or {}
+    if not isinstance(spec, dict):
+        raise ProtocolError("'Pod.spec' must be an object")
+    try:
+        memory, cpu = pod_requests(spec)
+    except (quantity.QuantityError, TypeError, AttributeError) as exc:
+        raise ProtocolError(f"'Pod.spec' has a bad resource request: {exc}") from exc
+    member = identifier.member(namespace, name, labels)
+    uid = meta.get("uid") or ""
+    return PodRequest(namespace=namespace, name=name, uid=str(uid), member=member,
+                      memory_request=memory, cpu_request=cpu), labels
+
+
+def pod_requests(spec: Mapping[str, Any]) -> tuple[int, int]:
+    """Effective (memory bytes, CPU millicores) as the scheduler computes it:
+    max(sum of containers, largest init container) + pod overhead."""
+    def one(container: Mapping[str, Any]) -> tuple[int, int]:
+        requests = ((container.get("resources") or {}).get("requests") or {})
+        return (quantity.to_bytes(requests["memory"]) if "memory" in requests else 0,
+                quantity.to_millicores(requests["cpu"]) if "cpu" in requests else 0)
+
+    mem = cpu = 0
+    for c in spec.get("containers") or []:
+        m, c_ = one(c)
+        mem, cpu = mem + m, cpu + c_
+    for c in spec.get("initContainers") or []:
+        m, c_ = one(c)
+        mem, cpu = max(mem, m), max(cpu, c_)
+    overhead = spec.get("overhead") or {}
+    if "memory" in overhead:
+        mem += quantity.to_bytes(overhead["memory"])
+    if "cpu" in overhead:
+        cpu += quantity.to_millicores(overhead["cpu"])
+    return mem, cpu
+
+
+def node_from_object(obj: Mapping[str, Any], levels: tuple[str, ...]) -> Node:
+    """A Node from its API object (domains, allocatable, readiness); requests come from the store."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    spec = obj.get("spec") or {}
+    allocatable = status.get("allocatable") or status.get("capacity") or {}
+    ready = True
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            ready = condition.get("status") == "True"
+    try:
+        memory = quantity.to_bytes(allocatable["memory"]) if "memory" in allocatable else None
+        cpu = quantity.to_millicores(allocatable["cpu"]) if "cpu" in allocatable else None
+    except quantity.QuantityError:
+        memory = cpu = None
+    name = meta.get("name", "")
+    return Node(name=name, domains=domain_path(name, meta.get("labels"), levels),
+                allocatable_memory=memory, allocatable_cpu=cpu,
+                ready=ready and not spec.get("unschedulable", False))
+
+
+def parse_binding(data: bytes) -> BindingArgs:
+    body = _fold(loads(data), "request body")
+    values = {}
+    for key in ("podname", "podnamespace", "poduid", "node"):
+        value = body.get(key)
+        if not isinstance(value, str) or (key != "poduid" and not value):
+            raise ProtocolError(f"ExtenderBindingArgs needs a string '{_CAPS[key]}'")
+        values[key] = value
+    return BindingArgs(values["podname"], values["podnamespace"], values["poduid"], values["node"])
+
+
+_CAPS = {"podname": "PodName", "podnamespace": "PodNamespace", "poduid": "PodUID", "node": "Node"}
+
+
+def filter_reply(args: ExtenderArgs, accepted: list[str], failed: Mapping[str, str],
+                 unresolvable: Mapping[str, str], error: str = "") -> bytes:
+    """ExtenderFilterResult. Nodes rejected as unresolvable are listed in FailedNodes too:
+    kube-scheduler v1.20 knows only FailedNodes (so its event shows the reason), and newer
+    ones let FailedAndUnresolvableNodes take precedence for a node found in both."""
+    keep = set(accepted)
+    nodes = None
+    if args.nodes is not None:
+        nodes = {"metadata": {}, "items": [n for n in args.nodes if n["metadata"]["name"] in keep]}
+    reply = {
+        "Nodes": nodes,
+        "NodeNames": [n for n in args.node_names if n in keep],
+        "FailedNodes": {**failed, **unresolvable},
+        "FailedAndUnresolvableNodes": dict(unresolvable),
+        "Error": error,
+    }
+    return orjson.dumps(reply)
+
+
+def error_filter_reply(args: ExtenderArgs | None, error: str) -> bytes:
+    return orjson.dumps({"Nodes": None, "NodeNames": [], "FailedNodes": {},
+                         "FailedAndUnresolvableNodes": {}, "Error": error})
+
+
+def prioritize_reply(node_names: list[str], scores: Mapping[str, int]) -> bytes:
+    return orjson.dumps([{"Host": n, "Score": int(scores.get(n, 0))} for n in node_names])
+
+
+def bind_reply(error: str = "") -> bytes:
+    return orjson.dumps({"Error": error})

@@ -1,0 +1,163 @@
+"""The Flask app factory and its routes: capped read -> validate (400) -> core -> encode.
+
+Routes:
+  POST /filter, /prioritize, /bind   the extender verbs (extender-protocol)
+  GET  /healthz                      the process answers
+  GET  /readyz                       Redis reachable and state loaded (503 otherwise)
+  GET  /metrics                      Prometheus
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import orjson
+import redis
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from ..identity import Identifier
+from ..model import Member, PodRequest, Role
+from ..protocol import (ProtocolError, bind_reply, filter_reply, parse_binding, parse_extender_args,
+                        prioritize_reply)
+from ..settings import Settings
+from ..state.cache import StateCache
+from ..state.redis_store import RedisStore
+from . import metrics
+from .decisions import Decider
+
+log = logging.getLogger(__name__)
+JSON = "application/json"
+
+Binder = Callable[[str, str, str, str], None]
+"""(namespace, name, uid, node) -> None; creates the Binding in the API (raises on failure)."""
+
+
+def create_app(settings: Settings, cache: StateCache | None = None, binder: Binder | None = None) -> Flask:
+    app = Flask("redis-extender")
+    app.config["MAX_CONTENT_LENGTH"] = settings.service.max_body_bytes
+    if cache is None:
+        store = RedisStore.from_url(settings.store.redis_url, settings.store.key_prefix,
+                                    settings.store.socket_timeout)
+        s = settings.store
+        cache = StateCache(store, settings.domains.levels, ttl=s.cache_ttl, node_ttl=s.node_cache_ttl,
+                           max_staleness=s.max_staleness, retry_after=s.retry_after)
+    cache.stats.listeners.append(metrics.cache_listener)
+    identifier = Identifier(settings.identity)
+    decider = Decider(settings, cache, identifier)
+    app.extensions["redis_extender"] = decider
+
+    def reply(body: bytes, verb: str, started: float, code: int = 200) -> Response:
+        metrics.REQUESTS.labels(verb, str(code)).inc()
+        metrics.LATENCY.labels(verb).observe(time.perf_counter() - started)
+        return Response(body, status=code, mimetype=JSON)
+
+    def bad(verb: str, started: float, message: str, code: int = 400) -> Response:
+        return reply(orjson.dumps({"Error": message}), verb, started, code)
+
+    @app.post("/filter")
+    def filter_route() -> Response:
+        started = time.perf_counter()
+        try:
+            args = parse_extender_args(request.get_data(cache=False), identifier)
+        except ProtocolError as exc:
+            return bad("filter", started, str(exc))
+        result, error = decider.filter(args)
+        metrics.DECISIONS.labels("error" if error else result.outcome.value).inc()
+        if result.unknown_domain_nodes:
+            metrics.UNKNOWN_DOMAIN.inc(result.unknown_domain_nodes)
+        body = filter_reply(args, result.accepted, result.failed, result.unresolvable, error)
+        return reply(body, "filter", started)
+
+    @app.post("/prioritize")
+    def prioritize_route() -> Response:
+        started = time.perf_counter()
+        try:
+            args = parse_extender_args(request.get_data(cache=False), identifier)
+        except ProtocolError as exc:
+            return bad("prioritize", started, str(exc))
+        return reply(prioritize_reply(args.node_names, decider.prioritize(args)), "prioritize", started)
+
+    @app.post("/bind")
+    def bind_route() -> Response:
+        started = time.perf_counter()
+        try:
+            args = parse_binding(request.get_data(cache=False))
+        except ProtocolError as exc:
+            return bad("bind", started, str(exc))
+        error = bind(decider, binder, args.pod_namespace, args.pod_name, args.pod_uid, args.node)
+        return reply(bind_reply(error), "bind", started)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response(b'{"status":"ok"}', mimetype=JSON)
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        try:
+            cache.store.ping()
+            meta = cache.store.meta()
+        except redis.RedisError as exc:
+            return Response(orjson.dumps({"status": "unready", "reason": f"redis unreachable: {exc}"}),
+                            status=503, mimetype=JSON)
+        if "loaded_at" not in meta:
+            return Response(orjson.dumps({"status": "unready", "reason": "no state loaded yet"}),
+                            status=503, mimetype=JSON)
+        metrics.STATE_AGE.set(float(meta["loaded_at"]))
+        return Response(orjson.dumps({"status": "ready", **meta}), mimetype=JSON)
+
+    @app.get("/metrics")
+    def metrics_route() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, content_type=content_type)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge) -> Response:
+        verb = request.path.strip("/") or "other"
+        return bad(verb, time.perf_counter(), f"request body over the {settings.service.max_body_bytes} byte cap", 413)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        return Response(orjson.dumps({"Error": f"{exc.code} {exc.name}: {exc.description}"}),
+                        status=exc.code or 500, mimetype=JSON)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unexpected error on %s", request.path)
+        return Response(orjson.dumps({"Error": f"internal error: {type(exc).__name__}"}),
+                        status=500, mimetype=JSON)
+
+    return app
+
+
+def bind(decider: Decider, binder: Binder | None, namespace: str, name: str, uid: str, node: str) -> str:
+    """Record the placement atomically, then create the Binding. Returns an Error text or ""."""
+    store = decider.cache.store
+    try:
+        stored = store.pod(namespace, name)
+    except redis.RedisError as exc:
+        decider.cache.note_failure()
+        return f"redis-extender: cannot record placement (redis: {exc})"
+    if stored and stored.get("cluster"):
+        member = Member(cluster=stored["cluster"], shard=stored.get("shard") or None,
+                        role=Role(stored.get("role") or "unknown"))
+        pod = PodRequest(namespace=namespace, name=name, uid=uid or stored.get("uid", ""), member=member,
+                         memory_request=int(stored.get("mem") or 0), cpu_request=int(stored.get("cpu") or 0))
+        try:
+            result = decider.record(pod, node)
+        except redis.RedisError as exc:
+            decider.cache.note_failure()
+            return f"redis-extender: cannot record placement (redis: {exc})"
+        metrics.PLACEMENTS.labels(result.status).inc()
+        if not result.ok:
+            other, _, role = result.detail.partition("\t")
+            return (f"redis-extender: {node} already holds shard {member.shard} of {member.cluster_name} "
+                    f"({other.split('/', 1)[-1]}, {role}); retry scheduling")
+    if binder is not None:
+        try:
+            binder(namespace, name, uid, node)
+        except Exception as exc:  # the API said no: the scheduler will retry the pod
+            log.warning("binding %s/%s to %s failed: %s", namespace, name, node, exc)
+            return f"redis-extender: binding failed: {exc}"
+    return ""

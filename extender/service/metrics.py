@@ -1,0 +1,39 @@
+"""Prometheus metrics. Defined once per process (the client's registry is process-global).
+
+Under gunicorn, `serve` sets PROMETHEUS_MULTIPROC_DIR so /metrics aggregates every worker.
+"""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
+                               generate_latest, multiprocess)
+
+REQUESTS = Counter("redis_extender_requests_total", "HTTP requests by verb and status code",
+                   ["verb", "code"])
+LATENCY = Histogram("redis_extender_request_seconds", "Request latency by verb", ["verb"],
+                    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+DECISIONS = Counter("redis_extender_decisions_total",
+                    "Filter decisions by outcome (spread, relaxed, no_fit, passthrough, error)",
+                    ["outcome"])
+CACHE = Counter("redis_extender_cache_events_total",
+                "State cache events (hits, misses, stale_served, redis_errors)", ["event"])
+UNKNOWN_DOMAIN = Counter("redis_extender_unknown_domain_candidates_total",
+                         "Candidate nodes of Redis pods with an unknown failure domain at some level")
+PLACEMENTS = Counter("redis_extender_placements_total", "Check-and-record results (ok, conflict, stale)",
+                     ["status"])
+STATE_AGE = Gauge("redis_extender_state_loaded_timestamp_seconds",
+                  "When the state in Redis was last loaded or synced (unix time)",
+                  multiprocess_mode="max")
+
+
+def cache_listener(event: str) -> None:
+    CACHE.labels(event).inc()
+
+
+def exposition() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

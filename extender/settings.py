@@ -1,0 +1,280 @@
+"""All configuration in one place: typed, grouped by concern, validated at start.
+
+Sources, later wins: built-in defaults < a TOML file (REDIS_EXTENDER_CONFIG or --config) <
+environment variables < command-line flags. Every option is declared once in OPTIONS, which
+also generates the README's table (`redis-extender config --markdown`), so docs and code
+cannot drift. All errors are reported together, each naming the source of the bad value.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_LEVELS = ("kubernetes.io/hostname", "topology.kubernetes.io/zone", "topology.kubernetes.io/region")
+PRESETS = ("default", "kubedb", "valkey", "ot", "spotahome", "bitnami")
+ON_UNAVAILABLE = ("fail-closed", "fail-open")
+
+
+class SettingsError(ValueError):
+    """Every problem found in the configuration, so an operator fixes them in one go."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    """How a pod's cluster, shard and role are read from its labels (see identity.py)."""
+
+    preset: str = "default"
+    cluster_label: str | None = None  # None: the preset's
+    shard_label: str | None = None
+    role_label: str | None = None
+    shards_label: str = "redis-extender.io/shards"
+    cluster_shards: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DomainSettings:
+    levels: tuple[str, ...] = DEFAULT_LEVELS
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """Weights of the prioritize formula (policy/score.py). Defaults make it near-lexicographic:
+    shard spread, then cluster spread, then master balance, then headroom."""
+
+    shard: float = 8.0
+    cluster: float = 2.0
+    masters: float = 1.0
+    headroom: float = 0.5
+    level_weights: tuple[float, ...] = ()  # empty: 1, 2, 4, ... (higher levels weigh more)
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    redis_url: str = DEFAULT_REDIS_URL
+    key_prefix: str = "rx:{main}:"
+    socket_timeout: float = 0.05
+    cache_ttl: float = 1.0
+    node_cache_ttl: float = 2.0
+    max_staleness: float = 30.0
+    retry_after: float = 1.0
+    on_unavailable: str = "fail-closed"
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    bind: str = "127.0.0.1:8888"
+    workers: int = 2
+    threads: int = 4
+    max_body_bytes: int = 64 * 2**20
+    certfile: str | None = None
+    keyfile: str | None = None
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class Settings:
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
+    domains: DomainSettings = field(default_factory=DomainSettings)
+    score: ScoreSettings = field(default_factory=ScoreSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+
+    @property
+    def level_weights(self) -> tuple[float, ...]:
+        if self.score.level_weights:
+            return self.score.level_weights
+        return tuple(float(2**i) for i in range(len(self.domains.levels)))
+
+
+# --- parsing of single values -------------------------------------------------------------
+
+def _str_list(text: Any) -> tuple[str, ...]:
+    items = text if isinstance(text, list) else str(text).split(",")
+    return tuple(str(i).strip() for i in items if str(i).strip())
+
+
+def _float_list(text: Any) -> tuple[float, ...]:
+    return tuple(float(i) for i in _str_list(text))
+
+
+def _shard_map(text: Any) -> dict[str, int]:
+    if isinstance(text, dict):
+        return {str(k): int(v) for k, v in text.items()}
+    result: dict[str, int] = {}
+    for item in _str_list(text):
+        name, sep, count = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected cluster=count, got {item!r}")
+        result[name.strip()] = int(count)
+    return result
+
+
+def _optional_str(text: Any) -> str | None:
+    return str(text) if str(text) else None
+
+
+@dataclass(frozen=True)
+class Option:
+    section: str
+    name: str
+    env: str
+    parse: Callable[[Any], Any]
+    help: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("store", "redis_url", "REDIS_URL", str, "Redis holding the shared state (redis://, rediss://, unix://)."),
+    Option("store", "key_prefix", "REDIS_EXTENDER_KEY_PREFIX", str,
+           "Prefix of every key; its {hash tag} keeps all keys in one slot so Lua stays atomic on a Redis Cluster."),
+    Option("store", "socket_timeout", "REDIS_EXTENDER_REDIS_TIMEOUT", float,
+           "Seconds per Redis call before it counts as down (keeps answers under 100 ms)."),
+    Option("store", "cache_ttl", "REDIS_EXTENDER_CACHE_TTL", float,
+           "Seconds a shard/cluster/usage read is served from process memory."),
+    Option("store", "node_cache_ttl", "REDIS_EXTENDER_NODE_CACHE_TTL", float,
+           "Seconds between checks of the node table's generation."),
+    Option("store", "max_staleness", "REDIS_EXTENDER_MAX_STALENESS", float,
+           "While Redis is down, decide from state at most this old (seconds)."),
+    Option("store", "retry_after", "REDIS_EXTENDER_RETRY_AFTER", float,
+           "After a Redis failure, seconds before this process tries Redis again."),
+    Option("store", "on_unavailable", "REDIS_EXTENDER_ON_UNAVAILABLE", str,
+           "When state is missing or too old: fail-closed (filter answers Error) or fail-open (accept all)."),
+    Option("identity", "preset", "REDIS_EXTENDER_PRESET", str,
+           "Label convention: " + ", ".join(PRESETS) + "."),
+    Option("identity", "cluster_label", "REDIS_EXTENDER_CLUSTER_LABEL", _optional_str, "Pod label naming the cluster (overrides the preset)."),
+    Option("identity", "shard_label", "REDIS_EXTENDER_SHARD_LABEL", _optional_str, "Pod label naming the shard (overrides the preset)."),
+    Option("identity", "role_label", "REDIS_EXTENDER_ROLE_LABEL", _optional_str, "Pod label naming the role (overrides the preset)."),
+    Option("identity", "shards_label", "REDIS_EXTENDER_SHARDS_LABEL", str,
+           "Pod label declaring a cluster's shard count (enables the StatefulSet ordinal rule)."),
+    Option("identity", "cluster_shards", "REDIS_EXTENDER_CLUSTER_SHARDS", _shard_map,
+           "Shard counts by cluster, 'ns/name=3,other=6' (a bare name matches any namespace)."),
+    Option("domains", "levels", "REDIS_EXTENDER_LEVELS", _str_list,
+           "Failure-domain node labels, smallest first (comma-separated)."),
+    Option("score", "shard", "REDIS_EXTENDER_WEIGHT_SHARD", float, "Weight of spreading the pod's shard."),
+    Option("score", "cluster", "REDIS_EXTENDER_WEIGHT_CLUSTER", float, "Weight of spreading the pod's cluster."),
+    Option("score", "masters", "REDIS_EXTENDER_WEIGHT_MASTERS", float, "Weight of balancing masters (master pods only)."),
+    Option("score", "headroom", "REDIS_EXTENDER_WEIGHT_HEADROOM", float, "Weight of free memory/CPU after placement."),
+    Option("score", "level_weights", "REDIS_EXTENDER_LEVEL_WEIGHTS", _float_list,
+           "Weight per level, same order as levels (default 1,2,4,...)."),
+    Option("service", "bind", "REDIS_EXTENDER_BIND", str, "HOST:PORT to serve on."),
+    Option("service", "workers", "REDIS_EXTENDER_WORKERS", int, "gunicorn worker processes."),
+    Option("service", "threads", "REDIS_EXTENDER_THREADS", int, "Threads per worker (gthread: keep-alive connections)."),
+    Option("service", "max_body_bytes", "REDIS_EXTENDER_MAX_BODY", int, "Largest request body; larger gets 413."),
+    Option("service", "certfile", "REDIS_EXTENDER_CERTFILE", _optional_str, "TLS certificate (serve HTTPS)."),
+    Option("service", "keyfile", "REDIS_EXTENDER_KEYFILE", _optional_str, "TLS private key."),
+    Option("service", "log_level", "REDIS_EXTENDER_LOG_LEVEL", str, "debug, info, warning or error."),
+)
+_BY_KEY = {f"{o.section}.{o.name}": o for o in OPTIONS}
+
+
+def load(
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> Settings:
+    """Build validated Settings. `overrides` maps "section.name" (from CLI flags) to values."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    values: dict[str, dict[str, Any]] = {}
+
+    def put(key: str, raw: Any, source: str) -> None:
+        option = _BY_KEY[key]
+        try:
+            values.setdefault(option.section, {})[option.name] = option.parse(raw)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{source}: {raw!r} is not valid for {key} ({exc})")
+
+    config_file = config_file or env.get("REDIS_EXTENDER_CONFIG")
+    if config_file:
+        try:
+            data = tomllib.loads(Path(config_file).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError([f"cannot read config file {config_file}: {exc}"]) from exc
+        for section, table in data.items():
+            if not isinstance(table, dict):
+                problems.append(f"{config_file}: [{section}] must be a table")
+                continue
+            for name, raw in table.items():
+                key = f"{section}.{name}"
+                if key in _BY_KEY:
+                    put(key, raw, f"{config_file} {key}")
+                else:
+                    problems.append(f"{config_file}: unknown option {key}")
+    for option in OPTIONS:
+        if option.env in env:
+            put(f"{option.section}.{option.name}", env[option.env], f"${option.env}")
+    for key, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if key not in _BY_KEY:
+            problems.append(f"unknown option {key}")
+            continue
+        put(key, raw, f"--{_BY_KEY[key].name.replace('_', '-')}")
+
+    base = Settings()
+    sections = {f.name: replace(getattr(base, f.name), **values.get(f.name, {})) for f in fields(Settings)}
+    settings = Settings(**sections)
+    problems.extend(validate(settings))
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def validate(settings: Settings) -> list[str]:
+    problems = []
+    ident, store, service, score = settings.identity, settings.store, settings.service, settings.score
+    if ident.preset not in PRESETS:
+        problems.append(f"identity.preset {ident.preset!r} is not one of {', '.join(PRESETS)}")
+    if any(count < 1 for count in ident.cluster_shards.values()):
+        problems.append("identity.cluster_shards: counts must be >= 1")
+    if not settings.domains.levels:
+        problems.append("domains.levels must name at least one node label")
+    if len(set(settings.domains.levels)) != len(settings.domains.levels):
+        problems.append("domains.levels has duplicates")
+    if score.level_weights and len(score.level_weights) != len(settings.domains.levels):
+        problems.append(f"score.level_weights has {len(score.level_weights)} values for "
+                        f"{len(settings.domains.levels)} levels")
+    if any(w < 0 for w in (score.shard, score.cluster, score.masters, score.headroom, *score.level_weights)):
+        problems.append("score weights must be >= 0")
+    if not store.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        problems.append(f"store.redis_url {store.redis_url!r} must start with redis://, rediss:// or unix://")
+    if not 0 < store.socket_timeout <= 1:
+        problems.append("store.socket_timeout must be in (0, 1] seconds: the scheduler waits 5 s at most")
+    for name in ("cache_ttl", "node_cache_ttl", "max_staleness", "retry_after"):
+        if getattr(store, name) < 0:
+            problems.append(f"store.{name} must be >= 0")
+    if store.on_unavailable not in ON_UNAVAILABLE:
+        problems.append(f"store.on_unavailable must be one of {', '.join(ON_UNAVAILABLE)}")
+    host, sep, port = service.bind.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        problems.append(f"service.bind {service.bind!r} must be HOST:PORT")
+    if service.workers < 1 or service.threads < 1:
+        problems.append("service.workers and service.threads must be >= 1")
+    if service.max_body_bytes < 1024:
+        problems.append("service.max_body_bytes must be >= 1024")
+    if bool(service.certfile) != bool(service.keyfile):
+        problems.append("service.certfile and service.keyfile go together")
+    if service.log_level.lower() not in ("debug", "info", "warning", "error"):
+        problems.append("service.log_level must be debug, info, warning or error")
+    return problems
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated from OPTIONS."""
+    base = Settings()
+    rows = ["| environment variable | TOML key | default | meaning |", "|---|---|---|---|"]
+    for o in OPTIONS:
+        default = getattr(getattr(base, o.section), o.name)
+        if isinstance(default, tuple):
+            default = ",".join(str(d) for d in default) or "(see meaning)"
+        elif isinstance(default, dict):
+            default = "(none)"
+        rows.append(f"| `{o.env}` | `{o.section}.{o.name}` | `{default}` | {o.help} |")
+    return "\n".join(rows)

@@ -1,0 +1,191 @@
+"""The in-process cachetools layer in front of Redis, and what happens when Redis is down.
+
+Reads are served from process memory for a short TTL (settings.store.cache_ttl; the node
+table is revalidated by its generation counter every node_cache_ttl). Writes made by this
+process invalidate what they touch, so a placement it records is seen by its next decision.
+Other replicas' writes are seen within the TTL; that is safe because the decision that
+matters (check-and-record) is made atomically inside Redis, not from this cache.
+
+Redis down: a failed call marks Redis down for `retry_after` seconds, during which no call
+is attempted (answers stay fast, far under the scheduler's 5 s). Reads then come from the
+last good value while it is younger than `max_staleness`; past that, StateUnavailable is
+raised and the service applies the documented policy (fail-closed or fail-open).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, TypeVar
+
+import redis
+from cachetools import LRUCache, TTLCache
+
+from ..domains import domain_path
+from ..model import Node
+from .redis_store import NodeRecord, RedisStore, ShardState
+
+T = TypeVar("T")
+
+
+class StateUnavailable(RuntimeError):
+    """Redis cannot be read and the last known state is missing or too old."""
+
+
+@dataclass(frozen=True)
+class NodeTable:
+    generation: int
+    nodes: dict[str, Node]
+    level_domains: tuple[frozenset[str], ...]
+    unknown_by_level: tuple[int, ...]  # nodes with an unknown domain per level (hygiene)
+
+
+def build_node_table(generation: int, records: dict[str, NodeRecord], levels: tuple[str, ...]) -> NodeTable:
+    nodes = {}
+    values: list[set[str]] = [set() for _ in levels]
+    unknown = [0] * len(levels)
+    for name, rec in records.items():
+        path = domain_path(name, rec.labels, levels)
+        nodes[name] = Node(name=name, domains=path, allocatable_memory=rec.memory,
+                           allocatable_cpu=rec.cpu, ready=rec.ready)
+        for i, value in enumerate(path):
+            if value is None:
+                unknown[i] += 1
+            else:
+                values[i].add(value)
+    return NodeTable(generation, nodes, tuple(frozenset(v) for v in values), tuple(unknown))
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    stale_served: int = 0
+    redis_errors: int = 0
+    listeners: list[Callable[[str], None]] = field(default_factory=list)
+
+    def count(self, what: str) -> None:
+        setattr(self, what, getattr(self, what) + 1)
+        for listener in self.listeners:
+            listener(what)
+
+
+class StateCache:
+    def __init__(self, store: RedisStore, levels: tuple[str, ...], ttl: float = 1.0,
+                 node_ttl: float = 2.0, max_staleness: float = 30.0, retry_after: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic, maxsize: int = 4096):
+        self.store = store
+        self.levels = levels
+        self.max_staleness = max_staleness
+        self.retry_after = retry_after
+        self.clock = clock
+        self.node_ttl = node_ttl
+        self.stats = CacheStats()
+        self._fresh: TTLCache[Hashable, Any] = TTLCache(maxsize=maxsize, ttl=ttl, timer=clock)
+        self._last_good: LRUCache[Hashable, tuple[float, Any]] = LRUCache(maxsize=maxsize)
+        self._lock = threading.Lock()
+        self._down_until = 0.0
+        self._table: NodeTable | None = None
+        self._table_checked = -1e18
+        self._table_fetched = -1e18
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def shard(self, cluster: str, shard: str | None) -> ShardState:
+        return self._get(("shard", cluster, shard), lambda: self.store.shard_state(cluster, shard))
+
+    def usage(self) -> tuple[dict[str, int], dict[str, int]]:
+        return self._get(("usage",), self.store.usage)
+
+    def node_table(self) -> NodeTable:
+        """The node table, reloaded only when its generation changed."""
+        now = self.clock()
+        table = self._table
+        if table is not None and now - self._table_checked < self.node_ttl:
+            self.stats.count("hits")
+            return table
+        if self._is_down(now):
+            return self._stale_table(now)
+        try:
+            generation = self.store.node_generation()
+            if table is None or generation != table.generation:
+                self.stats.count("misses")
+                generation, records = self.store.nodes()
+                table = build_node_table(generation, records, self.levels)
+            else:
+                self.stats.count("hits")
+        except redis.RedisError as exc:
+            self._mark_down(now)
+            return self._stale_table(now, exc)
+        with self._lock:
+            self._table, self._table_checked, self._table_fetched = table, now, now
+        return table
+
+    def _stale_table(self, now: float, exc: Exception | None = None) -> NodeTable:
+        if self._table is not None and now - self._table_fetched <= self.max_staleness:
+            self.stats.count("stale_served")
+            return self._table
+        raise StateUnavailable(f"Redis unreachable and no node table younger than "
+                               f"{self.max_staleness:g}s{f': {exc}' if exc else ''}")
+
+    def _get(self, key: Hashable, fetch: Callable[[], T]) -> T:
+        now = self.clock()
+        with self._lock:
+            found = self._fresh.get(key, _MISSING)
+        if found is not _MISSING:
+            self.stats.count("hits")
+            return found
+        self.stats.count("misses")
+        if self._is_down(now):
+            return self._stale(key, now)
+        try:
+            value = fetch()
+        except redis.RedisError as exc:
+            self._mark_down(now)
+            return self._stale(key, now, exc)
+        with self._lock:
+            self._fresh[key] = value
+            self._last_good[key] = (now, value)
+        return value
+
+    def _stale(self, key: Hashable, now: float, exc: Exception | None = None) -> Any:
+        with self._lock:
+            entry = self._last_good.get(key)
+        if entry is not None and now - entry[0] <= self.max_staleness:
+            self.stats.count("stale_served")
+            return entry[1]
+        raise StateUnavailable(f"Redis unreachable and no state for {key[0]} younger than "
+                               f"{self.max_staleness:g}s{f': {exc}' if exc else ''}")
+
+    # -- health ---------------------------------------------------------------------------
+
+    def _is_down(self, now: float) -> bool:
+        return now < self._down_until
+
+    def _mark_down(self, now: float) -> None:
+        self.stats.count("redis_errors")
+        self._down_until = now + self.retry_after
+
+    def note_failure(self) -> None:
+        """A write failed: stop trying Redis for a while, as a failed read would."""
+        self._mark_down(self.clock())
+
+    @property
+    def redis_down(self) -> bool:
+        return self._is_down(self.clock())
+
+    # -- invalidation by this process's writes ---------------------------------------------
+
+    def invalidate_shard(self, cluster: str, shard: str | None) -> None:
+        with self._lock:
+            for key in (("shard", cluster, shard), ("shard", cluster, None), ("usage",)):
+                self._fresh.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._fresh.clear()
+            self._last_good.clear()
+            self._table = None
+
+
+_MISSING = object()

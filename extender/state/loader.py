@@ -1,0 +1,64 @@
+"""Kubernetes objects (Nodes, Pods) -> store records. Used by `load` and, later, the watches."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..identity import Identifier
+from ..protocol import node_from_object, pod_requests
+from ..quantity import QuantityError
+from .redis_store import NodeRecord, PodRecord, RedisStore
+
+
+class LoadError(ValueError):
+    pass
+
+
+def node_record(obj: Mapping[str, Any]) -> NodeRecord:
+    node = node_from_object(obj, ())
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return NodeRecord(name=node.name, labels=dict(labels), memory=node.allocatable_memory,
+                      cpu=node.allocatable_cpu, ready=node.ready)
+
+
+def pod_record(obj: Mapping[str, Any], identifier: Identifier) -> PodRecord:
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    namespace, name = meta.get("namespace") or "default", meta.get("name") or ""
+    try:
+        memory, cpu = pod_requests(spec)
+    except (QuantityError, TypeError, AttributeError):
+        memory = cpu = 0
+    member = identifier.member(namespace, name, meta.get("labels"))
+    return PodRecord(
+        namespace=namespace, name=name, uid=str(meta.get("uid") or ""), node=spec.get("nodeName") or "",
+        memory=memory, cpu=cpu, phase=(obj.get("status") or {}).get("phase") or "Pending",
+        cluster=member.cluster if member else "", shard=(member.shard or "") if member else "",
+        role=member.role.value if member else "")
+
+
+def split_list(document: Any) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """Nodes and Pods of a Kubernetes List (what `kubectl get nodes,pods -A -o json` prints)."""
+    if not isinstance(document, dict) or not isinstance(document.get("items"), list):
+        raise LoadError("expected a Kubernetes List: a JSON object with an 'items' array")
+    nodes, pods = [], []
+    for i, item in enumerate(document["items"]):
+        kind = item.get("kind") if isinstance(item, dict) else None
+        if not isinstance(item, dict) or not (item.get("metadata") or {}).get("name"):
+            raise LoadError(f"items[{i}] has no metadata.name")
+        if kind == "Node":
+            nodes.append(item)
+        elif kind == "Pod":
+            pods.append(item)
+    return nodes, pods
+
+
+def load_list(store: RedisStore, document: Any, identifier: Identifier, replace: bool = True,
+              source: str = "load") -> tuple[int, int]:
+    nodes, pods = split_list(document)
+    if replace:
+        store.clear()
+    store.put_nodes(node_record(n) for n in nodes)
+    count = store.upsert_pods((pod_record(p, identifier) for p in pods), source=source)
+    store.mark_loaded(source, nodes=len(nodes), pods=count)
+    return len(nodes), count
+

@@ -1,0 +1,321 @@
+"""The shared state in Redis: the one module that knows the key schema.
+
+Key schema (P = key prefix, default "rx:{main}:"; the {hash tag} keeps every key in one slot,
+so the Lua scripts stay atomic on a Redis Cluster too):
+
+  P nodes                   HASH node -> JSON {"labels", "mem", "cpu", "ready"} (rarely changes)
+  P gen:nodes               STRING counter, bumped on every node write (cache revalidation)
+  P usage:mem / usage:cpu   HASH node -> summed requests of every non-terminal pod on it
+  P pod:<ns>/<name>         HASH uid node mem cpu phase cluster shard role updated source
+                            (every pod, Redis or not: its requests count toward its node)
+  P shard:<cluster>|<shard> HASH "<ns>/<name>" -> "<node>\\t<role>" for placed copies
+  P shardv:<cluster>|<shard> STRING version, bumped when the shard's copies change
+  P cpods:<cluster>         HASH node -> pods of the cluster on it
+  P cmasters:<cluster>      HASH node -> masters of the cluster on it
+  P clusters                SET of cluster ids ("ns/name")
+  P gen:pods                STRING counter, bumped on every pod write
+  P meta                    HASH loaded_at, source, nodes, pods
+
+Pod writes go through one Lua script that takes the old record out of every index and puts
+the new one in, so indexes never drift, whoever writes (load, watch, bind, several replicas).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import orjson
+import redis
+
+from ..model import ClusterCounts, Copy, Role
+
+TERMINAL_PHASES = ("Succeeded", "Failed")
+
+_APPLY_POD = r"""
+local P, key_id, mode = ARGV[1], ARGV[2], ARGV[3]
+local podkey = P .. 'pod:' .. key_id
+local F = {'uid','node','mem','cpu','phase','cluster','shard','role'}
+local o = redis.call('HMGET', podkey, unpack(F))
+local new = {uid=ARGV[4], node=ARGV[5], mem=ARGV[6], cpu=ARGV[7], phase=ARGV[8],
+             cluster=ARGV[9], shard=ARGV[10], role=ARGV[11]}
+local expect_version, now, source = ARGV[12], ARGV[13], ARGV[14]
+
+local function active(node, phase)
+  return node and node ~= '' and phase ~= 'Succeeded' and phase ~= 'Failed'
+end
+
+if mode == 'delete' then
+  if not o[1] then return {'gone', ''} end
+  if new.uid ~= '' and o[1] ~= new.uid then return {'gone', o[1]} end
+end
+
+if mode == 'record' then
+  -- the check of check-and-record: the node rule, and the caller's view of the shard
+  if new.shard ~= '' then
+    local skey = P .. 'shard:' .. new.cluster .. '|' .. new.shard
+    if expect_version ~= '' then
+      local v = redis.call('GET', P .. 'shardv:' .. new.cluster .. '|' .. new.shard) or '0'
+      if v ~= expect_version then return {'stale', v} end
+    end
+    local copies = redis.call('HGETALL', skey)
+    for i = 1, #copies, 2 do
+      if copies[i] ~= key_id then
+        local tab = string.find(copies[i+1], '\t', 1, true)
+        if string.sub(copies[i+1], 1, tab - 1) == new.node then
+          return {'conflict', copies[i] .. '\t' .. string.sub(copies[i+1], tab + 1)}
+        end
+      end
+    end
+  end
+end
+
+-- take the old record out of every index
+if o[1] then
+  if active(o[2], o[5]) then
+    redis.call('HINCRBY', P .. 'usage:mem', o[2], -tonumber(o[3] or '0'))
+    redis.call('HINCRBY', P .. 'usage:cpu', o[2], -tonumber(o[4] or '0'))
+    if o[6] and o[6] ~= '' then
+      redis.call('HINCRBY', P .. 'cpods:' .. o[6], o[2], -1)
+      if o[8] == 'master' then redis.call('HINCRBY', P .. 'cmasters:' .. o[6], o[2], -1) end
+    end
+  end
+  if o[6] and o[6] ~= '' and o[7] and o[7] ~= '' then
+    if redis.call('HDEL', P .. 'shard:' .. o[6] .. '|' .. o[7], key_id) == 1 then
+      redis.call('INCR', P .. 'shardv:' .. o[6] .. '|' .. o[7])
+    end
+  end
+  redis.call('DEL', podkey)
+end
+
+if mode ~= 'delete' then
+  redis.call('HSET', podkey, 'uid', new.uid, 'node', new.node, 'mem', new.mem, 'cpu', new.cpu,
+             'phase', new.phase, 'cluster', new.cluster, 'shard', new.shard, 'role', new.role,
+             'updated', now, 'source', source)
+  if active(new.node, new.phase) then
+    redis.call('HINCRBY', P .. 'usage:mem', new.node, tonumber(new.mem))
+    redis.call('HINCRBY', P .. 'usage:cpu', new.node, tonumber(new.cpu))
+    if new.cluster ~= '' then
+      redis.call('HINCRBY', P .. 'cpods:' .. new.cluster, new.node, 1)
+      if new.role == 'master' then redis.call('HINCRBY', P .. 'cmasters:' .. new.cluster, new.node, 1) end
+    end
+    if new.cluster ~= '' and new.shard ~= '' then
+      redis.call('HSET', P .. 'shard:' .. new.cluster .. '|' .. new.shard, key_id, new.node .. '\t' .. new.role)
+      redis.call('INCR', P .. 'shardv:' .. new.cluster .. '|' .. new.shard)
+    end
+  end
+  if new.cluster ~= '' then redis.call('SADD', P .. 'clusters', new.cluster) end
+end
+redis.call('INCR', P .. 'gen:pods')
+return {'ok', ''}
+"""
+
+
+@dataclass(frozen=True)
+class PodRecord:
+    """A pod as the store keeps it. `node` is "" while it is not placed."""
+
+    namespace: str
+    name: str
+    uid: str = ""
+    node: str = ""
+    memory: int = 0
+    cpu: int = 0
+    phase: str = "Pending"
+    cluster: str = ""
+    shard: str = ""
+    role: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    name: str
+    labels: Mapping[str, str]
+    memory: int | None
+    cpu: int | None
+    ready: bool = True
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"labels": dict(self.labels), "mem": self.memory, "cpu": self.cpu,
+                             "ready": self.ready})
+
+    @classmethod
+    def decode(cls, name: str, data: bytes) -> "NodeRecord":
+        value = orjson.loads(data)
+        return cls(name=name, labels=value.get("labels") or {}, memory=value.get("mem"),
+                   cpu=value.get("cpu"), ready=bool(value.get("ready", True)))
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    ok: bool
+    status: str  # ok | conflict | stale | gone
+    detail: str = ""  # conflict: "<ns>/<name>\t<role>" of the copy already on the node
+
+
+@dataclass(frozen=True)
+class ShardState:
+    """What a decision reads of one shard and its cluster, in one round trip."""
+
+    copies: tuple[Copy, ...]
+    version: str
+    counts: ClusterCounts
+
+
+class RedisStore:
+    """Reads and atomic writes of the schema above. Every call may raise redis.RedisError."""
+
+    def __init__(self, client: redis.Redis, prefix: str):
+        self.r = client
+        self.p = prefix
+        self._apply = client.register_script(_APPLY_POD)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str, timeout: float = 0.05) -> "RedisStore":
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                      retry_on_timeout=False, health_check_interval=0)
+        return cls(client, prefix)
+
+    # -- nodes ----------------------------------------------------------------------------
+
+    def put_nodes(self, nodes: Iterable[NodeRecord]) -> int:
+        mapping = {n.name: n.encode() for n in nodes}
+        if not mapping:
+            return 0
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.p + "nodes", mapping=mapping)
+        pipe.incr(self.p + "gen:nodes")
+        pipe.execute()
+        return len(mapping)
+
+    def delete_node(self, name: str) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hdel(self.p + "nodes", name)
+        pipe.incr(self.p + "gen:nodes")
+        pipe.execute()
+
+    def node_generation(self) -> int:
+        return int(self.r.get(self.p + "gen:nodes") or 0)
+
+    def nodes(self) -> tuple[int, dict[str, NodeRecord]]:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.get(self.p + "gen:nodes")
+        pipe.hgetall(self.p + "nodes")
+        gen, raw = pipe.execute()
+        return int(gen or 0), {k.decode(): NodeRecord.decode(k.decode(), v) for k, v in raw.items()}
+
+    def usage(self) -> tuple[dict[str, int], dict[str, int]]:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(self.p + "usage:mem")
+        pipe.hgetall(self.p + "usage:cpu")
+        mem, cpu = pipe.execute()
+        return ({k.decode(): int(v) for k, v in mem.items()}, {k.decode(): int(v) for k, v in cpu.items()})
+
+    # -- pods -----------------------------------------------------------------------------
+
+    def _call(self, mode: str, pod: PodRecord, expect_version: str = "", source: str = "") -> RecordResult:
+        status, detail = self._apply(args=[
+            self.p, pod.key, mode, pod.uid, pod.node, pod.memory, pod.cpu, pod.phase,
+            pod.cluster, pod.shard, pod.role, expect_version, f"{time.time():.3f}", source])
+        status, detail = status.decode(), detail.decode()
+        return RecordResult(ok=status == "ok", status=status, detail=detail)
+
+    def upsert_pod(self, pod: PodRecord, source: str = "sync") -> None:
+        """Unconditional write: what the API server reports is the truth."""
+        self._call("upsert", pod, source=source)
+
+    def delete_pod(self, namespace: str, name: str, uid: str = "") -> bool:
+        """Delete if the stored pod has this uid (a late delete of an older pod of the same
+        name must not remove its successor); uid "" deletes whatever is there."""
+        return self._call("delete", PodRecord(namespace=namespace, name=name, uid=uid)).ok
+
+    def record_placement(self, pod: PodRecord, expect_version: str = "") -> RecordResult:
+        """Check-and-record, atomically: refuse when another copy of the pod's shard is on
+        pod.node, or (with expect_version) when the shard changed since it was read."""
+        return self._call("record", pod, expect_version=expect_version, source="placement")
+
+    def upsert_pods(self, pods: Iterable[PodRecord], source: str = "load", batch: int = 500) -> int:
+        count = 0
+        pipe = self.r.pipeline(transaction=False)
+        for pod in pods:
+            self._apply(args=[self.p, pod.key, "upsert", pod.uid, pod.node, pod.memory, pod.cpu,
+                              pod.phase, pod.cluster, pod.shard, pod.role, "", f"{time.time():.3f}",
+                              source], client=pipe)
+            count += 1
+            if count % batch == 0:
+                pipe.execute()
+        pipe.execute()
+        return count
+
+    def pod(self, namespace: str, name: str) -> dict[str, str] | None:
+        raw = self.r.hgetall(f"{self.p}pod:{namespace}/{name}")
+        return {k.decode(): v.decode() for k, v in raw.items()} or None
+
+    def shard_state(self, cluster: str, shard: str | None) -> ShardState:
+        pipe = self.r.pipeline(transaction=True)
+        if shard is not None:
+            pipe.hgetall(f"{self.p}shard:{cluster}|{shard}")
+            pipe.get(f"{self.p}shardv:{cluster}|{shard}")
+        pipe.hgetall(f"{self.p}cpods:{cluster}")
+        pipe.hgetall(f"{self.p}cmasters:{cluster}")
+        out = pipe.execute()
+        copies: tuple[Copy, ...] = ()
+        version = ""
+        if shard is not None:
+            raw, v = out[0], out[1]
+            out = out[2:]
+            copies = tuple(_copy(k.decode(), val.decode()) for k, val in raw.items())
+            version = (v or b"0").decode()
+        pods = {k.decode(): int(v) for k, v in out[0].items() if int(v) > 0}
+        masters = {k.decode(): int(v) for k, v in out[1].items() if int(v) > 0}
+        return ShardState(copies=copies, version=version, counts=ClusterCounts(pods, masters))
+
+    def clusters(self) -> list[str]:
+        return sorted(m.decode() for m in self.r.smembers(self.p + "clusters"))
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def mark_loaded(self, source: str, **facts: Any) -> None:
+        self.r.hset(self.p + "meta", mapping={"loaded_at": f"{time.time():.3f}", "source": source,
+                                              **{k: str(v) for k, v in facts.items()}})
+
+    def meta(self) -> dict[str, str]:
+        return {k.decode(): v.decode() for k, v in self.r.hgetall(self.p + "meta").items()}
+
+    def clear(self) -> int:
+        """Delete every key under the prefix (a fresh load replaces, never merges)."""
+        deleted = 0
+        for batch in _chunks(self.r.scan_iter(match=_escape_glob(self.p) + "*", count=1000), 500):
+            deleted += self.r.delete(*batch)
+        return deleted
+
+    def ping(self) -> bool:
+        return bool(self.r.ping())
+
+
+def _copy(key: str, value: str) -> Copy:
+    node, _, role = value.partition("\t")
+    try:
+        parsed = Role(role)
+    except ValueError:
+        parsed = Role.UNKNOWN
+    return Copy(pod=key, node=node, role=parsed)
+
+
+def _escape_glob(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

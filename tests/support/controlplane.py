@@ -1,0 +1,641 @@
+"""A throwaway Kubernetes control plane on 127.0.0.1 for integration tests.
+
+Runs the real etcd + kube-apiserver + kube-scheduler (no kubelet, no controller-manager), so
+tests can create fake Ready nodes and pods through the API and watch the real scheduler bind
+them, with or without our extender. Stdlib only, so it works before any test dependency is
+installed. Binaries come from ``scripts/kube-binaries.sh`` (see :func:`kube_bin_dir`).
+
+Run ``python -m tests.support.controlplane`` (or this file) for a self-check.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import functools
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import weakref
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Callable, Mapping, Sequence, TypeVar
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+KUBE_BINARIES_SCRIPT = REPO_ROOT / "scripts" / "kube-binaries.sh"
+
+#: Minimal config for the stock scheduler. ``{kubeconfig}`` is optional: the harness always
+#: points ``clientConnection.kubeconfig`` at its own kubeconfig (see render_scheduler_config).
+DEFAULT_SCHEDULER_CONFIG = """\
+apiVersion: kubescheduler.config.k8s.io/v1beta1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: "{kubeconfig}"
+profiles:
+- schedulerName: default-scheduler
+"""
+
+T = TypeVar("T")
+
+
+class ControlPlaneError(RuntimeError):
+    """A component failed to start; the message carries the tail of its log."""
+
+
+class ApiError(RuntimeError):
+    """Non-2xx answer from kube-apiserver; ``status`` and the decoded ``body`` are kept."""
+
+    def __init__(self, method: str, path: str, status: int, body: Any) -> None:
+        message = body.get("message", body) if isinstance(body, dict) else body
+        super().__init__(f"{method} {path} -> {status}: {message}")
+        self.status = status
+        self.body = body
+
+
+# --------------------------------------------------------------------------------------------
+# Binaries
+
+@functools.cache
+def kube_bin_dir() -> Path | None:
+    """Directory with etcd/kube-apiserver/kube-scheduler, building them once if needed.
+
+    Returns None (so callers can skip tests) when the script fails, e.g. without root or
+    registry access. Cached per process because the script's answer cannot change.
+    """
+    try:
+        out = subprocess.run(
+            ["bash", str(KUBE_BINARIES_SCRIPT)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            text=True, timeout=3600, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.strip().splitlines()
+    path = Path(lines[-1]) if lines else None
+    return path if path is not None and (path / "kube-apiserver").is_file() else None
+
+
+# --------------------------------------------------------------------------------------------
+# Scheduler config
+
+def as_v1beta1(config_text: str) -> str:
+    """Rewrite a ``kubescheduler.config.k8s.io/v1`` config for kube-scheduler v1.20.
+
+    v1.20 only knows v1beta1; the ``extenders``/``profiles`` schema we use is identical.
+    """
+    return re.sub(r"kubescheduler\.config\.k8s\.io/v1\b(?!beta)",
+                  "kubescheduler.config.k8s.io/v1beta1", config_text)
+
+
+def _set_block_keys(text: str, block: str, force: Mapping[str, str],
+                    defaults: Mapping[str, str]) -> str:
+    """Set scalar keys of a top-level block mapping in YAML text without a YAML parser.
+
+    ``force`` values replace existing ones, ``defaults`` are only added when missing.
+    Only block style is supported (a flow-style ``block: {...}`` raises ValueError).
+    """
+    lines = text.rstrip("\n").split("\n")
+    header = re.compile(rf"^{re.escape(block)}:\s*(#.*)?$")
+    start = next((i for i, line in enumerate(lines) if header.match(line)), None)
+    if start is None:
+        if any(line.startswith(f"{block}:") for line in lines):
+            raise ValueError(f"top-level {block!r} must be a block mapping")
+        lines.append(f"{block}:")
+        start, end, indent = len(lines) - 1, len(lines), "  "
+    else:
+        end = start + 1
+        while end < len(lines) and (not lines[end].strip() or lines[end][0] in " \t"):
+            end += 1
+        body = [line for line in lines[start + 1:end] if line.strip()]
+        indent = re.match(r"^\s*", body[0]).group(0) if body else "  "  # type: ignore[union-attr]
+    present: dict[str, int] = {}
+    for i in range(start + 1, end):
+        m = re.match(rf"^{indent}(\w+):", lines[i])
+        if m:
+            present[m.group(1)] = i
+    new: list[str] = []
+    for key, value in {**defaults, **force}.items():
+        if key in present:
+            if key in force:
+                lines[present[key]] = f"{indent}{key}: {value}"
+        else:
+            new.append(f"{indent}{key}: {value}")
+    lines[start + 1:start + 1] = new
+    return "\n".join(lines) + "\n"
+
+
+def render_scheduler_config(config_text: str, kubeconfig: Path) -> str:
+    """Make a KubeSchedulerConfiguration runnable against this control plane.
+
+    - ``clientConnection.kubeconfig`` is always set to ``kubeconfig`` (a ``{kubeconfig}``
+      placeholder is replaced too), so a shipped config with a real path can be reused;
+    - ``clientConnection.qps``/``burst`` default to 1000: the client-side rate limit
+      (default 50/100) would otherwise cap pods/s in throughput tests;
+    - ``leaderElection.leaderElect`` defaults to false: a restarted scheduler would otherwise
+      wait up to 15 s for its predecessor's lease.
+    """
+    text = config_text.replace("{kubeconfig}", str(kubeconfig))
+    text = _set_block_keys(text, "clientConnection", {"kubeconfig": json.dumps(str(kubeconfig))},
+                           {"qps": "1000", "burst": "1000"})
+    return _set_block_keys(text, "leaderElection", {}, {"leaderElect": "false"})
+
+
+# --------------------------------------------------------------------------------------------
+# Process helpers
+
+_live: "weakref.WeakSet[ControlPlane]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Last resort if a test forgot stop(): never leave an apiserver running."""
+    for plane in list(_live):
+        plane.stop()
+
+
+def _die_with_parent() -> None:
+    """Child-side: get SIGKILL if the starting thread dies (e.g. pytest killed with -9)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _free_ports(n: int) -> list[int]:
+    """Ask the kernel for n distinct free ports (sockets held together so none repeat)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"<no log: {exc}>"
+
+
+def _terminate(proc: subprocess.Popen[bytes] | None, grace: float = 5.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None,
+             headers: Mapping[str, str] | None = None) -> bool:
+    """True if GET url answers 200; any error means "not yet"."""
+    parts = urllib.parse.urlsplit(url)
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=2,
+                                           context=context)
+    else:
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=2)
+    try:
+        conn.request("GET", parts.path or "/", headers=dict(headers or {}))
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+# --------------------------------------------------------------------------------------------
+
+class ControlPlane:
+    """etcd + kube-apiserver (+ kube-scheduler) on loopback, with tiny REST helpers.
+
+    Everything listens on 127.0.0.1 on ports picked at run time; certs, tokens, kubeconfig,
+    configs and logs live in ``workdir``; etcd data lives under /dev/shm for speed. Auth is a
+    static bearer token with AlwaysAllow, and the ServiceAccount/TaintNodesByCondition
+    admission plugins are off so fake nodes and bare pods just work.
+
+    Child processes are started from the calling thread and die with it (PR_SET_PDEATHSIG).
+    """
+
+    def __init__(self, bin_dir: Path, workdir: Path, scheduler_config: str | None = None, *,
+                 with_scheduler: bool = True, apiserver_args: Sequence[str] = (),
+                 start_timeout: float = 60.0) -> None:
+        self.bin_dir = Path(bin_dir)
+        self.workdir = Path(workdir).resolve()
+        self.scheduler_config = scheduler_config or DEFAULT_SCHEDULER_CONFIG
+        self.with_scheduler = with_scheduler
+        self.apiserver_args = list(apiserver_args)
+        self.start_timeout = start_timeout
+        self.token = secrets.token_hex(16)
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.ca_file = self.workdir / "pki" / "ca.crt"
+        self.etcd_port = self.apiserver_port = self.scheduler_port = 0
+        self.etcd_data_dir: Path | None = None
+        self.scheduler_log: Path | None = None
+        self.timings: dict[str, float] = {}
+        self._etcd: subprocess.Popen[bytes] | None = None
+        self._apiserver: subprocess.Popen[bytes] | None = None
+        self._scheduler: subprocess.Popen[bytes] | None = None
+        self._scheduler_runs = 0
+        self._ssl: ssl.SSLContext | None = None
+        self._local = threading.local()
+        self._logs: list[Any] = []
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    def start(self) -> "ControlPlane":
+        """Start etcd, kube-apiserver and (unless with_scheduler=False) the scheduler.
+
+        Anything already started is stopped again if a later step fails.
+        """
+        _live.add(self)
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            t0 = time.monotonic()
+            self._make_certs()
+            self.timings["certs"] = time.monotonic() - t0
+            self._start_etcd()
+            self._start_apiserver()
+            if self.with_scheduler:
+                self.start_scheduler(self.scheduler_config)
+            self.timings["total"] = time.monotonic() - t0
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop everything (SIGTERM, SIGKILL after 5 s) and drop etcd's data. Idempotent."""
+        self.stop_scheduler()
+        _terminate(self._apiserver)
+        _terminate(self._etcd)
+        self._apiserver = self._etcd = None
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+        for f in self._logs:
+            f.close()
+        self._logs.clear()
+        if self.etcd_data_dir is not None:
+            shutil.rmtree(self.etcd_data_dir, ignore_errors=True)
+            self.etcd_data_dir = None
+        _live.discard(self)
+
+    def __enter__(self) -> "ControlPlane":
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start_scheduler(self, config_text: str | None = None,
+                        args: Sequence[str] = ()) -> None:
+        """(Re)start kube-scheduler with a v1beta1 config; see render_scheduler_config.
+
+        Each run gets its own sched-N.yaml and scheduler-N.log in workdir.
+        """
+        if self._scheduler is not None:
+            raise ControlPlaneError("scheduler already running; call stop_scheduler() first")
+        t0 = time.monotonic()
+        self._scheduler_runs += 1
+        n = self._scheduler_runs
+        config = self.workdir / f"sched-{n}.yaml"
+        config.write_text(render_scheduler_config(config_text or self.scheduler_config,
+                                                  self.kubeconfig))
+        (self.scheduler_port,) = _free_ports(1)
+        self.scheduler_log = self.workdir / f"scheduler-{n}.log"
+        self._scheduler = self._spawn("kube-scheduler", self.scheduler_log, [
+            f"--config={config}", "--bind-address=127.0.0.1",
+            f"--secure-port={self.scheduler_port}", "--port=0",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}", *args,
+        ])
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE  # the scheduler serves a throwaway self-signed cert
+        try:
+            self._wait_ready("kube-scheduler", self._scheduler, self.scheduler_log, lambda: _http_ok(
+                f"https://127.0.0.1:{self.scheduler_port}/healthz", insecure))
+        except BaseException:
+            self.stop_scheduler()
+            raise
+        self.timings[f"scheduler-{n}"] = time.monotonic() - t0
+
+    def stop_scheduler(self) -> None:
+        _terminate(self._scheduler)
+        self._scheduler = None
+
+    # ---- REST helpers ------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: Any = None,
+                content_type: str = "application/json") -> dict[str, Any]:
+        """One API call with the admin token over a kept-alive, CA-verified connection.
+
+        Raises ApiError on non-2xx; returns {} for an empty body.
+        """
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = content_type
+        for attempt in range(2):
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = http.client.HTTPSConnection("127.0.0.1", self.apiserver_port,
+                                                   context=self._ssl, timeout=30)
+                self._local.conn = conn
+            try:
+                conn.request(method, path, body=data, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+                break
+            except (ConnectionError, http.client.RemoteDisconnected, http.client.CannotSendRequest):
+                conn.close()  # stale keep-alive connection: reconnect once
+                self._local.conn = None
+                if attempt:
+                    raise
+        decoded: Any = json.loads(raw) if raw else {}
+        if not 200 <= resp.status < 300:
+            raise ApiError(method, path, resp.status, decoded)
+        return decoded
+
+    def create_node(self, name: str, labels: Mapping[str, str] | None = None, cpu: str = "4",
+                    memory: str = "8Gi", pods: str = "110") -> dict[str, Any]:
+        """A fake node that stays Ready: no controller-manager runs to notice no kubelet."""
+        resources = {"cpu": cpu, "memory": memory, "pods": pods}
+        stamp = "2026-01-01T00:00:00Z"
+        return self.request("POST", "/api/v1/nodes", {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
+            "spec": {},
+            "status": {
+                "capacity": resources, "allocatable": resources,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}],
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            },
+        })
+
+    def create_pod(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a pod in its metadata.namespace (default "default")."""
+        namespace = body.get("metadata", {}).get("namespace", "default")
+        return self.request("POST", f"/api/v1/namespaces/{namespace}/pods", body)
+
+    def get_pod(self, name: str, namespace: str = "default") -> dict[str, Any]:
+        return self.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
+
+    def list_pods(self, namespace: str | None = None,
+                  label_selector: str | None = None) -> list[dict[str, Any]]:
+        """Pod items, all namespaces when namespace is None."""
+        path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
+        if label_selector:
+            path += "?" + urllib.parse.urlencode({"labelSelector": label_selector})
+        return list(self.request("GET", path).get("items") or [])
+
+    def delete(self, path: str, missing_ok: bool = True) -> dict[str, Any]:
+        """Delete at once (grace period 0): without a kubelet, a bound pod deleted
+        gracefully would stay Terminating forever."""
+        try:
+            return self.request("DELETE", path, {"kind": "DeleteOptions", "apiVersion": "v1",
+                                                 "gracePeriodSeconds": 0})
+        except ApiError as exc:
+            if missing_ok and exc.status == 404:
+                return {}
+            raise
+
+    def patch_node_labels(self, name: str, labels: Mapping[str, str | None]) -> dict[str, Any]:
+        """Merge-patch node labels (None removes one). Also the way to requeue pods that wait
+        in backoff: a node update makes the scheduler retry unschedulable pods."""
+        return self.request("PATCH", f"/api/v1/nodes/{name}", {"metadata": {"labels": labels}},
+                            content_type="application/merge-patch+json")
+
+    @staticmethod
+    def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
+                 what: str = "condition") -> T:
+        """Poll until predicate() is truthy and return its value; TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+            time.sleep(interval)
+
+    # ---- internals ---------------------------------------------------------------------
+
+    def _binary(self, name: str) -> str:
+        """bin_dir first; PATH as fallback (etcd usually comes from the etcd-server package)."""
+        candidate = self.bin_dir / name
+        found = str(candidate) if os.access(candidate, os.X_OK) else shutil.which(name)
+        if not found:
+            raise ControlPlaneError(f"{name} not found in {self.bin_dir} or on PATH")
+        return found
+
+    def _spawn(self, name: str, log: Path, args: list[str]) -> subprocess.Popen[bytes]:
+        # etcd reads every ETCD_* variable as a flag: never pass ours through.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+        out = open(log, "ab")
+        self._logs.append(out)
+        return subprocess.Popen([self._binary(name), *args], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, env=env,
+                                cwd=self.workdir, preexec_fn=_die_with_parent)
+
+    def _wait_ready(self, name: str, proc: subprocess.Popen[bytes], log: Path,
+                    ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while not ready():
+            if proc.poll() is not None:
+                raise ControlPlaneError(
+                    f"{name} exited with {proc.returncode}; {log}:\n{_tail(log)}")
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"{name} not ready after {self.start_timeout:g} s; {log}:\n{_tail(log)}")
+            time.sleep(0.05)
+
+    def _make_certs(self) -> None:
+        """CA, apiserver serving cert, service-account key pair, token file, kubeconfig."""
+        pki = self.workdir / "pki"
+        pki.mkdir(exist_ok=True)
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+                 "-out", "ca.crt", "-days", "3650", "-subj", "/CN=redis-extender-test-ca", cwd=pki)
+        (pki / "apiserver.ext").write_text(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n"
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth\n")
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key",
+                 "-out", "apiserver.csr", "-subj", "/CN=kube-apiserver", cwd=pki)
+        _openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", "apiserver.crt", "-days", "3650",
+                 "-extfile", "apiserver.ext", cwd=pki)
+        _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+        _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+        (pki / "tokens.csv").write_text(f'{self.token},admin,admin,"system:masters"\n')
+        self._ssl = ssl.create_default_context(cafile=str(self.ca_file))
+
+    def _write_kubeconfig(self) -> None:
+        self.kubeconfig.write_text(f"""\
+apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: {self.server}
+    certificate-authority: {self.ca_file}
+users:
+- name: admin
+  user:
+    token: {self.token}
+contexts:
+- name: test
+  context:
+    cluster: test
+    user: admin
+current-context: test
+""")
+
+    def _start_etcd(self) -> None:
+        t0 = time.monotonic()
+        shm = Path("/dev/shm")
+        self.etcd_data_dir = Path(tempfile.mkdtemp(
+            prefix="redis-extender-etcd-", dir=shm if shm.is_dir() else self.workdir))
+        self.etcd_port, peer = _free_ports(2)
+        client, peer_url = f"http://127.0.0.1:{self.etcd_port}", f"http://127.0.0.1:{peer}"
+        log = self.workdir / "etcd.log"
+        self._etcd = self._spawn("etcd", log, [
+            "--name", "t", "--data-dir", str(self.etcd_data_dir),
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"t={peer_url}",
+        ])
+        self._wait_ready("etcd", self._etcd, log, lambda: _http_ok(f"{client}/health"))
+        self.timings["etcd"] = time.monotonic() - t0
+
+    def _start_apiserver(self) -> None:
+        t0 = time.monotonic()
+        (self.apiserver_port,) = _free_ports(1)
+        self._write_kubeconfig()
+        pki = self.workdir / "pki"
+        log = self.workdir / "apiserver.log"
+        self._apiserver = self._spawn("kube-apiserver", log, [
+            f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={self.apiserver_port}", "--insecure-port=0",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={self.ca_file}", f"--token-auth-file={pki / 'tokens.csv'}",
+            "--authorization-mode=AlwaysAllow",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-cluster-ip-range=10.0.0.0/24", "--endpoint-reconciler-type=none",
+            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+            f"--cert-dir={pki}", *self.apiserver_args,
+        ])
+        auth = {"Authorization": f"Bearer {self.token}"}
+        self._wait_ready("kube-apiserver", self._apiserver, log,
+                         lambda: _http_ok(f"{self.server}/readyz", self._ssl, auth))
+        # /readyz can pass before the bootstrap controller has created "default".
+        self._wait_ready("kube-apiserver", self._apiserver, log, lambda: _http_ok(
+            f"{self.server}/api/v1/namespaces/default", self._ssl, auth))
+        self.timings["apiserver"] = time.monotonic() - t0
+
+
+# --------------------------------------------------------------------------------------------
+# Self-check
+
+EXTENDER_CONFIG_TEMPLATE = """\
+apiVersion: kubescheduler.config.k8s.io/v1beta1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: /etc/kubernetes/scheduler.conf
+percentageOfNodesToScore: 100
+profiles:
+- schedulerName: default-scheduler
+extenders:
+- urlPrefix: "http://127.0.0.1:{port}/"
+  filterVerb: filter
+  nodeCacheCapable: true
+  ignorable: false
+  httpTimeout: 2s
+"""
+
+
+def _self_check(keep: bool) -> int:
+    """Default scheduler binds a pod; an extender config is accepted and actually used."""
+    t0 = time.monotonic()
+    bin_dir = kube_bin_dir()
+    if bin_dir is None:
+        print("kube binaries unavailable (scripts/kube-binaries.sh failed)", file=sys.stderr)
+        return 1
+    print(f"binaries: {bin_dir} ({time.monotonic() - t0:.1f} s)")
+    workdir = Path(tempfile.mkdtemp(prefix="redis-extender-cp-"))
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "smoke-0", "labels": {"app": "smoke"}},
+           "spec": {"containers": [{"name": "redis", "image": "redis:7", "resources": {
+               "requests": {"cpu": "500m", "memory": "256Mi"}}}]}}
+    try:
+        with ControlPlane(bin_dir, workdir) as cp:
+            print("started:", ", ".join(f"{k} {v:.2f} s" for k, v in cp.timings.items()))
+            for zone in "abc":
+                cp.create_node(f"node-{zone}", {"topology.kubernetes.io/zone": f"zone-{zone}"})
+            t1 = time.monotonic()
+            cp.create_pod(pod)
+            node = cp.wait_for(lambda: cp.get_pod("smoke-0")["spec"].get("nodeName"),
+                               what="smoke-0 to be bound")
+            print(f"smoke-0 bound to {node} in {time.monotonic() - t1:.2f} s")
+            assert len(cp.list_pods("default", "app=smoke")) == 1
+
+            # The same apiserver with a scheduler that must ask an (absent) extender.
+            cp.stop_scheduler()
+            (port,) = _free_ports(1)
+            cp.start_scheduler(EXTENDER_CONFIG_TEMPLATE.replace("{port}", str(port)))
+            print(f"scheduler with extender config healthy in {cp.timings['scheduler-2']:.2f} s")
+            cp.create_pod({**pod, "metadata": {"name": "smoke-1", "labels": {"app": "smoke"}}})
+            event = cp.wait_for(lambda: [
+                e for e in cp.request("GET", "/api/v1/namespaces/default/events")["items"]
+                if e["involvedObject"]["name"] == "smoke-1" and e["reason"] == "FailedScheduling"
+            ], what="FailedScheduling for smoke-1")[0]
+            print(f"smoke-1 not scheduled as expected: {event['message'][:160]}")
+            assert not cp.get_pod("smoke-1")["spec"].get("nodeName")
+            cp.delete("/api/v1/namespaces/default/pods/smoke-0")
+            cp.wait_for(lambda: len(cp.list_pods("default")) == 1, timeout=10,
+                        what="smoke-0 to be gone")
+            cp.patch_node_labels("node-a", {"example.com/touched": "yes"})
+        print(f"OK in {time.monotonic() - t0:.1f} s; logs in {workdir}")
+        return 0
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(_self_check(keep="--keep" in sys.argv[1:]))
