@@ -48,6 +48,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "loglevel": service.log_level,
         "accesslog": None,
         "child_exit": _child_exit,
+        "control_socket_disable": True,  # one per user home: several instances would collide
     }
     if service.certfile:
         options.update(certfile=service.certfile, keyfile=service.keyfile)
