@@ -25,7 +25,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         for key, value in self.options.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:  # e.g. control_socket_disable exists from gunicorn 24 on
+                self.cfg.set(key, value)
 
     def load(self) -> Any:
         from .app import create_app
