@@ -1,0 +1,117 @@
+"""The cachetools layer in front of a real Redis: TTL hits, own-write invalidation, and the
+behaviour when Redis goes away (last known state while young, then StateUnavailable)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from extender.localredis import LocalRedis
+from extender.settings import DEFAULT_LEVELS
+from extender.state.cache import StateCache, StateUnavailable
+from extender.state.redis_store import NodeRecord, PodRecord, RedisStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pod(name: str, node: str) -> PodRecord:
+    return PodRecord("redis", name, f"u-{name}", node, 1, 1, "Running", "redis/c", "0", "replica")
+
+
+@pytest.fixture
+def own_redis():
+    """A redis-server of this test's own, so the test may stop it."""
+    server = LocalRedis().start()
+    yield server
+    server.stop()
+
+
+def make_cache(store: RedisStore, clock: Clock, **kw) -> StateCache:
+    return StateCache(store, DEFAULT_LEVELS, ttl=1.0, node_ttl=2.0, max_staleness=30.0,
+                      retry_after=1.0, clock=clock, **kw)
+
+
+def test_reads_within_the_ttl_come_from_memory(store: RedisStore) -> None:
+    clock = Clock()
+    cache = make_cache(store, clock)
+    store.upsert_pod(pod("a", "n1"))
+    assert len(cache.shard("redis/c", "0").copies) == 1
+    store.upsert_pod(pod("b", "n2"))  # another replica writes
+    assert len(cache.shard("redis/c", "0").copies) == 1  # still the cached view
+    clock.now += 1.5
+    assert len(cache.shard("redis/c", "0").copies) == 2
+    assert cache.stats.hits >= 1 and cache.stats.misses >= 2
+
+
+def test_own_placement_invalidates_the_cached_shard(store: RedisStore) -> None:
+    clock = Clock()
+    cache = make_cache(store, clock)
+    assert cache.shard("redis/c", "0").copies == ()
+    store.record_placement(pod("a", "n1"))
+    cache.invalidate_shard("redis/c", "0")
+    assert [c.node for c in cache.shard("redis/c", "0").copies] == ["n1"]
+
+
+def test_node_table_reloads_only_when_its_generation_moves(store: RedisStore) -> None:
+    clock = Clock()
+    cache = make_cache(store, clock)
+    store.put_nodes([NodeRecord("n1", {"topology.kubernetes.io/zone": "a"}, 10, 10)])
+    first = cache.node_table()
+    clock.now += 3
+    assert cache.node_table() is first  # generation unchanged: same object, no reload
+    store.put_nodes([NodeRecord("n2", {}, 10, 10)])
+    clock.now += 3
+    table = cache.node_table()
+    assert set(table.nodes) == {"n1", "n2"}
+    assert table.nodes["n2"].domains == ("n2", None, None)  # hostname falls back to the node name
+    assert table.unknown_by_level == (0, 1, 2)
+
+
+def test_redis_down_serves_last_known_state_fast_then_gives_up(own_redis: LocalRedis) -> None:
+    store = RedisStore.from_url(own_redis.url, "rx:{t}:", timeout=0.05)
+    clock = Clock()
+    cache = make_cache(store, clock)
+    store.put_nodes([NodeRecord("n1", {}, 10, 10)])
+    store.upsert_pod(pod("a", "n1"))
+    assert len(cache.shard("redis/c", "0").copies) == 1
+    cache.node_table()
+    own_redis.stop()
+
+    clock.now += 5  # TTL expired: the cache must ask Redis, which is gone
+    started = time.perf_counter()
+    assert len(cache.shard("redis/c", "0").copies) == 1  # last known state
+    assert "n1" in cache.node_table().nodes
+    assert time.perf_counter() - started < 0.1
+    assert cache.redis_down and cache.stats.stale_served == 2 and cache.stats.redis_errors == 1
+
+    clock.now += 60  # older than max_staleness: no more answers from memory
+    with pytest.raises(StateUnavailable, match="no state for shard younger than 30s"):
+        cache.shard("redis/c", "0")
+    with pytest.raises(StateUnavailable):
+        cache.usage()  # never read while Redis was up: nothing to fall back on
+
+
+def test_after_retry_after_redis_is_tried_again(own_redis: LocalRedis) -> None:
+    port = own_redis.port
+    store = RedisStore.from_url(own_redis.url, "rx:{t}:", timeout=0.05)
+    clock = Clock()
+    cache = make_cache(store, clock)
+    own_redis.stop()
+    with pytest.raises(StateUnavailable):
+        cache.usage()
+    errors = cache.stats.redis_errors
+    with pytest.raises(StateUnavailable):
+        cache.usage()  # inside retry_after: Redis is not even tried
+    assert cache.stats.redis_errors == errors
+    revived = LocalRedis(port=port).start()
+    try:
+        clock.now += 2
+        assert cache.usage() == ({}, {})
+    finally:
+        revived.stop()

@@ -1,0 +1,151 @@
+"""The key schema and the Lua check-and-record, against a real redis-server."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing import get_context
+
+import pytest
+
+from extender.state.redis_store import NodeRecord, PodRecord, RedisStore
+
+GI = 2**30
+
+
+def copy(name: str, node: str, shard: str = "3", role: str = "replica", uid: str | None = None) -> PodRecord:
+    return PodRecord(namespace="redis", name=name, uid=uid or f"uid-{name}", node=node, memory=GI, cpu=500,
+                     phase="Running", cluster="redis/cache-a", shard=shard, role=role)
+
+
+def test_upsert_indexes_usage_shard_and_cluster_counts(store: RedisStore) -> None:
+    store.upsert_pod(copy("cache-a-0", "n1", role="master"))
+    store.upsert_pod(copy("cache-a-1", "n2"))
+    store.upsert_pod(PodRecord("apps", "web", "u-web", "n1", 2 * GI, 250, "Running"))
+    mem, cpu = store.usage()
+    assert mem == {"n1": 3 * GI, "n2": GI}
+    assert cpu == {"n1": 750, "n2": 500}
+    state = store.shard_state("redis/cache-a", "3")
+    assert sorted((c.pod, c.node, c.role.value) for c in state.copies) == [
+        ("redis/cache-a-0", "n1", "master"), ("redis/cache-a-1", "n2", "replica")]
+    assert state.counts.pods_per_node == {"n1": 1, "n2": 1}
+    assert state.counts.masters_per_node == {"n1": 1}
+    assert store.clusters() == ["redis/cache-a"]
+
+
+def test_moving_a_pod_moves_every_index(store: RedisStore) -> None:
+    store.upsert_pod(copy("cache-a-0", "n1", role="master"))
+    store.upsert_pod(copy("cache-a-0", "n2", role="master"))
+    mem, _ = store.usage()
+    assert mem.get("n1", 0) == 0 and mem["n2"] == GI
+    state = store.shard_state("redis/cache-a", "3")
+    assert [(c.node) for c in state.copies] == ["n2"]
+    assert state.counts.pods_per_node == {"n2": 1}
+    assert state.counts.masters_per_node == {"n2": 1}
+
+
+def test_terminal_pods_free_their_node(store: RedisStore) -> None:
+    store.upsert_pod(copy("cache-a-0", "n1"))
+    store.upsert_pod(PodRecord("redis", "cache-a-0", "uid-cache-a-0", "n1", GI, 500, "Failed",
+                               "redis/cache-a", "3", "replica"))
+    mem, _ = store.usage()
+    assert mem.get("n1", 0) == 0
+    assert store.shard_state("redis/cache-a", "3").copies == ()
+
+
+def test_delete_of_an_older_pod_with_the_same_name_is_ignored(store: RedisStore) -> None:
+    store.upsert_pod(copy("cache-a-0", "n1", uid="new"))
+    assert store.delete_pod("redis", "cache-a-0", uid="old") is False
+    assert store.pod("redis", "cache-a-0")["uid"] == "new"
+    assert store.delete_pod("redis", "cache-a-0", uid="new") is True
+    assert store.pod("redis", "cache-a-0") is None
+    assert store.usage()[0].get("n1", 0) == 0
+    assert store.shard_state("redis/cache-a", "3").copies == ()
+
+
+def test_record_refuses_a_second_copy_on_one_node(store: RedisStore) -> None:
+    store.upsert_pod(copy("cache-a-0", "n1", role="master"))
+    refused = store.record_placement(copy("cache-a-1", "n1"))
+    assert (refused.ok, refused.status) == (False, "conflict")
+    assert refused.detail == "redis/cache-a-0\tmaster"
+    assert store.pod("redis", "cache-a-1") is None  # nothing written on refusal
+    accepted = store.record_placement(copy("cache-a-1", "n2"))
+    assert accepted.ok
+    assert store.pod("redis", "cache-a-1")["source"] == "placement"
+
+
+def test_record_with_an_outdated_shard_version_is_stale(store: RedisStore) -> None:
+    store.upsert_pod(copy("cache-a-0", "n1"))
+    version = store.shard_state("redis/cache-a", "3").version
+    store.upsert_pod(copy("cache-a-1", "n2"))
+    stale = store.record_placement(copy("cache-a-2", "n3"), expect_version=version)
+    assert stale.status == "stale"
+    fresh = store.shard_state("redis/cache-a", "3").version
+    assert store.record_placement(copy("cache-a-2", "n3"), expect_version=fresh).ok
+
+
+def test_re_recording_the_same_pod_on_its_node_is_idempotent(store: RedisStore) -> None:
+    assert store.record_placement(copy("cache-a-0", "n1")).ok
+    assert store.record_placement(copy("cache-a-0", "n1")).ok
+    store.upsert_pod(copy("cache-a-0", "n1"))  # the watch reports it later: no double count
+    assert store.usage()[0] == {"n1": GI}
+    assert store.shard_state("redis/cache-a", "3").counts.pods_per_node == {"n1": 1}
+
+
+def test_concurrent_threads_cannot_both_place_copies_on_one_node(store: RedisStore) -> None:
+    barrier = threading.Barrier(16)
+
+    def place(i: int) -> bool:
+        barrier.wait()
+        return store.record_placement(copy(f"cache-a-{i}", "n1")).ok
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(place, range(16)))
+    assert results.count(True) == 1
+    assert len(store.shard_state("redis/cache-a", "3").copies) == 1
+
+
+def _place_from_process(url: str, prefix: str, i: int, start: float) -> bool:
+    import time
+
+    own = RedisStore.from_url(url, prefix, timeout=5)
+    while time.time() < start:
+        time.sleep(0.001)
+    return own.record_placement(copy(f"cache-a-{i}", "n1")).ok
+
+
+def test_concurrent_processes_cannot_both_place_copies_on_one_node(store: RedisStore, redis_server, prefix) -> None:
+    """As several extender replicas would: separate processes, separate connections."""
+    import time
+
+    start = time.time() + 1.0
+    with get_context("spawn").Pool(6) as pool:
+        results = pool.starmap(_place_from_process, [(redis_server.url, prefix, i, start) for i in range(6)])
+    assert results.count(True) == 1
+
+
+def test_nodes_round_trip_and_generation_moves(store: RedisStore) -> None:
+    before = store.node_generation()
+    store.put_nodes([NodeRecord("n1", {"topology.kubernetes.io/zone": "a"}, 8 * GI, 4000, True)])
+    generation, nodes = store.nodes()
+    assert generation > before
+    assert nodes["n1"].labels == {"topology.kubernetes.io/zone": "a"} and nodes["n1"].memory == 8 * GI
+    store.delete_node("n1")
+    assert store.nodes()[1] == {}
+
+
+def test_clear_removes_only_its_own_prefix(store: RedisStore, redis_server) -> None:
+    other = RedisStore.from_url(redis_server.url, "rxother:{x}:", timeout=5)
+    other.upsert_pod(copy("keep", "n9"))
+    store.upsert_pod(copy("gone", "n1"))
+    store.clear()
+    assert store.pod("redis", "gone") is None
+    assert other.pod("redis", "keep") is not None
+    other.clear()
+
+
+@pytest.mark.parametrize("shard", ["3", None], ids=["with-shard", "cluster-only"])
+def test_shard_state_reads_cluster_counts_in_one_round_trip(store: RedisStore, shard) -> None:
+    store.upsert_pod(copy("cache-a-0", "n1", role="master"))
+    state = store.shard_state("redis/cache-a", shard)
+    assert state.counts.pods_per_node == {"n1": 1}
+    assert bool(state.copies) == (shard is not None)
