@@ -1,4 +1,4 @@
-"""redis-extender: serve | load | simulate | run | config.
+"""redis-extender: serve | load | simulate | run | bench | config.
 
 Every subcommand that talks to Redis takes --redis-url (default: $REDIS_URL, else
 redis://127.0.0.1:6379/0). Configuration errors are printed together and exit with code 2.
@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--nodes", type=int, default=30)
     run.add_argument("--workers", type=int, default=2)
     run.add_argument("--no-serve", action="store_true", help="prepare and print, then stop (for tests)")
+
+    bench = sub.add_parser("bench", help="latency of filter+prioritize over loopback HTTP")
+    bench.add_argument("--nodes", type=int, default=1000)
+    bench.add_argument("--calls", type=int, default=300)
+    bench.add_argument("--workers", type=int, default=1)
+    bench.add_argument("--no-full-nodes", action="store_true", help="skip the full Node bodies case")
+    bench.add_argument("--out", help="also write the results as JSON")
 
     config = sub.add_parser("config", help="validate the configuration, or print its documentation")
     _common(config)
@@ -134,6 +141,14 @@ def cmd_run(ns: argparse.Namespace) -> int:
     return run(ns)
 
 
+def cmd_bench(ns: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    bench_main(nodes=ns.nodes, calls=ns.calls, workers=ns.workers, out=ns.out,
+               full_nodes=not ns.no_full_nodes)
+    return 0
+
+
 def cmd_config(ns: argparse.Namespace) -> int:
     if ns.markdown:
         print(settings_mod.markdown_table())
@@ -152,7 +167,7 @@ def _plain(value: Any) -> Any:
 
 
 COMMANDS = {"serve": cmd_serve, "load": cmd_load, "simulate": cmd_simulate, "run": cmd_run,
-            "config": cmd_config}
+            "bench": cmd_bench, "config": cmd_config}
 
 if __name__ == "__main__":
     sys.exit(main())

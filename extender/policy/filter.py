@@ -57,76 +57,86 @@ def filter_nodes(pod: PodRequest, candidates: list[str], snapshot: Snapshot,
     if pod.member is None:
         return FilterResult(accepted=list(candidates), outcome=Outcome.PASSTHROUGH)
     result = FilterResult(accepted=[])
-    survivors = _room(pod, candidates, snapshot, result)
+    nodes = [snapshot.node(name) for name in candidates]
+    survivors = _room(pod, nodes, snapshot, result)
     member = pod.member
     if member.shard is not None:
         view = spreadmod.build(member, snapshot, pod.key, own_node)
         cluster, shard = member.cluster_name, member.shard
         kept = []
-        for name in survivors:
-            held = view.copy_nodes.get(name)
+        for node in survivors:
+            held = view.copy_nodes.get(node.name)
             if held:
-                result.unresolvable[name] = NODE_HOLDS_COPY.format(
-                    node=name, shard=shard, cluster=cluster, copies=_describe(held))
+                result.unresolvable[node.name] = NODE_HOLDS_COPY.format(
+                    node=node.name, shard=shard, cluster=cluster, copies=_describe(held))
             else:
-                kept.append(name)
+                kept.append(node)
         survivors = kept
         for level in sorted((lv for lv in view.levels if lv.active), key=lambda lv: -lv.index):
-            survivors = _level(level, survivors, snapshot, result, cluster, shard)
-        result.unknown_domain_nodes = sum(
-            1 for name in candidates if None in snapshot.node(name).domains)
-    result.accepted = survivors
+            survivors = _level(level, survivors, result, cluster, shard)
+        result.unknown_domain_nodes = sum(1 for node in nodes if None in node.domains)
+    result.accepted = [node.name for node in survivors]
     if not survivors:
         result.outcome = Outcome.NO_FIT
     return result
 
 
-def _room(pod: PodRequest, candidates: list[str], snapshot: Snapshot, result: FilterResult) -> list[str]:
+def _room(pod: PodRequest, candidates: list[Node], snapshot: Snapshot, result: FilterResult) -> list[Node]:
     kept = []
-    for name in candidates:
-        node = snapshot.nodes.get(name)
-        if node is None:  # not cached: the scheduler's own resource filter has judged it
-            kept.append(name)
-        elif not node.ready:
-            result.failed[name] = NOT_READY
-        elif (headroom := snapshot.memory_headroom(node)) is not None and headroom < pod.memory_request:
-            result.failed[name] = NO_ROOM.format(
-                headroom=human_bytes(headroom), request=human_bytes(pod.memory_request),
-                allocatable=human_bytes(node.allocatable_memory),
-                requested=human_bytes(snapshot.requested_memory.get(name, 0)))
-        else:
-            kept.append(name)
+    requested = snapshot.requested_memory
+    want = pod.memory_request
+    for node in candidates:
+        allocatable = node.allocatable_memory
+        if not node.ready:
+            result.failed[node.name] = NOT_READY
+        elif allocatable is not None and allocatable - requested.get(node.name, 0) < want:
+            result.failed[node.name] = NO_ROOM.format(
+                headroom=human_bytes(allocatable - requested.get(node.name, 0)), request=human_bytes(want),
+                allocatable=human_bytes(allocatable), requested=human_bytes(requested.get(node.name, 0)))
+        else:  # fits, or not cached: the scheduler's own resource filter has judged it
+            kept.append(node)
     return kept
 
 
-def _level(level: spreadmod.LevelView, survivors: list[str], snapshot: Snapshot,
-           result: FilterResult, cluster: str, shard: str) -> list[str]:
+def _level(level: spreadmod.LevelView, survivors: list[Node], result: FilterResult,
+           cluster: str, shard: str) -> list[Node]:
+    """Keep the least crowded domains at this level. Crowding is computed once per distinct
+    domain value, and reasons once per rejected domain: a zone's nodes share both."""
     if not survivors:
         return survivors
-    crowd = {name: level.copies.at(_value(snapshot.node(name), level.index)) for name in survivors}
-    best = min(crowd.values())
+    index = level.index
+    crowd_of: dict[str | None, int] = {}
+    crowd = []
+    for node in survivors:
+        value = node.domains[index]
+        count = crowd_of.get(value)
+        if count is None:
+            count = crowd_of[value] = level.copies.at(value)
+        crowd.append(count)
+    best = min(crowd)
     if best > 0:
         result.outcome = Outcome.RELAXED
     kept = []
-    for name in survivors:
-        count = crowd[name]
+    reasons: dict[str | None, str] = {}
+    for node, count in zip(survivors, crowd):
         if count == best:
-            kept.append(name)
+            kept.append(node)
             continue
-        value = _value(snapshot.node(name), level.index)
-        if value is None:
-            reason = DOMAIN_UNKNOWN.format(title=level.title, label=level.label, shard=shard,
-                                           cluster=cluster, best=best)
-        elif best == 0:
-            reason = DOMAIN_HOLDS_COPY.format(domain=value, shard=shard, cluster=cluster,
-                                              copies=_describe(level.holders.get(value, [])), title=level.title)
-        else:
-            reason = DOMAIN_CROWDED.format(domain=value, count=count, shard=shard, cluster=cluster,
-                                           copies=_describe(level.holders.get(value, [])),
-                                           title=level.title, best=best)
-        result.unresolvable[name] = reason
+        value = node.domains[index]
+        reason = reasons.get(value)
+        if reason is None:
+            reason = reasons[value] = _level_reason(level, value, count, best, cluster, shard)
+        result.unresolvable[node.name] = reason
     return kept
 
 
-def _value(node: Node, index: int) -> str | None:
-    return node.domains[index] if index < len(node.domains) else None
+def _level_reason(level: spreadmod.LevelView, value: str | None, count: int, best: int,
+                  cluster: str, shard: str) -> str:
+    if value is None:
+        return DOMAIN_UNKNOWN.format(title=level.title, label=level.label, shard=shard, cluster=cluster, best=best)
+    copies = _describe(level.holders.get(value, []))
+    if best == 0:
+        return DOMAIN_HOLDS_COPY.format(domain=value, shard=shard, cluster=cluster, copies=copies,
+                                        title=level.title)
+    return DOMAIN_CROWDED.format(domain=value, count=count, shard=shard, cluster=cluster, copies=copies,
+                                 title=level.title, best=best)

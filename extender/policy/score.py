@@ -33,23 +33,20 @@ def score_nodes(pod: PodRequest, candidates: list[str], snapshot: Snapshot, sett
     nodes = [snapshot.node(name) for name in candidates]
     raw = [0.0] * len(nodes)
 
-    terms: list[tuple[float, spreadmod.Tally]] = []
     for level in view.levels:
         if not level.active:
             continue
         lw = level_weights[level.index]
+        terms: list[tuple[float, spreadmod.Tally]] = []
         if pod.member.shard is not None:
             terms.append((lw * weights.shard, level.copies))
         terms.append((lw * weights.cluster, level.cluster_pods))
         if pod.member.role is Role.MASTER:
             terms.append((lw * weights.masters, level.masters))
-        for weight, tally in terms:
-            _add_fewest(raw, [_count(tally, n.domains[level.index]) for n in nodes], weight)
-        terms.clear()
+        _add_level(raw, [n.domains[level.index] for n in nodes], [t for t in terms if t[0]])
 
     if weights.headroom:
-        for i, node in enumerate(nodes):
-            raw[i] += weights.headroom * _headroom(node, pod, snapshot)
+        _add_headroom(raw, nodes, pod, snapshot, weights.headroom)
     return dict(zip(candidates, _stretch(raw)))
 
 
@@ -59,31 +56,47 @@ def _count(tally: spreadmod.Tally, value: str | None) -> float:
     return tally.known.get(value, 0)
 
 
-def _add_fewest(raw: list[float], counts: list[float], weight: float) -> None:
-    if not weight:
+def _add_level(raw: list[float], values: list[str | None], terms: list[tuple[float, spreadmod.Tally]]) -> None:
+    """Add sum of weight * fewest(count) for one level.
+
+    Sparse: most candidates sit in domains where every count is 0 ("plain"); only the few
+    domains with pods (or unknown) are computed one by one. Raw scores are later min-max
+    stretched, so the plain candidates' common term can be left out (a constant shift).
+    """
+    if not terms:
         return
-    low, high = min(counts), max(counts)
-    if high == low:
-        for i in range(len(raw)):
-            raw[i] += weight
+    busy = set()
+    for _, tally in terms:
+        busy.update(tally.known)
+    special = [i for i, v in enumerate(values) if v is None or v in busy]
+    if not special:
         return
-    span = high - low
-    for i, count in enumerate(counts):
-        raw[i] += weight * (high - count) / span
+    has_plain = len(special) < len(values)
+    delta = dict.fromkeys({values[i] for i in special}, 0.0)  # per distinct domain value
+    for weight, tally in terms:
+        counts = {value: _count(tally, value) for value in delta}
+        high = max(counts.values())
+        low = 0.0 if has_plain else min(counts.values())
+        if high == low:
+            continue
+        plain_term = weight if has_plain else 0.0  # fewest(0) = 1 for plain candidates
+        for value, count in counts.items():
+            delta[value] += weight * (high - count) / (high - low) - plain_term
+    for i in special:
+        raw[i] += delta[values[i]]
 
 
-def _headroom(node: Node, pod: PodRequest, snapshot: Snapshot) -> float:
-    """Mean free fraction of memory and CPU once the pod is placed; 0 when unknown."""
-    fractions = []
-    for allocatable, requested, want in (
-        (node.allocatable_memory, snapshot.requested_memory.get(node.name, 0), pod.memory_request),
-        (node.allocatable_cpu, snapshot.requested_cpu.get(node.name, 0), pod.cpu_request),
-    ):
-        if not allocatable:
-            fractions.append(0.0)
-        else:
-            fractions.append(min(1.0, max(0.0, (allocatable - requested - want) / allocatable)))
-    return sum(fractions) / len(fractions)
+def _add_headroom(raw: list[float], nodes: list[Node], pod: PodRequest, snapshot: Snapshot, weight: float) -> None:
+    """weight * mean free fraction of memory and CPU once the pod is placed; 0 when unknown."""
+    req_mem, req_cpu = snapshot.requested_memory, snapshot.requested_cpu
+    want_mem, want_cpu = pod.memory_request, pod.cpu_request
+    half = weight / 2
+    for i, node in enumerate(nodes):
+        mem, cpu = node.allocatable_memory, node.allocatable_cpu
+        if mem:
+            raw[i] += half * min(1.0, max(0.0, (mem - req_mem.get(node.name, 0) - want_mem) / mem))
+        if cpu:
+            raw[i] += half * min(1.0, max(0.0, (cpu - req_cpu.get(node.name, 0) - want_cpu) / cpu))
 
 
 def _stretch(raw: list[float]) -> list[int]:
