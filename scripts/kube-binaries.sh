@@ -13,6 +13,7 @@ set -euo pipefail
 
 readonly KUBE_VERSION=1.20.2
 CACHE_DIR=${REDIS_EXTENDER_KUBE_CACHE:-/var/cache/redis-extender/kube-v${KUBE_VERSION}}
+CACHE_DIR=$(realpath -m "$CACHE_DIR")  # absolute: the build step changes directory
 
 # Keep stdout clean for the result: everything else goes to stderr.
 exec 3>&1 1>&2
@@ -102,8 +103,9 @@ if ! has_kube "$CACHE_DIR"; then
 
     cd "$scratch"
     apt-get source --download-only kubernetes
-    orig=$(ls kubernetes_*.orig.tar.* 2>/dev/null | head -n1 || true)
-    [[ -n $orig ]] || die "apt-get source gave no kubernetes orig tarball"
+    origs=(kubernetes_*.orig.tar.*)
+    [[ -f ${origs[0]} ]] || die "apt-get source gave no kubernetes orig tarball"
+    orig=${origs[0]}
     log "unpacking $orig"
     tar xf "$orig"
     K=kubernetes-$KUBE_VERSION

@@ -28,10 +28,10 @@ import tempfile
 import threading
 import time
 import urllib.parse
-import weakref
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KUBE_BINARIES_SCRIPT = REPO_ROOT / "scripts" / "kube-binaries.sh"
@@ -154,7 +154,7 @@ def render_scheduler_config(config_text: str, kubeconfig: Path) -> str:
 # --------------------------------------------------------------------------------------------
 # Process helpers
 
-_live: "weakref.WeakSet[ControlPlane]" = weakref.WeakSet()
+_live: set[ControlPlane] = set()  # strong refs: a dropped plane must still be stopped
 
 
 @atexit.register
@@ -164,12 +164,16 @@ def _stop_all() -> None:
         plane.stop()
 
 
+try:  # resolved in the parent: no dlopen between fork and exec
+    _prctl: Callable[..., int] | None = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
+
+
 def _die_with_parent() -> None:
     """Child-side: get SIGKILL if the starting thread dies (e.g. pytest killed with -9)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    if _prctl is not None:
+        _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _free_ports(n: int) -> list[int]:
@@ -182,6 +186,18 @@ def _free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+_DATA_DIR_PREFIX = "redis-extender-etcd-"
+
+
+def _remove_orphaned_data_dirs(base: Path) -> None:
+    """Drop etcd data dirs of test processes that died without stop() (e.g. kill -9):
+    /dev/shm is RAM, and nothing else would ever clean them up."""
+    for path in base.glob(f"{_DATA_DIR_PREFIX}*-*"):
+        pid = path.name[len(_DATA_DIR_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -263,7 +279,6 @@ class ControlPlane:
         self._scheduler_runs = 0
         self._ssl: ssl.SSLContext | None = None
         self._local = threading.local()
-        self._logs: list[Any] = []
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -271,7 +286,7 @@ class ControlPlane:
     def server(self) -> str:
         return f"https://127.0.0.1:{self.apiserver_port}"
 
-    def start(self) -> "ControlPlane":
+    def start(self) -> ControlPlane:
         """Start etcd, kube-apiserver and (unless with_scheduler=False) the scheduler.
 
         Anything already started is stopped again if a later step fails.
@@ -302,15 +317,12 @@ class ControlPlane:
         if conn is not None:
             conn.close()
             self._local.conn = None
-        for f in self._logs:
-            f.close()
-        self._logs.clear()
         if self.etcd_data_dir is not None:
             shutil.rmtree(self.etcd_data_dir, ignore_errors=True)
             self.etcd_data_dir = None
         _live.discard(self)
 
-    def __enter__(self) -> "ControlPlane":
+    def __enter__(self) -> ControlPlane:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -339,12 +351,13 @@ class ControlPlane:
             f"--authentication-kubeconfig={self.kubeconfig}",
             f"--authorization-kubeconfig={self.kubeconfig}", *args,
         ])
+        healthz = f"https://127.0.0.1:{self.scheduler_port}/healthz"
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE  # the scheduler serves a throwaway self-signed cert
         try:
-            self._wait_ready("kube-scheduler", self._scheduler, self.scheduler_log, lambda: _http_ok(
-                f"https://127.0.0.1:{self.scheduler_port}/healthz", insecure))
+            self._wait_ready("kube-scheduler", self._scheduler, self.scheduler_log,
+                             lambda: _http_ok(healthz, insecure))
         except BaseException:
             self.stop_scheduler()
             raise
@@ -382,7 +395,7 @@ class ControlPlane:
                 self._local.conn = None
                 if attempt:
                     raise
-        decoded: Any = json.loads(raw) if raw else {}
+        decoded: dict[str, Any] = json.loads(raw) if raw else {}
         if not 200 <= resp.status < 300:
             raise ApiError(method, path, resp.status, decoded)
         return decoded
@@ -392,9 +405,10 @@ class ControlPlane:
         """A fake node that stays Ready: no controller-manager runs to notice no kubelet."""
         resources = {"cpu": cpu, "memory": memory, "pods": pods}
         stamp = "2026-01-01T00:00:00Z"
+        labels = {"kubernetes.io/hostname": name, **(labels or {})}
         return self.request("POST", "/api/v1/nodes", {
             "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
+            "metadata": {"name": name, "labels": labels},
             "spec": {},
             "status": {
                 "capacity": resources, "allocatable": resources,
@@ -463,11 +477,11 @@ class ControlPlane:
     def _spawn(self, name: str, log: Path, args: list[str]) -> subprocess.Popen[bytes]:
         # etcd reads every ETCD_* variable as a flag: never pass ours through.
         env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
-        out = open(log, "ab")
-        self._logs.append(out)
-        return subprocess.Popen([self._binary(name), *args], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, env=env,
-                                cwd=self.workdir, preexec_fn=_die_with_parent)
+        binary = self._binary(name)
+        with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen([binary, *args], stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
+                                    preexec_fn=_die_with_parent)
 
     def _wait_ready(self, name: str, proc: subprocess.Popen[bytes], log: Path,
                     ready: Callable[[], bool]) -> None:
@@ -530,8 +544,10 @@ current-context: test
     def _start_etcd(self) -> None:
         t0 = time.monotonic()
         shm = Path("/dev/shm")
+        base = shm if shm.is_dir() else self.workdir
+        _remove_orphaned_data_dirs(base)
         self.etcd_data_dir = Path(tempfile.mkdtemp(
-            prefix="redis-extender-etcd-", dir=shm if shm.is_dir() else self.workdir))
+            prefix=f"{_DATA_DIR_PREFIX}{os.getpid()}-", dir=base))
         self.etcd_port, peer = _free_ports(2)
         client, peer_url = f"http://127.0.0.1:{self.etcd_port}", f"http://127.0.0.1:{peer}"
         log = self.workdir / "etcd.log"
@@ -635,7 +651,7 @@ def _self_check(keep: bool) -> int:
             cp.wait_for(lambda: len(cp.list_pods("default")) == 1, timeout=10,
                         what="smoke-0 to be gone")
             cp.patch_node_labels("node-a", {"example.com/touched": "yes"})
-        print(f"OK in {time.monotonic() - t0:.1f} s; logs in {workdir}")
+        print(f"OK in {time.monotonic() - t0:.1f} s" + (f"; logs in {workdir}" if keep else ""))
         return 0
     finally:
         if not keep:
