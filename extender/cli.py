@@ -1,4 +1,4 @@
-"""redis-extender: serve | load | simulate | run | bench | config.
+"""redis-extender: serve | sync | load | simulate | run | bench | config.
 
 Every subcommand that talks to Redis takes --redis-url (default: $REDIS_URL, else
 redis://127.0.0.1:6379/0). Configuration errors are printed together and exit with code 2.
@@ -23,6 +23,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url", help="Redis URL (default $REDIS_URL or redis://127.0.0.1:6379/0)")
 
 
+def _kube(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--kubeconfig", help="live mode: sync from this cluster and bind in it")
+    group.add_argument("--in-cluster", action="store_true", default=None,
+                       help="live mode with the pod's service account")
+
+
 def _settings(ns: argparse.Namespace, **extra: Any) -> Settings:
     overrides = {"store.redis_url": getattr(ns, "redis_url", None), **extra}
     return settings_mod.load(overrides, config_file=getattr(ns, "config", None))
@@ -39,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, help="threads per worker (default 4)")
     serve.add_argument("--certfile", help="TLS certificate: serve HTTPS")
     serve.add_argument("--keyfile", help="TLS private key")
+    _kube(serve)
+
+    sync = sub.add_parser("sync", help="list+watch Nodes and Pods into Redis (leader-elected)")
+    _common(sync)
+    _kube(sync)
 
     load = sub.add_parser("load", help="load a Kubernetes List of Nodes and Pods into Redis")
     _common(load)
@@ -86,10 +98,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_serve(ns: argparse.Namespace) -> int:
     from .service.server import serve
 
+    if ns.config:  # the sync child and the workers read the same file
+        os.environ["REDIS_EXTENDER_CONFIG"] = str(Path(ns.config).resolve())
     settings = _settings(ns, **{"service.bind": ns.bind, "service.workers": ns.workers,
                                 "service.threads": ns.threads, "service.certfile": ns.certfile,
-                                "service.keyfile": ns.keyfile})
+                                "service.keyfile": ns.keyfile, "kube.kubeconfig": ns.kubeconfig,
+                                "kube.in_cluster": ns.in_cluster})
     serve(settings)
+    return 0
+
+
+def cmd_sync(ns: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from .identity import Identifier
+    from .state.k8s_sync import run_sync
+    from .state.redis_store import RedisStore
+
+    settings = _settings(ns, **{"kube.kubeconfig": ns.kubeconfig, "kube.in_cluster": ns.in_cluster})
+    if not settings.kube.enabled:
+        print("redis-extender sync: give --kubeconfig PATH or --in-cluster", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    store = RedisStore.from_url(settings.store.redis_url, settings.store.key_prefix, timeout=5)
+    run_sync(settings.kube.kubeconfig, settings.kube.in_cluster, store, Identifier(settings.identity),
+             stop, settings.kube.lock_ttl)
     return 0
 
 
@@ -166,7 +202,7 @@ def _plain(value: Any) -> Any:
     raise TypeError
 
 
-COMMANDS = {"serve": cmd_serve, "load": cmd_load, "simulate": cmd_simulate, "run": cmd_run,
+COMMANDS = {"serve": cmd_serve, "sync": cmd_sync, "load": cmd_load, "simulate": cmd_simulate, "run": cmd_run,
             "bench": cmd_bench, "config": cmd_config}
 
 if __name__ == "__main__":

@@ -80,12 +80,27 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True)
+class KubeSettings:
+    """Live mode: where the API server is, and whether `serve` also runs the syncer."""
+
+    kubeconfig: str | None = None
+    in_cluster: bool = False
+    run_sync: bool = True
+    lock_ttl: float = 15.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.kubeconfig) or self.in_cluster
+
+
+@dataclass(frozen=True)
 class Settings:
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     domains: DomainSettings = field(default_factory=DomainSettings)
     score: ScoreSettings = field(default_factory=ScoreSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    kube: KubeSettings = field(default_factory=KubeSettings)
 
     @property
     def level_weights(self) -> tuple[float, ...]:
@@ -115,6 +130,17 @@ def _shard_map(text: Any) -> dict[str, int]:
             raise ValueError(f"expected cluster=count, got {item!r}")
         result[name.strip()] = int(count)
     return result
+
+
+def _bool(text: Any) -> bool:
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
 
 
 def _optional_str(text: Any) -> str | None:
@@ -170,6 +196,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("service", "certfile", "REDIS_EXTENDER_CERTFILE", _optional_str, "TLS certificate (serve HTTPS)."),
     Option("service", "keyfile", "REDIS_EXTENDER_KEYFILE", _optional_str, "TLS private key."),
     Option("service", "log_level", "REDIS_EXTENDER_LOG_LEVEL", str, "debug, info, warning or error."),
+    Option("kube", "kubeconfig", "REDIS_EXTENDER_KUBECONFIG", _optional_str,
+           "kubeconfig of the cluster to sync from and bind in (live mode)."),
+    Option("kube", "in_cluster", "REDIS_EXTENDER_IN_CLUSTER", _bool,
+           "Use the pod's service account (live mode inside the cluster)."),
+    Option("kube", "run_sync", "REDIS_EXTENDER_RUN_SYNC", _bool,
+           "In live mode, `serve` also runs the leader-elected syncer as a child process."),
+    Option("kube", "lock_ttl", "REDIS_EXTENDER_LOCK_TTL", float,
+           "Seconds before a dead syncer's leader lock expires and another replica takes over."),
 )
 _BY_KEY = {f"{o.section}.{o.name}": o for o in OPTIONS}
 
@@ -261,6 +295,12 @@ def validate(settings: Settings) -> list[str]:
         problems.append("service.max_body_bytes must be >= 1024")
     if bool(service.certfile) != bool(service.keyfile):
         problems.append("service.certfile and service.keyfile go together")
+    if settings.kube.kubeconfig and settings.kube.in_cluster:
+        problems.append("kube.kubeconfig and kube.in_cluster exclude each other")
+    if settings.kube.kubeconfig and not Path(settings.kube.kubeconfig).is_file():
+        problems.append(f"kube.kubeconfig {settings.kube.kubeconfig!r} is not a file")
+    if settings.kube.lock_ttl < 1:
+        problems.append("kube.lock_ttl must be >= 1 second")
     if service.log_level.lower() not in ("debug", "info", "warning", "error"):
         problems.append("service.log_level must be debug, info, warning or error")
     return problems

@@ -46,6 +46,7 @@ class FilterResult:
     unresolvable: dict[str, str] = field(default_factory=dict)
     outcome: Outcome = Outcome.SPREAD
     unknown_domain_nodes: int = 0
+    eligible: list[Node] = field(default_factory=list)  # fit and hold no copy: what the levels chose from
 
 
 def _describe(copies: list[Copy]) -> str:
@@ -71,7 +72,7 @@ def filter_nodes(pod: PodRequest, candidates: list[str], snapshot: Snapshot,
                     node=node.name, shard=shard, cluster=cluster, copies=_describe(held))
             else:
                 kept.append(node)
-        survivors = kept
+        survivors = result.eligible = kept
         for level in sorted((lv for lv in view.levels if lv.active), key=lambda lv: -lv.index):
             survivors = _level(level, survivors, result, cluster, shard)
         result.unknown_domain_nodes = sum(1 for node in nodes if None in node.domains)

@@ -10,28 +10,23 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
-
 import orjson
 import redis
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..identity import Identifier
-from ..model import Member, PodRequest, Role
 from ..protocol import (ProtocolError, bind_reply, filter_reply, parse_binding, parse_extender_args,
                         prioritize_reply)
 from ..settings import Settings
 from ..state.cache import StateCache
 from ..state.redis_store import RedisStore
 from . import metrics
-from .decisions import Decider
+from .decisions import Binder, Decider
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
 
-Binder = Callable[[str, str, str, str], None]
-"""(namespace, name, uid, node) -> None; creates the Binding in the API (raises on failure)."""
 
 
 def create_app(settings: Settings, cache: StateCache | None = None, binder: Binder | None = None) -> Flask:
@@ -86,7 +81,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
             args = parse_binding(request.get_data(cache=False))
         except ProtocolError as exc:
             return bad("bind", started, str(exc))
-        error = bind(decider, binder, args.pod_namespace, args.pod_name, args.pod_uid, args.node)
+        error = decider.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node, binder)
         return reply(bind_reply(error), "bind", started)
 
     @app.get("/healthz")
@@ -130,34 +125,3 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
 
     return app
 
-
-def bind(decider: Decider, binder: Binder | None, namespace: str, name: str, uid: str, node: str) -> str:
-    """Record the placement atomically, then create the Binding. Returns an Error text or ""."""
-    store = decider.cache.store
-    try:
-        stored = store.pod(namespace, name)
-    except redis.RedisError as exc:
-        decider.cache.note_failure()
-        return f"redis-extender: cannot record placement (redis: {exc})"
-    if stored and stored.get("cluster"):
-        member = Member(cluster=stored["cluster"], shard=stored.get("shard") or None,
-                        role=Role(stored.get("role") or "unknown"))
-        pod = PodRequest(namespace=namespace, name=name, uid=uid or stored.get("uid", ""), member=member,
-                         memory_request=int(stored.get("mem") or 0), cpu_request=int(stored.get("cpu") or 0))
-        try:
-            result = decider.record(pod, node)
-        except redis.RedisError as exc:
-            decider.cache.note_failure()
-            return f"redis-extender: cannot record placement (redis: {exc})"
-        metrics.PLACEMENTS.labels(result.status).inc()
-        if not result.ok:
-            other, _, role = result.detail.partition("\t")
-            return (f"redis-extender: {node} already holds shard {member.shard} of {member.cluster_name} "
-                    f"({other.split('/', 1)[-1]}, {role}); retry scheduling")
-    if binder is not None:
-        try:
-            binder(namespace, name, uid, node)
-        except Exception as exc:  # the API said no: the scheduler will retry the pod
-            log.warning("binding %s/%s to %s failed: %s", namespace, name, node, exc)
-            return f"redis-extender: binding failed: {exc}"
-    return ""

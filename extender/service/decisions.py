@@ -8,15 +8,24 @@ from __future__ import annotations
 import logging
 from collections import ChainMap
 from dataclasses import dataclass
+from typing import Callable
+
+import orjson
+import redis
 
 from ..identity import Identifier
-from ..model import Node, PodRequest, Snapshot
+from ..model import Member, Node, PodRequest, Role, Snapshot
+from ..policy.bindcheck import eligible_paths, recheck
 from ..policy.filter import FilterResult, Outcome, filter_nodes
 from ..policy.score import NEUTRAL_SCORE, score_nodes
 from ..protocol import ExtenderArgs, node_from_object
 from ..settings import Settings
 from ..state.cache import StateCache, StateUnavailable
 from ..state.redis_store import PodRecord, RecordResult
+from . import metrics
+
+Binder = Callable[[str, str, str, str], None]
+"""(namespace, name, uid, node) -> None; creates the Binding in the API (raises on failure)."""
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +45,18 @@ class Decider:
         self.levels = settings.domains.levels
         self.fail_open = settings.store.on_unavailable == "fail-open"
 
-    def prepare(self, args: ExtenderArgs) -> Prepared:
-        """Build the snapshot; raises StateUnavailable when Redis and the cache both fail."""
+    def prepare(self, args: ExtenderArgs, fresh: bool = False) -> Prepared:
+        """Build the snapshot; raises StateUnavailable when Redis and the cache both fail.
+        `fresh` reads the shard and usage from Redis itself (bind), not from the TTL cache."""
         member = args.pod.member
         assert member is not None
         table = self.cache.node_table()
-        mem, cpu = self.cache.usage()
-        shard = self.cache.shard(member.cluster, member.shard)
+        if fresh:
+            mem, cpu = self.cache.store.usage()
+            shard = self.cache.store.shard_state(member.cluster, member.shard)
+        else:
+            mem, cpu = self.cache.usage()
+            shard = self.cache.shard(member.cluster, member.shard)
         nodes: ChainMap[str, Node] | dict[str, Node] = table.nodes
         level_domains = table.level_domains
         if args.nodes is not None:  # full Node objects: fresher than the cache for candidates
@@ -70,6 +84,7 @@ class Decider:
             log.error("filter %s: %s; failing closed", args.pod.key, exc)
             return FilterResult(accepted=[], outcome=Outcome.NO_FIT), f"redis-extender: placement state unavailable: {exc}"
         result = filter_nodes(args.pod, args.node_names, prepared.snapshot, prepared.own_node)
+        self._remember(args.pod, result)
         if result.unknown_domain_nodes:
             log.info("filter %s: %d candidate(s) with an unknown failure domain",
                      args.pod.key, result.unknown_domain_nodes)
@@ -85,19 +100,136 @@ class Decider:
             return {n: NEUTRAL_SCORE for n in args.node_names}
         return score_nodes(args.pod, args.node_names, prepared.snapshot, self.settings, prepared.own_node)
 
+    def _remember(self, pod: PodRequest, result: FilterResult) -> None:
+        """Keep what this filter saw for the bind-time re-check (best effort: a bind without it
+        still checks the node rule atomically)."""
+        member = pod.member
+        if member is None or member.shard is None:
+            return
+        memory = FilterMemory(member.cluster, member.shard, member.role.value, pod.uid,
+                              pod.memory_request, pod.cpu_request,
+                              eligible_paths(result.eligible, self.levels))
+        try:
+            self.cache.store.remember_filter(pod.key, memory.encode())
+        except redis.RedisError as exc:
+            log.debug("cannot remember the filter of %s: %s", pod.key, exc)
+
+    def bind(self, namespace: str, name: str, uid: str, node: str, binder: Binder | None) -> str:
+        """Re-check, record atomically, then create the Binding. Returns an Error text or ""."""
+        try:
+            pod, memory = self._bound_pod(namespace, name, uid)
+            if pod is not None:
+                error = self._check_and_record(pod, node, memory)
+                if error:
+                    return error
+        except (redis.RedisError, StateUnavailable) as exc:
+            self.cache.note_failure()
+            return f"redis-extender: cannot record the placement of {namespace}/{name}: {exc}"
+        if binder is None:
+            return ""
+        try:
+            binder(namespace, name, uid, node)
+        except Exception as exc:  # the API said no: undo the record; the scheduler retries
+            log.warning("binding %s/%s to %s failed: %s", namespace, name, node, exc)
+            if pod is not None:
+                self._unrecord(pod, node)
+            return f"redis-extender: binding {namespace}/{name} to {node} failed: {exc}"
+        return ""
+
+    def _bound_pod(self, namespace: str, name: str, uid: str) -> tuple[PodRequest | None, FilterMemory | None]:
+        """The pod's identity: from the store (sync/load), else from its filter's memory."""
+        key = f"{namespace}/{name}"
+        raw = self.cache.store.filter_memory(key)
+        memory = FilterMemory.decode(raw) if raw else None
+        stored = self.cache.store.pod(namespace, name)
+        if stored and stored.get("cluster"):
+            member = Member(stored["cluster"], stored.get("shard") or None, _role(stored.get("role")))
+            return PodRequest(namespace, name, uid or stored.get("uid", ""), member,
+                              int(stored.get("mem") or 0), int(stored.get("cpu") or 0)), memory
+        if memory is not None:
+            member = Member(memory.cluster, memory.shard, _role(memory.role))
+            return PodRequest(namespace, name, uid or memory.uid, member, memory.memory, memory.cpu), memory
+        return None, None
+
+    def _check_and_record(self, pod: PodRequest, node: str, memory: FilterMemory | None,
+                          attempts: int = 3) -> str:
+        assert pod.member is not None
+        for _ in range(attempts):
+            version = ""
+            if memory is not None and pod.member.shard is not None:
+                args = ExtenderArgs(pod=pod, pod_labels={}, node_names=[node], nodes=None, names_mode=True)
+                prepared = self.prepare(args, fresh=True)
+                reason = recheck(pod, node, memory.paths, prepared.snapshot, prepared.own_node)
+                if reason:
+                    metrics.PLACEMENTS.labels("recheck_refused").inc()
+                    return f"redis-extender: {reason}; retry scheduling"
+                version = prepared.version
+            result = self.record(pod, node, version)
+            metrics.PLACEMENTS.labels(result.status).inc()
+            if result.ok:
+                return ""
+            if result.status == "conflict":
+                other, _, role = result.detail.partition("\t")
+                return (f"redis-extender: {node} already holds shard {pod.member.shard} of "
+                        f"{pod.member.cluster_name} ({other.split('/', 1)[-1]}, {role}); retry scheduling")
+            # stale: a sibling was recorded between our read and our write; look again
+        return f"redis-extender: shard {pod.member.shard} of {pod.member.cluster_name} kept changing; retry scheduling"
+
     def record(self, pod: PodRequest, node: str, expect_version: str = "") -> RecordResult:
         """Atomic check-and-record of a placement; invalidates this process's cached shard."""
-        member = pod.member
-        record = PodRecord(namespace=pod.namespace, name=pod.name, uid=pod.uid, node=node,
-                           memory=pod.memory_request, cpu=pod.cpu_request, phase="Pending",
-                           cluster=member.cluster if member else "",
-                           shard=(member.shard or "") if member else "",
-                           role=member.role.value if member else "")
         try:
-            return self.cache.store.record_placement(record, expect_version)
+            return self.cache.store.record_placement(_record(pod, node), expect_version)
         finally:
-            if member:
-                self.cache.invalidate_shard(member.cluster, member.shard)
+            if pod.member:
+                self.cache.invalidate_shard(pod.member.cluster, pod.member.shard)
+
+    def _unrecord(self, pod: PodRequest, node: str) -> None:
+        try:
+            stored = self.cache.store.pod(pod.namespace, pod.name)
+            if stored and stored.get("node") == node and stored.get("source") == "placement":
+                self.cache.store.upsert_pod(_record(pod, ""), source="unbind")
+        except redis.RedisError as exc:  # the watch will report the truth and fix it
+            log.warning("cannot undo the record of %s: %s", pod.key, exc)
+        finally:
+            if pod.member:
+                self.cache.invalidate_shard(pod.member.cluster, pod.member.shard)
+
+
+@dataclass(frozen=True)
+class FilterMemory:
+    cluster: str
+    shard: str
+    role: str
+    uid: str
+    memory: int
+    cpu: int
+    paths: list[tuple[str | None, ...]]
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"cluster": self.cluster, "shard": self.shard, "role": self.role, "uid": self.uid,
+                             "mem": self.memory, "cpu": self.cpu, "paths": self.paths})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "FilterMemory":
+        v = orjson.loads(raw)
+        return cls(v["cluster"], v["shard"], v["role"], v.get("uid", ""), int(v.get("mem", 0)),
+                   int(v.get("cpu", 0)), [tuple(p) for p in v.get("paths", [])])
+
+
+def _role(value: str | None) -> Role:
+    try:
+        return Role(value or "unknown")
+    except ValueError:
+        return Role.UNKNOWN
+
+
+def _record(pod: PodRequest, node: str) -> PodRecord:
+    member = pod.member
+    return PodRecord(namespace=pod.namespace, name=pod.name, uid=pod.uid, node=node,
+                     memory=pod.memory_request, cpu=pod.cpu_request, phase="Pending",
+                     cluster=member.cluster if member else "",
+                     shard=(member.shard or "") if member else "",
+                     role=member.role.value if member else "")
 
 
 _EMPTY = Snapshot(level_names=(), nodes={})

@@ -7,14 +7,21 @@ replies are not held back by Nagle's algorithm (40 ms per request otherwise).
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
+import time
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from ..settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -31,7 +38,12 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from .app import create_app
 
-        return create_app(self.settings)
+        binder = None
+        if self.settings.kube.enabled:  # one API client per worker, made after the fork
+            from ..state.k8s_sync import api_client, make_binder
+
+            binder = make_binder(api_client(self.settings.kube.kubeconfig, self.settings.kube.in_cluster))
+        return create_app(self.settings, binder=binder)
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
@@ -63,9 +75,56 @@ def _child_exit(server: Any, worker: Any) -> None:
         multiprocess.mark_process_dead(worker.pid)
 
 
+class SyncChild:
+    """`redis-extender sync` as a child of the gunicorn master, restarted when it exits.
+
+    A separate process keeps watch traffic off the workers' GIL; the leader lock inside it
+    makes exactly one syncer write across all replicas."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.stop = threading.Event()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.thread = threading.Thread(target=self._supervise, name="sync-supervisor", daemon=True)
+
+    def command(self) -> list[str]:
+        kube = self.settings.kube
+        where = ["--kubeconfig", kube.kubeconfig] if kube.kubeconfig else ["--in-cluster"]
+        return [sys.executable, "-m", "extender.cli", "sync", "--redis-url", self.settings.store.redis_url, *where]
+
+    def _supervise(self) -> None:
+        delay = 1.0
+        while not self.stop.is_set():
+            started = time.monotonic()
+            self.proc = subprocess.Popen(self.command())
+            self.proc.wait()
+            if self.stop.is_set():
+                break
+            delay = 1.0 if time.monotonic() - started > 60 else min(30.0, delay * 2)
+            log.warning("sync child exited with %s; restarting in %.0fs", self.proc.returncode, delay)
+            self.stop.wait(delay)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def terminate(self) -> None:
+        self.stop.set()
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
 def serve(settings: Settings) -> None:
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         directory = tempfile.mkdtemp(prefix="redis-extender-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
         atexit.register(shutil.rmtree, directory, ignore_errors=True)
-    _Gunicorn(settings, gunicorn_options(settings)).run()
+    options = gunicorn_options(settings)
+    if settings.kube.enabled and settings.kube.run_sync:
+        child = SyncChild(settings)
+        options["when_ready"] = lambda server: child.start()
+        options["on_exit"] = lambda server: child.terminate()
+    _Gunicorn(settings, options).run()

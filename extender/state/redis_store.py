@@ -15,6 +15,9 @@ so the Lua scripts stay atomic on a Redis Cluster too):
   P clusters                SET of cluster ids ("ns/name")
   P gen:pods                STRING counter, bumped on every pod write
   P meta                    HASH loaded_at, source, nodes, pods
+  P seen:<ns>/<name>        STRING JSON: the pod's identity and the domains its last filter could
+                            choose from (expires after 10 min), for the bind-time re-check
+  P sync:leader             STRING the syncer holding the leader lock (expires)
 
 Pod writes go through one Lua script that takes the old record out of every index and puts
 the new one in, so indexes never drift, whoever writes (load, watch, bind, several replicas).
@@ -208,6 +211,9 @@ class RedisStore:
         gen, raw = pipe.execute()
         return int(gen or 0), {k.decode(): NodeRecord.decode(k.decode(), v) for k, v in raw.items()}
 
+    def node_names(self) -> list[str]:
+        return [k.decode() for k in self.r.hkeys(self.p + "nodes")]
+
     def usage(self) -> tuple[dict[str, int], dict[str, int]]:
         pipe = self.r.pipeline(transaction=False)
         pipe.hgetall(self.p + "usage:mem")
@@ -250,6 +256,18 @@ class RedisStore:
                 pipe.execute()
         pipe.execute()
         return count
+
+    def remember_filter(self, pod_key: str, payload: bytes, ttl: float = 600.0) -> None:
+        """What a pod's filter saw, for the bind-time re-check (P seen:<ns>/<name>, expiring)."""
+        self.r.set(f"{self.p}seen:{pod_key}", payload, px=int(ttl * 1000))
+
+    def filter_memory(self, pod_key: str) -> bytes | None:
+        return self.r.get(f"{self.p}seen:{pod_key}")
+
+    def pod_keys(self) -> list[str]:
+        """Every stored pod as "ns/name" (a SCAN: for relists, not for decisions)."""
+        head = len(self.p) + len("pod:")
+        return [k.decode()[head:] for k in self.r.scan_iter(match=_escape_glob(self.p + "pod:") + "*", count=1000)]
 
     def pod(self, namespace: str, name: str) -> dict[str, str] | None:
         raw = self.r.hgetall(f"{self.p}pod:{namespace}/{name}")

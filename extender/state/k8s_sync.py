@@ -1,0 +1,304 @@
+"""Kubernetes -> the Redis state: list then watch Nodes and Pods, and the Binding API.
+
+Watching, in three layers (as kopf does): reconnect forever with backoff -> list, then watch
+from the list's resourceVersion (bookmarks keep it fresh), back to a full relist on 410 Gone
+-> one HTTP stream, parsed line by line with orjson (the client's model deserialisation costs
+~1 ms a pod; we only need a few fields).
+
+What is stored: every Node (labels, allocatable, readiness) and every non-terminal Pod
+(field selector status.phase!=Succeeded,status.phase!=Failed): all pods' requests count toward
+their node's usage, while only Redis pods carry cluster/shard/role. A pod that turns
+Succeeded/Failed leaves the selection, the watch reports DELETED, and its usage is freed.
+A relist deletes from the store what the API no longer has. Writes are skipped when the
+fields we keep did not change (node heartbeats would otherwise reload every replica's table).
+
+Several replicas: exactly one syncer writes, the holder of a Redis lock with expiry
+(P sync:leader, renewed every ttl/3); when it dies, the lock expires and another takes over
+within `ttl` seconds. Writes are idempotent upserts of the API's truth, so a paused ex-leader
+writing once more does no lasting harm: the next event corrects it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import orjson
+import redis
+from kubernetes import client as kclient
+from kubernetes import config as kconfig
+from kubernetes.client.rest import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+from ..identity import Identifier
+from .loader import node_record, pod_record
+from .redis_store import NodeRecord, PodRecord, RedisStore
+
+log = logging.getLogger(__name__)
+POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
+
+
+def api_client(kubeconfig: str | None = None, in_cluster: bool = False) -> kclient.ApiClient:
+    """An API client from a kubeconfig file, or from the pod's service account."""
+    if in_cluster:
+        kconfig.load_incluster_config()
+        return kclient.ApiClient()
+    configuration = kclient.Configuration()
+    kconfig.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    return kclient.ApiClient(configuration)
+
+
+def make_binder(api: kclient.ApiClient) -> Callable[[str, str, str, str], None]:
+    """The Binding call kube-scheduler would make. `_preload_content=False`: the Python client
+    raises while deserialising the empty-ish reply of pods/binding otherwise."""
+    core = kclient.CoreV1Api(api)
+
+    def bind(namespace: str, name: str, uid: str, node: str) -> None:
+        body = kclient.V1Binding(
+            metadata=kclient.V1ObjectMeta(name=name, namespace=namespace, uid=uid or None),
+            target=kclient.V1ObjectReference(api_version="v1", kind="Node", name=node))
+        resp = core.create_namespaced_binding(namespace, body, _preload_content=False, _request_timeout=3)
+        resp.read()
+
+    return bind
+
+
+class Gone(Exception):
+    """410: our resourceVersion is too old; relist."""
+
+
+@dataclass
+class Backoff:
+    initial: float = 0.5
+    maximum: float = 30.0
+    current: float = 0.5
+
+    def sleep(self, stop: threading.Event) -> None:
+        stop.wait(self.current)
+        self.current = min(self.maximum, self.current * 2)
+
+    def reset(self) -> None:
+        self.current = self.initial
+
+
+class Reflector:
+    """Keeps one kind (nodes or pods) of the store equal to the API's."""
+
+    def __init__(self, kind: str, list_call: Callable[..., Any], store: RedisStore,
+                 to_record: Callable[[dict[str, Any]], Any], stop: threading.Event,
+                 selector: str | None = None, watch_timeout: int = 290):
+        self.kind = kind
+        self.list_call = list_call
+        self.store = store
+        self.to_record = to_record
+        self.stop = stop
+        self.selector = selector
+        self.watch_timeout = watch_timeout
+        self.known: dict[str, Any] = {}  # key -> last record written (skip unchanged writes)
+        self.resource_version = ""
+        self.events = 0
+
+    def run(self) -> None:
+        backoff = Backoff()
+        while not self.stop.is_set():
+            try:
+                self.relist()
+                backoff.reset()
+                while not self.stop.is_set():
+                    self.watch_once()
+            except Gone:
+                log.info("%s watch: resourceVersion too old, relisting", self.kind)
+            except (ApiException, OSError, redis.RedisError, ValueError) as exc:
+                log.warning("%s sync: %s; retrying in %.1fs", self.kind, exc, backoff.current)
+                backoff.sleep(self.stop)
+            except Exception as exc:  # urllib3 protocol errors and the like: never die
+                log.exception("%s sync: unexpected %s; retrying", self.kind, type(exc).__name__)
+                backoff.sleep(self.stop)
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"field_selector": self.selector} if self.selector else {}
+
+    def relist(self) -> None:
+        items: list[dict[str, Any]] = []
+        cont = None
+        while True:
+            resp = self.list_call(limit=500, _continue=cont, _preload_content=False,
+                                  _request_timeout=60, **self._kwargs())
+            page = orjson.loads(resp.data)
+            items.extend(page.get("items") or [])
+            cont = (page.get("metadata") or {}).get("continue")
+            if not cont:
+                self.resource_version = page["metadata"]["resourceVersion"]
+                break
+        seen = {}
+        for obj in items:
+            record = self.to_record(obj)
+            seen[self._key(record)] = record
+        self._apply_list(seen)
+        log.info("%s: listed %d at resourceVersion %s", self.kind, len(seen), self.resource_version)
+
+    def watch_once(self) -> None:
+        resp = self.list_call(watch=True, resource_version=self.resource_version,
+                              allow_watch_bookmarks=True, timeout_seconds=self.watch_timeout,
+                              _preload_content=False, _request_timeout=(10, self.watch_timeout + 30),
+                              **self._kwargs())
+        try:
+            for line in iter_resp_lines(resp):
+                if self.stop.is_set():
+                    return
+                if line:
+                    self.on_event(orjson.loads(line))
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise Gone()
+            raise ValueError(f"watch error: {obj.get('message')}")
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        if kind == "BOOKMARK":
+            self.resource_version = version or self.resource_version
+            return
+        record = self.to_record(obj)
+        key = self._key(record)
+        if kind == "DELETED":
+            self._delete(key, record)
+            self.known.pop(key, None)
+        elif kind in ("ADDED", "MODIFIED") and self.known.get(key) != record:
+            self._write(record)
+            self.known[key] = record
+        self.resource_version = version or self.resource_version
+        self.events += 1
+
+    # -- kind-specific store calls ------------------------------------------------------
+
+    def _key(self, record: Any) -> str:
+        return record.name if isinstance(record, NodeRecord) else record.key
+
+    def _write(self, record: Any) -> None:
+        if isinstance(record, NodeRecord):
+            self.store.put_nodes([record])
+        else:
+            self.store.upsert_pod(record, source="watch")
+
+    def _delete(self, key: str, record: Any) -> None:
+        if isinstance(record, NodeRecord):
+            self.store.delete_node(key)
+        else:
+            self.store.delete_pod(record.namespace, record.name, record.uid)
+
+    def _apply_list(self, seen: dict[str, Any]) -> None:
+        if self.kind == "nodes":
+            stored = set(self.store.node_names())
+            changed = [r for k, r in seen.items() if self.known.get(k) != r]
+            self.store.put_nodes(changed)
+            for name in stored - seen.keys():
+                self.store.delete_node(name)
+        else:
+            stored = set(self.store.pod_keys())
+            changed = [r for k, r in seen.items() if self.known.get(k) != r]
+            self.store.upsert_pods(changed, source="list")
+            for key in stored - seen.keys():
+                namespace, _, name = key.partition("/")
+                self.store.delete_pod(namespace, name)
+        self.known = seen
+        self.store.mark_loaded(f"kubernetes {self.kind} list", **{self.kind: len(seen)})
+
+
+class LeaderLock:
+    """A Redis lock with expiry: SET NX PX to take it, compare-and-expire to keep it."""
+
+    _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"
+    _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"
+
+    def __init__(self, store: RedisStore, ttl: float = 15.0, identity: str | None = None):
+        self.r = store.r
+        self.key = store.p + "sync:leader"
+        self.ttl_ms = int(ttl * 1000)
+        self.identity = identity or f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self._renew = self.r.register_script(self._RENEW)
+        self._release = self.r.register_script(self._RELEASE)
+
+    def acquire(self) -> bool:
+        return bool(self.r.set(self.key, self.identity, nx=True, px=self.ttl_ms))
+
+    def renew(self) -> bool:
+        return bool(self._renew(keys=[self.key], args=[self.identity, self.ttl_ms]))
+
+    def release(self) -> None:
+        try:
+            self._release(keys=[self.key], args=[self.identity])
+        except redis.RedisError:
+            pass
+
+    def holder(self) -> str | None:
+        value = self.r.get(self.key)
+        return value.decode() if value else None
+
+
+class Syncer:
+    """Leader-elected list+watch of Nodes and Pods into the store."""
+
+    def __init__(self, api: kclient.ApiClient, store: RedisStore, identifier: Identifier,
+                 lock_ttl: float = 15.0):
+        self.core = kclient.CoreV1Api(api)
+        self.store = store
+        self.identifier = identifier
+        self.lock = LeaderLock(store, lock_ttl)
+        self.lock_ttl = lock_ttl
+        self.leading = threading.Event()
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                if self.lock.acquire():
+                    log.info("sync: leader (%s)", self.lock.identity)
+                    self._lead(stop)
+                else:
+                    stop.wait(self.lock_ttl / 3)
+            except redis.RedisError as exc:
+                log.warning("sync: redis: %s", exc)
+                stop.wait(1.0)
+        self.lock.release()
+
+    def _lead(self, stop: threading.Event) -> None:
+        term = threading.Event()
+        reflectors = [
+            Reflector("nodes", self.core.list_node, self.store, node_record, term),
+            Reflector("pods", self.core.list_pod_for_all_namespaces, self.store,
+                      lambda obj: pod_record(obj, self.identifier), term, selector=POD_SELECTOR),
+        ]
+        threads = [threading.Thread(target=r.run, name=f"sync-{r.kind}", daemon=True) for r in reflectors]
+        self.leading.set()
+        for t in threads:
+            t.start()
+        try:
+            while not stop.is_set():
+                stop.wait(self.lock_ttl / 3)
+                try:
+                    if not self.lock.renew():
+                        log.warning("sync: lost the leader lock")
+                        break
+                except redis.RedisError as exc:
+                    log.warning("sync: cannot renew the leader lock: %s", exc)
+                    break
+        finally:
+            self.leading.clear()
+            term.set()
+            for t in threads:
+                t.join(timeout=5)
+
+
+def run_sync(kubeconfig: str | None, in_cluster: bool, store: RedisStore, identifier: Identifier,
+             stop: threading.Event | None = None, lock_ttl: float = 15.0) -> None:
+    stop = stop or threading.Event()
+    Syncer(api_client(kubeconfig, in_cluster), store, identifier, lock_ttl).run(stop)
+
