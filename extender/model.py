@@ -12,6 +12,9 @@ from typing import Mapping
 UNKNOWN = None
 """A domain value that is not known (the node lacks the label, or the node is not cached)."""
 
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+"""The node level: its value defaults to the node name (kubelet sets it to the hostname)."""
+
 DomainValue = str | None
 
 
@@ -64,6 +67,7 @@ class Copy:
     pod: str  # "namespace/name"
     node: str
     role: Role
+    reserved: bool = False  # the pod's likely node, noted at prioritize, not yet bound
 
     @property
     def pod_name(self) -> str:
@@ -117,7 +121,8 @@ class Snapshot:
         found = self.nodes.get(name)
         if found is not None:
             return found
-        return Node(name=name, domains=(UNKNOWN,) * len(self.level_names), known=False)
+        domains = tuple(name if level == HOSTNAME_LABEL else UNKNOWN for level in self.level_names)
+        return Node(name=name, domains=domains, known=False)
 
     def memory_headroom(self, node: Node) -> int | None:
         if node.allocatable_memory is None:

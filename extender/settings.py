@@ -63,6 +63,8 @@ class StoreSettings:
     socket_timeout: float = 0.05
     cache_ttl: float = 1.0
     node_cache_ttl: float = 2.0
+    shard_cache_ttl: float = 0.0
+    reservation_ttl: float = 30.0
     max_staleness: float = 30.0
     retry_after: float = 1.0
     on_unavailable: str = "fail-closed"
@@ -166,6 +168,10 @@ OPTIONS: tuple[Option, ...] = (
            "Seconds a shard/cluster/usage read is served from process memory."),
     Option("store", "node_cache_ttl", "REDIS_EXTENDER_NODE_CACHE_TTL", float,
            "Seconds between checks of the node table's generation."),
+    Option("store", "shard_cache_ttl", "REDIS_EXTENDER_SHARD_CACHE_TTL", float,
+           "Seconds a shard's copies are served from memory; 0 reads them fresh (siblings seen at once)."),
+    Option("store", "reservation_ttl", "REDIS_EXTENDER_RESERVATION_TTL", float,
+           "Seconds a pod's likely node (noted at prioritize) counts as a copy until its bind arrives; 0 disables."),
     Option("store", "max_staleness", "REDIS_EXTENDER_MAX_STALENESS", float,
            "While Redis is down, decide from state at most this old (seconds)."),
     Option("store", "retry_after", "REDIS_EXTENDER_RETRY_AFTER", float,
@@ -281,7 +287,7 @@ def validate(settings: Settings) -> list[str]:
         problems.append(f"store.redis_url {store.redis_url!r} must start with redis://, rediss:// or unix://")
     if not 0 < store.socket_timeout <= 1:
         problems.append("store.socket_timeout must be in (0, 1] seconds: the scheduler waits 5 s at most")
-    for name in ("cache_ttl", "node_cache_ttl", "max_staleness", "retry_after"):
+    for name in ("cache_ttl", "node_cache_ttl", "shard_cache_ttl", "reservation_ttl", "max_staleness", "retry_after"):
         if getattr(store, name) < 0:
             problems.append(f"store.{name} must be >= 0")
     if store.on_unavailable not in ON_UNAVAILABLE:

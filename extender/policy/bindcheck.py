@@ -13,8 +13,7 @@ from collections import ChainMap
 from dataclasses import replace
 from typing import Iterable, Sequence
 
-from ..domains import HOSTNAME_LABEL
-from ..model import DomainValue, Node, PodRequest, Snapshot
+from ..model import HOSTNAME_LABEL, DomainValue, Node, PodRequest, Snapshot
 from .filter import filter_nodes
 
 STANDIN = "\x00eligible-{}"

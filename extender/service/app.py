@@ -37,7 +37,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
                                     settings.store.socket_timeout)
         s = settings.store
         cache = StateCache(store, settings.domains.levels, ttl=s.cache_ttl, node_ttl=s.node_cache_ttl,
-                           max_staleness=s.max_staleness, retry_after=s.retry_after)
+                           max_staleness=s.max_staleness, retry_after=s.retry_after, shard_ttl=s.shard_cache_ttl)
     cache.stats.listeners.append(metrics.cache_listener)
     identifier = Identifier(settings.identity)
     decider = Decider(settings, cache, identifier)

@@ -51,6 +51,8 @@ class Decider:
         member = args.pod.member
         assert member is not None
         table = self.cache.node_table()
+        if args.nodes is None and not set(args.node_names) <= table.nodes.keys():
+            table = self.cache.node_table(revalidate=True)  # a node added since the last check
         if fresh:
             mem, cpu = self.cache.store.usage()
             shard = self.cache.store.shard_state(member.cluster, member.shard)
@@ -65,7 +67,7 @@ class Decider:
             level_domains = tuple(
                 known | {n.domains[i] for n in body.values() if n.domains[i] is not None}
                 for i, known in enumerate(level_domains))
-        own_node = next((c.node for c in shard.copies if c.pod == args.pod.key), None)
+        own_node = next((c.node for c in shard.copies if c.pod == args.pod.key and not c.reserved), None)
         snapshot = Snapshot(level_names=self.levels, nodes=nodes, copies=shard.copies,
                             cluster=shard.counts, level_domains=level_domains,
                             requested_memory=mem, requested_cpu=cpu)
@@ -85,6 +87,8 @@ class Decider:
             return FilterResult(accepted=[], outcome=Outcome.NO_FIT), f"redis-extender: placement state unavailable: {exc}"
         result = filter_nodes(args.pod, args.node_names, prepared.snapshot, prepared.own_node)
         self._remember(args.pod, result)
+        if len(result.accepted) == 1:  # the scheduler skips prioritize: this is its choice
+            self._reserve(args.pod, result.accepted[0])
         if result.unknown_domain_nodes:
             log.info("filter %s: %d candidate(s) with an unknown failure domain",
                      args.pod.key, result.unknown_domain_nodes)
@@ -98,7 +102,20 @@ class Decider:
         except StateUnavailable as exc:
             log.warning("prioritize %s: %s; neutral scores", args.pod.key, exc)
             return {n: NEUTRAL_SCORE for n in args.node_names}
-        return score_nodes(args.pod, args.node_names, prepared.snapshot, self.settings, prepared.own_node)
+        scores = score_nodes(args.pod, args.node_names, prepared.snapshot, self.settings, prepared.own_node)
+        if scores:
+            self._reserve(args.pod, max(args.node_names, key=lambda n: scores[n]))
+        return scores
+
+    def _reserve(self, pod: PodRequest, node: str) -> None:
+        member = pod.member
+        ttl = self.settings.store.reservation_ttl
+        if member is None or member.shard is None or ttl <= 0:
+            return
+        try:
+            self.cache.store.reserve(pod.key, member.cluster, member.shard, node, member.role.value, ttl)
+        except redis.RedisError as exc:
+            log.debug("cannot reserve %s for %s: %s", node, pod.key, exc)
 
     def _remember(self, pod: PodRequest, result: FilterResult) -> None:
         """Keep what this filter saw for the bind-time re-check (best effort: a bind without it

@@ -1,7 +1,9 @@
 """The in-process cachetools layer in front of Redis, and what happens when Redis is down.
 
-Reads are served from process memory for a short TTL (settings.store.cache_ttl; the node
-table is revalidated by its generation counter every node_cache_ttl). Writes made by this
+Reads are served from process memory for a short TTL: usage for cache_ttl, the node table
+revalidated by its generation counter every node_cache_ttl (or at once when a candidate is
+missing from it). A shard's copies are read fresh by default (shard_cache_ttl 0): it is one
+small pipelined read, and a sibling placed by another worker must be seen at once. Writes made by this
 process invalidate what they touch, so a placement it records is seen by its next decision.
 Other replicas' writes are seen within the TTL; that is safe because the decision that
 matters (check-and-record) is made atomically inside Redis, not from this cache.
@@ -73,15 +75,16 @@ class CacheStats:
 class StateCache:
     def __init__(self, store: RedisStore, levels: tuple[str, ...], ttl: float = 1.0,
                  node_ttl: float = 2.0, max_staleness: float = 30.0, retry_after: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic, maxsize: int = 4096):
+                 clock: Callable[[], float] = time.monotonic, maxsize: int = 4096, shard_ttl: float = 0.0):
         self.store = store
+        self.shard_ttl = shard_ttl
         self.levels = levels
         self.max_staleness = max_staleness
         self.retry_after = retry_after
         self.clock = clock
         self.node_ttl = node_ttl
         self.stats = CacheStats()
-        self._fresh: TTLCache[Hashable, Any] = TTLCache(maxsize=maxsize, ttl=ttl, timer=clock)
+        self._fresh: TTLCache[Hashable, Any] = TTLCache(maxsize=maxsize, ttl=max(ttl, shard_ttl), timer=clock)
         self._last_good: LRUCache[Hashable, tuple[float, Any]] = LRUCache(maxsize=maxsize)
         self._lock = threading.Lock()
         self._down_until = 0.0
@@ -92,16 +95,22 @@ class StateCache:
     # -- reads ----------------------------------------------------------------------------
 
     def shard(self, cluster: str, shard: str | None) -> ShardState:
-        return self._get(("shard", cluster, shard), lambda: self.store.shard_state(cluster, shard))
+        """Read fresh by default (shard_ttl 0): a sibling bound or reserved by another worker
+        or replica a millisecond ago must be seen. The last good value still serves outages."""
+        return self._get(("shard", cluster, shard), lambda: self.store.shard_state(cluster, shard),
+                         fresh=self.shard_ttl <= 0)
 
     def usage(self) -> tuple[dict[str, int], dict[str, int]]:
         return self._get(("usage",), self.store.usage)
 
-    def node_table(self) -> NodeTable:
-        """The node table, reloaded only when its generation changed."""
+    def node_table(self, revalidate: bool = False) -> NodeTable:
+        """The node table, reloaded only when its generation changed. `revalidate`: a candidate
+        is missing (a node just added), so check the generation now rather than at the TTL,
+        at most every REVALIDATE_EVERY seconds."""
         now = self.clock()
         table = self._table
-        if table is not None and now - self._table_checked < self.node_ttl:
+        ttl = REVALIDATE_EVERY if revalidate else self.node_ttl
+        if table is not None and now - self._table_checked < ttl:
             self.stats.count("hits")
             return table
         if self._is_down(now):
@@ -128,10 +137,10 @@ class StateCache:
         raise StateUnavailable(f"Redis unreachable and no node table younger than "
                                f"{self.max_staleness:g}s{f': {exc}' if exc else ''}")
 
-    def _get(self, key: Hashable, fetch: Callable[[], T]) -> T:
+    def _get(self, key: Hashable, fetch: Callable[[], T], fresh: bool = False) -> T:
         now = self.clock()
         with self._lock:
-            found = self._fresh.get(key, _MISSING)
+            found = _MISSING if fresh else self._fresh.get(key, _MISSING)
         if found is not _MISSING:
             self.stats.count("hits")
             return found
@@ -189,3 +198,4 @@ class StateCache:
 
 
 _MISSING = object()
+REVALIDATE_EVERY = 0.25

@@ -8,7 +8,9 @@ so the Lua scripts stay atomic on a Redis Cluster too):
   P usage:mem / usage:cpu   HASH node -> summed requests of every non-terminal pod on it
   P pod:<ns>/<name>         HASH uid node mem cpu phase cluster shard role updated source
                             (every pod, Redis or not: its requests count toward its node)
-  P shard:<cluster>|<shard> HASH "<ns>/<name>" -> "<node>\\t<role>" for placed copies
+  P shard:<cluster>|<shard> HASH "<ns>/<name>" -> "<node>\\t<role>" for placed copies, or
+                            "<node>\\t<role>\\t<expiry ms>" for a reservation (a pod's likely
+                            node noted at prioritize; readers ignore it once expired)
   P shardv:<cluster>|<shard> STRING version, bumped when the shard's copies change
   P cpods:<cluster>         HASH node -> pods of the cluster on it
   P cmasters:<cluster>      HASH node -> masters of the cluster on it
@@ -64,9 +66,11 @@ if mode == 'record' then
     local copies = redis.call('HGETALL', skey)
     for i = 1, #copies, 2 do
       if copies[i] ~= key_id then
-        local tab = string.find(copies[i+1], '\t', 1, true)
-        if string.sub(copies[i+1], 1, tab - 1) == new.node then
-          return {'conflict', copies[i] .. '\t' .. string.sub(copies[i+1], tab + 1)}
+        local v = copies[i+1]
+        local tab = string.find(v, '\t', 1, true)
+        local reserved = string.find(v, '\t', tab + 1, true)  -- reservations never block a bind
+        if not reserved and string.sub(v, 1, tab - 1) == new.node then
+          return {'conflict', copies[i] .. '\t' .. string.sub(v, tab + 1)}
         end
       end
     end
@@ -83,7 +87,7 @@ if o[1] then
       if o[8] == 'master' then redis.call('HINCRBY', P .. 'cmasters:' .. o[6], o[2], -1) end
     end
   end
-  if o[6] and o[6] ~= '' and o[7] and o[7] ~= '' then
+  if o[2] and o[2] ~= '' and o[6] and o[6] ~= '' and o[7] and o[7] ~= '' then
     if redis.call('HDEL', P .. 'shard:' .. o[6] .. '|' .. o[7], key_id) == 1 then
       redis.call('INCR', P .. 'shardv:' .. o[6] .. '|' .. o[7])
     end
@@ -111,6 +115,18 @@ if mode ~= 'delete' then
 end
 redis.call('INCR', P .. 'gen:pods')
 return {'ok', ''}
+"""
+
+
+_RESERVE = r"""
+local skey, key_id, value = KEYS[1], ARGV[1], ARGV[2]
+local cur = redis.call('HGET', skey, key_id)
+if cur then
+  local a = string.find(cur, '\t', 1, true)
+  if a and not string.find(cur, '\t', a + 1, true) then return 0 end  -- placed: keep the truth
+end
+redis.call('HSET', skey, key_id, value)
+return 1
 """
 
 
@@ -176,6 +192,7 @@ class RedisStore:
         self.r = client
         self.p = prefix
         self._apply = client.register_script(_APPLY_POD)
+        self._reserve = client.register_script(_RESERVE)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, timeout: float = 0.05) -> "RedisStore":
@@ -257,6 +274,14 @@ class RedisStore:
         pipe.execute()
         return count
 
+    def reserve(self, pod_key: str, cluster: str, shard: str, node: str, role: str, ttl: float) -> bool:
+        """Note the node a pod will likely be bound to, as a copy that expires: a sibling's
+        filter, which may run before this pod's bind arrives, then avoids its domain. Never
+        overwrites a real placement; the bind's record replaces it."""
+        expiry = int((time.time() + ttl) * 1000)
+        return bool(self._reserve(keys=[f"{self.p}shard:{cluster}|{shard}"],
+                                  args=[pod_key, f"{node}\t{role}\t{expiry}"]))
+
     def remember_filter(self, pod_key: str, payload: bytes, ttl: float = 600.0) -> None:
         """What a pod's filter saw, for the bind-time re-check (P seen:<ns>/<name>, expiring)."""
         self.r.set(f"{self.p}seen:{pod_key}", payload, px=int(ttl * 1000))
@@ -286,7 +311,8 @@ class RedisStore:
         if shard is not None:
             raw, v = out[0], out[1]
             out = out[2:]
-            copies = tuple(_copy(k.decode(), val.decode()) for k, val in raw.items())
+            now_ms = time.time() * 1000
+            copies = tuple(c for c in (_copy(k.decode(), val.decode(), now_ms) for k, val in raw.items()) if c)
             version = (v or b"0").decode()
         pods = {k.decode(): int(v) for k, v in out[0].items() if int(v) > 0}
         masters = {k.decode(): int(v) for k, v in out[1].items() if int(v) > 0}
@@ -315,13 +341,17 @@ class RedisStore:
         return bool(self.r.ping())
 
 
-def _copy(key: str, value: str) -> Copy:
-    node, _, role = value.partition("\t")
+def _copy(key: str, value: str, now_ms: float) -> Copy | None:
+    """"node\trole" is a placement; "node\trole\texpiry_ms" a reservation (None once expired)."""
+    node, _, rest = value.partition("\t")
+    role, _, expiry = rest.partition("\t")
+    if expiry and float(expiry) < now_ms:
+        return None
     try:
         parsed = Role(role)
     except ValueError:
         parsed = Role.UNKNOWN
-    return Copy(pod=key, node=node, role=parsed)
+    return Copy(pod=key, node=node, role=parsed, reserved=bool(expiry))
 
 
 def _escape_glob(text: str) -> str:

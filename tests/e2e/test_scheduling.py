@@ -1,0 +1,269 @@
+"""The real kube-scheduler v1.20.2 calling the extender (filter, prioritize, bind), against a
+real kube-apiserver, with the extender's state synced from that API server into a real Redis.
+
+Fake Nodes (no kubelet) in zones; pods created as a StatefulSet controller with
+podManagementPolicy Parallel would create them (named <sts>-<ordinal>, all at once).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from extender.localredis import free_port
+from extender.state.redis_store import RedisStore
+
+pytestmark = pytest.mark.e2e
+
+NS = "redis"
+SCHED = "redis-scheduler"
+ZONE = "topology.kubernetes.io/zone"
+
+EXTENDER_SCHEDULER = """\
+apiVersion: kubescheduler.config.k8s.io/v1beta1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: "{{kubeconfig}}"
+percentageOfNodesToScore: 100
+profiles:
+- schedulerName: redis-scheduler
+extenders:
+- urlPrefix: "http://127.0.0.1:{port}"
+  filterVerb: filter
+  prioritizeVerb: prioritize
+  bindVerb: bind
+  weight: 12
+  nodeCacheCapable: true
+  httpTimeout: 2s
+"""
+
+NATIVE_SCHEDULER = """\
+apiVersion: kubescheduler.config.k8s.io/v1beta1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: "{kubeconfig}"
+percentageOfNodesToScore: 100
+profiles:
+- schedulerName: redis-scheduler
+"""
+
+
+class LiveExtender:
+    """`redis-extender serve --kubeconfig` (sync child + binder) in a subprocess."""
+
+    def __init__(self, kubeconfig: Path, redis_url: str, prefix: str, log_dir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / f"extender-{self.port}.log"
+        env = {**os.environ, "REDIS_URL": redis_url, "REDIS_EXTENDER_KEY_PREFIX": prefix,
+               "REDIS_EXTENDER_LOCK_TTL": "3"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "extender.cli", "serve", "--bind", f"127.0.0.1:{self.port}",
+             "--workers", "2", "--kubeconfig", str(kubeconfig)],
+            env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                urllib.request.urlopen(self.url + "/readyz", timeout=0.5).read()
+                return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"extender not ready: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def live(control_plane, redis_server, tmp_path_factory) -> Iterator[tuple[Any, LiveExtender, RedisStore]]:
+    cp = control_plane
+    try:
+        cp.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                   "metadata": {"name": NS}})
+    except Exception as exc:  # already there from another module
+        if "AlreadyExists" not in str(exc) and "409" not in str(exc):
+            raise
+    prefix = f"rxe2e:{{{os.getpid()}-{free_port()}}}:"
+    extender = LiveExtender(cp.kubeconfig, redis_server.url, prefix, tmp_path_factory.mktemp("ext"))
+    store = RedisStore.from_url(redis_server.url, prefix, timeout=5)
+    yield cp, extender, store
+    extender.stop()
+    store.clear()
+
+
+@pytest.fixture
+def world(live) -> Iterator[dict[str, Any]]:
+    """Nodes and pods of one test; all deleted afterwards (and the cache must follow)."""
+    made: dict[str, Any] = {"nodes": [], "pods": []}
+    yield made
+    cleanup(live[0], made)
+
+
+def make_nodes(cp, made, zones: int, per_zone: int, tag: str) -> dict[str, str]:
+    zone_of = {}
+    for z in range(zones):
+        for i in range(per_zone):
+            name = f"{tag}-z{z}-n{i}"
+            cp.create_node(name, {ZONE: f"zone-{z}", "topology.kubernetes.io/region": "region-1"},
+                           cpu="16", memory="32Gi")
+            made["nodes"].append(name)
+            zone_of[name] = f"zone-{z}"
+    return zone_of
+
+
+def shard_pod(cluster: str, shard: int, copy: int, native: bool = False) -> dict[str, Any]:
+    labels = {"redis-extender.io/cluster": cluster, "redis-extender.io/shard": str(shard),
+              "redis-extender.io/role": "master" if copy == 0 else "replica"}
+    spec: dict[str, Any] = {
+        "schedulerName": SCHED,
+        "containers": [{"name": "redis", "image": "redis:7",
+                        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}}}],
+    }
+    if native:  # the best the default scheduler can be told: per-shard hard rules
+        selector = {"matchLabels": {"redis-extender.io/cluster": cluster, "redis-extender.io/shard": str(shard)}}
+        spec["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": selector, "topologyKey": "kubernetes.io/hostname"}]}}
+        spec["topologySpreadConstraints"] = [{"maxSkew": 1, "topologyKey": ZONE,
+                                              "whenUnsatisfiable": "DoNotSchedule", "labelSelector": selector}]
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"{cluster}-shard{shard}-{copy}", "namespace": NS, "labels": labels},
+            "spec": spec}
+
+
+def create_burst(cp, made, cluster: str, shards: int, copies: int, native: bool = False) -> list[str]:
+    """Every pod at once, interleaved across shards as parallel StatefulSets would."""
+    names = []
+    for copy in range(copies):
+        for shard in range(shards):
+            pod = shard_pod(cluster, shard, copy, native)
+            cp.create_pod(pod)
+            names.append(pod["metadata"]["name"])
+    made["pods"].extend(names)
+    return names
+
+
+def wait_bound(cp, names: list[str], timeout: float = 120) -> dict[str, str]:
+    def bound() -> dict[str, str] | None:
+        pods = {p["metadata"]["name"]: p["spec"].get("nodeName") for p in cp.list_pods(NS)}
+        return pods if all(pods.get(n) for n in names) else None
+
+    try:
+        return cp.wait_for(bound, timeout=timeout, interval=0.25, what="all pods bound")
+    except Exception:
+        pods = {p["metadata"]["name"]: p["spec"].get("nodeName") for p in cp.list_pods(NS)}
+        pending = sorted(n for n in names if not pods.get(n))
+        raise AssertionError(f"{len(pending)} pods left Pending: {pending[:10]}")
+
+
+def violations(placement: dict[str, str], zone_of: dict[str, str]) -> dict[str, int]:
+    """Node violations: copies of a shard sharing a node. Zone violations: shards using fewer
+    zones than min(copies, zones)."""
+    shards: dict[str, list[str]] = defaultdict(list)
+    for pod, node in placement.items():
+        shards[pod.rsplit("-", 1)[0]].append(node)
+    zones = len(set(zone_of.values()))
+    node_v = sum(len(nodes) - len(set(nodes)) for nodes in shards.values())
+    zone_v = sum(1 for nodes in shards.values() if len({zone_of[n] for n in nodes}) < min(len(nodes), zones))
+    return {"node": node_v, "zone": zone_v, "shards": len(shards)}
+
+
+def run_workload(live, world, tag: str, zones: int, per_zone: int, shards: int, copies: int,
+                 native: bool = False) -> tuple[dict[str, int], int]:
+    """Nodes, a scheduler, a burst of pods; returns (violations, pods left Pending) and cleans up."""
+    cp, extender, store = live
+    zone_of = make_nodes(cp, world, zones, per_zone, tag)
+    if native:
+        cp.start_scheduler(NATIVE_SCHEDULER)
+    else:
+        # the cache must know the nodes before the first pod: the sync is live
+        cp.wait_for(lambda: set(zone_of) <= set(store.node_names()), timeout=20, what="nodes synced")
+        cp.start_scheduler(EXTENDER_SCHEDULER.format(port=extender.port))
+    names = create_burst(cp, world, tag, shards, copies, native)
+    try:
+        placement = wait_bound(cp, names, timeout=60 if native else 120)
+        pending = 0
+    except AssertionError:
+        placement = {p["metadata"]["name"]: p["spec"].get("nodeName") for p in cp.list_pods(NS)}
+        pending = sum(1 for n in names if not placement.get(n))
+    placement = {n: node for n, node in placement.items() if n in names and node}
+    cleanup(cp, world)
+    return violations(placement, zone_of), pending
+
+
+def cleanup(cp, made: dict[str, Any]) -> None:
+    cp.stop_scheduler()
+    for name in made["pods"]:
+        cp.delete(f"/api/v1/namespaces/{NS}/pods/{name}")
+    for name in made["nodes"]:
+        cp.delete(f"/api/v1/nodes/{name}")
+    made["pods"].clear()
+    made["nodes"].clear()
+    cp.wait_for(lambda: not cp.list_pods(NS), timeout=30, what="pods deleted")
+
+
+EXTENDER_RESULTS: dict[str, tuple[dict[str, int], int]] = {}
+WORKLOADS = {
+    "8 shards x 3 copies, 3 zones x 3 nodes": ("spread", 3, 3, 8, 3),
+    "4 shards x 3 copies, 2 zones x 3 nodes": ("twozone", 2, 3, 4, 3),
+    "burst: 20 shards x 3 copies, 3 zones x 3 nodes": ("burst", 3, 3, 20, 3),
+}
+
+
+@pytest.mark.parametrize("workload", list(WORKLOADS), ids=["8x3-on-3x3", "4x3-on-2x3", "burst-20x3-on-3x3"])
+def test_extender_spreads_every_shard_with_no_pod_pending(live, world, workload: str) -> None:
+    result, pending = EXTENDER_RESULTS[workload] = run_workload(live, world, *WORKLOADS[workload])
+    print(f"\nextender, {workload}: {result}, pending={pending}")
+    assert pending == 0
+    assert result["node"] == 0  # never two copies of a shard on one node
+    assert result["zone"] == 0  # every shard in min(copies, zones) zones
+
+
+def test_native_rules_side_by_side(live, world) -> None:
+    """The same workloads under the default scheduler with per-shard required hostname
+    anti-affinity and a zone topologySpreadConstraint (maxSkew 1, DoNotSchedule): the best
+    native rules, printed beside the extender's."""
+    rows = []
+    for workload, (tag, *shape) in WORKLOADS.items():
+        native, native_pending = run_workload(live, world, f"n{tag}", *shape, native=True)
+        if workload not in EXTENDER_RESULTS:  # this test run alone
+            EXTENDER_RESULTS[workload] = run_workload(live, world, f"x{tag}", *shape)
+        ours, our_pending = EXTENDER_RESULTS[workload]
+        rows.append((workload, native, native_pending, ours, our_pending))
+    print("\nworkload                                          | native rules (node/zone viol., pending) | extender")
+    for workload, native, np_, ours, op in rows:
+        print(f"{workload:50}| {native['node']}/{native['zone']}, {np_:<33} | {ours['node']}/{ours['zone']}, {op}")
+    assert all(native["node"] == 0 for _, native, *_ in rows)  # required anti-affinity holds natively too
+def test_cache_follows_nodes_and_pods(live, world) -> None:
+    cp, extender, store = live
+    cp.create_node("follow-1", {ZONE: "zone-a"})
+    world["nodes"].append("follow-1")
+    cp.wait_for(lambda: "follow-1" in store.node_names(), timeout=10, what="node added")
+    cp.patch_node_labels("follow-1", {ZONE: "zone-b"})
+    cp.wait_for(lambda: store.nodes()[1]["follow-1"].labels.get(ZONE) == "zone-b", timeout=10,
+                what="node relabelled")
+    pod = shard_pod("follow", 0, 0)
+    pod["spec"]["nodeName"] = "follow-1"  # bound at creation, as a kubelet-less test may
+    cp.create_pod(pod)
+    world["pods"].append(pod["metadata"]["name"])
+    cp.wait_for(lambda: (store.pod(NS, "follow-shard0-0") or {}).get("node") == "follow-1", timeout=10,
+                what="pod synced")
+    assert store.usage()[0].get("follow-1") == 256 * 2**20
+    cp.delete(f"/api/v1/namespaces/{NS}/pods/follow-shard0-0")
+    cp.wait_for(lambda: store.pod(NS, "follow-shard0-0") is None, timeout=10, what="pod deleted")
+    assert store.usage()[0].get("follow-1", 0) == 0
+    cp.delete("/api/v1/nodes/follow-1")
+    cp.wait_for(lambda: "follow-1" not in store.node_names(), timeout=10, what="node deleted")
