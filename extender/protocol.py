@@ -74,9 +74,7 @@ def parse_extender_args(data: bytes, identifier: Identifier) -> ExtenderArgs:
             raise ProtocolError("'Nodes.items' must be a list of Node objects")
         full_nodes = []
         for i, node in enumerate(items):
-            if not isinstance(node, dict) or not isinstance(node.get("metadata"), dict) \
-                    or not isinstance(node["metadata"].get("name"), str):
-                raise ProtocolError(f"'Nodes.items[{i}]' is not a Node with metadata.name")
+            _check_node(node, i)
             full_nodes.append(node)
     if names is not None:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -86,6 +84,30 @@ def parse_extender_args(data: bytes, identifier: Identifier) -> ExtenderArgs:
         node_names = [n["metadata"]["name"] for n in full_nodes or []]
     return ExtenderArgs(pod=pod_request, pod_labels=labels, node_names=node_names,
                         nodes=full_nodes, names_mode=names is not None)
+
+
+def _check_node(node: Any, i: int) -> None:
+    """The shape node_from_object relies on; a wrong type is the sender's error (400)."""
+    if not isinstance(node, dict) or not isinstance(node.get("metadata"), dict) \
+            or not isinstance(node["metadata"].get("name"), str):
+        raise ProtocolError(f"'Nodes.items[{i}]' is not a Node with metadata.name")
+    where = f"'Nodes.items[{i}]'"
+    for path, value, kind in (
+        ("metadata.labels", node["metadata"].get("labels"), dict),
+        ("spec", node.get("spec"), dict),
+        ("status", node.get("status"), dict),
+        ("status.allocatable", (node.get("status") or {}).get("allocatable") if isinstance(node.get("status"), dict) else None, dict),
+        ("status.capacity", (node.get("status") or {}).get("capacity") if isinstance(node.get("status"), dict) else None, dict),
+        ("status.conditions", (node.get("status") or {}).get("conditions") if isinstance(node.get("status"), dict) else None, list),
+    ):
+        if value is not None and not isinstance(value, kind):
+            raise ProtocolError(f"{where}.{path} must be {'an object' if kind is dict else 'a list'}")
+    labels = node["metadata"].get("labels") or {}
+    if not all(isinstance(v, str) for v in labels.values()):
+        raise ProtocolError(f"{where}.metadata.labels values must be strings")
+    for j, condition in enumerate((node.get("status") or {}).get("conditions") or []):
+        if not isinstance(condition, dict):
+            raise ProtocolError(f"{where}.status.conditions[{j}] must be an object")
 
 
 def parse_pod(pod: Any, identifier: Identifier) -> tuple[PodRequest, Mapping[str, str]]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 _SUFFIX = {
     "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
@@ -36,12 +36,12 @@ def parse(value: object) -> Decimal:
 
 def to_bytes(value: object) -> int:
     """Memory in bytes, rounded up as the scheduler does."""
-    return int(-(-parse(value) // 1))
+    return int(parse(value).to_integral_value(rounding=ROUND_CEILING))
 
 
 def to_millicores(value: object) -> int:
     """CPU in millicores, rounded up ("100m" -> 100, "2" -> 2000)."""
-    return int(-(-(parse(value) * 1000) // 1))
+    return int((parse(value) * 1000).to_integral_value(rounding=ROUND_CEILING))
 
 
 def human_bytes(value: int | None) -> str:

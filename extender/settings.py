@@ -223,11 +223,13 @@ def load(
     env = os.environ if env is None else env
     problems: list[str] = []
     values: dict[str, dict[str, Any]] = {}
+    sources: dict[str, str] = {}
 
     def put(key: str, raw: Any, source: str) -> None:
         option = _BY_KEY[key]
         try:
             values.setdefault(option.section, {})[option.name] = option.parse(raw)
+            sources[key] = source
         except (TypeError, ValueError) as exc:
             problems.append(f"{source}: {raw!r} is not valid for {key} ({exc})")
 
@@ -261,7 +263,9 @@ def load(
     base = Settings()
     sections = {f.name: replace(getattr(base, f.name), **values.get(f.name, {})) for f in fields(Settings)}
     settings = Settings(**sections)
-    problems.extend(validate(settings))
+    for problem in validate(settings):  # name where the offending value came from
+        key = next((k for k in sources if problem.startswith(k)), None)
+        problems.append(f"{sources[key]}: {problem}" if key else problem)
     if problems:
         raise SettingsError(problems)
     return settings

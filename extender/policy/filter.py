@@ -1,11 +1,11 @@
 """The filter verdicts: which candidates may take the pod, and why the others may not.
 
 Order of the rules, each applied to the survivors of the previous one:
-1. Room: a node not Ready in the cache, or whose memory headroom (allocatable minus the
+1. The node rule (hard, never relaxed): no two copies of one shard on one node.
+2. Room: a node not Ready in the cache, or whose memory headroom (allocatable minus the
    requests of every pod on it, including those this service placed and the cache has not
    yet seen from the API) is below the pod's memory request. Preemption may help: these go to
-   FailedNodes.
-2. The node rule (hard, never relaxed): no two copies of one shard on one node.
+   FailedNodes (a node failing rule 1 too is unresolvable, so it is judged there first).
 3. Each higher level, from the largest (region) down: keep the candidates whose domain holds
    the fewest copies of the shard. When some candidate's domain holds none, that rejects every
    domain holding a copy (and every unknown domain); when all hold some, the least crowded
@@ -27,9 +27,9 @@ NOT_READY = "node is not Ready (cached node status)"
 NO_ROOM = "memory headroom {headroom} < request {request} (allocatable {allocatable}, requested {requested})"
 NODE_HOLDS_COPY = "{node} already holds shard {shard} of {cluster} ({copies})"
 DOMAIN_HOLDS_COPY = "{domain} already holds shard {shard} of {cluster} ({copies}); {title}s without a copy are available"
-DOMAIN_CROWDED = "{domain} holds {count} copies of shard {shard} of {cluster} ({copies}); {title}s holding {best} are available"
-DOMAIN_UNKNOWN = ("{title} unknown (node has no {label} label) while shard {shard} of {cluster} has copies; "
-                  "{title}s known to hold {best} copies are available")
+DOMAIN_CROWDED = "{domain} holds {count} of shard {shard} of {cluster} ({copies}); {title}s holding {best} are available"
+DOMAIN_UNKNOWN = ("{title} unknown ({why}) while shard {shard} of {cluster} has copies; "
+                  "{title}s known to hold {best} are available")
 
 
 class Outcome(str, Enum):
@@ -59,23 +59,26 @@ def filter_nodes(pod: PodRequest, candidates: list[str], snapshot: Snapshot,
         return FilterResult(accepted=list(candidates), outcome=Outcome.PASSTHROUGH)
     result = FilterResult(accepted=[])
     nodes = [snapshot.node(name) for name in candidates]
-    survivors = _room(pod, nodes, snapshot, result)
     member = pod.member
-    if member.shard is not None:
+    if member.shard is None:
+        survivors = _room(pod, nodes, snapshot, result)
+    else:
         view = spreadmod.build(member, snapshot, pod.key, own_node)
         cluster, shard = member.cluster_name, member.shard
         kept = []
-        for node in survivors:
+        for node in nodes:  # the node rule first: such a node is unresolvable, whatever its room
             held = view.copy_nodes.get(node.name)
             if held:
                 result.unresolvable[node.name] = NODE_HOLDS_COPY.format(
                     node=node.name, shard=shard, cluster=cluster, copies=_describe(held))
             else:
                 kept.append(node)
-        survivors = result.eligible = kept
-        for level in sorted((lv for lv in view.levels if lv.active), key=lambda lv: -lv.index):
+        survivors = result.eligible = _room(pod, kept, snapshot, result)
+        active = sorted((lv for lv in view.levels if lv.active), key=lambda lv: -lv.index)
+        for level in active:
             survivors = _level(level, survivors, result, cluster, shard)
-        result.unknown_domain_nodes = sum(1 for node in nodes if None in node.domains)
+        indexes = [lv.index for lv in active]
+        result.unknown_domain_nodes = sum(1 for node in nodes if any(node.domains[i] is None for i in indexes))
     result.accepted = [node.name for node in survivors]
     if not survivors:
         result.outcome = Outcome.NO_FIT
@@ -118,26 +121,33 @@ def _level(level: spreadmod.LevelView, survivors: list[Node], result: FilterResu
     if best > 0:
         result.outcome = Outcome.RELAXED
     kept = []
-    reasons: dict[str | None, str] = {}
+    reasons: dict[tuple[str | None, bool], str] = {}
     for node, count in zip(survivors, crowd):
         if count == best:
             kept.append(node)
             continue
         value = node.domains[index]
-        reason = reasons.get(value)
+        reason = reasons.get((value, node.known))
         if reason is None:
-            reason = reasons[value] = _level_reason(level, value, count, best, cluster, shard)
+            reason = reasons[(value, node.known)] = _level_reason(level, value, node.known, count, best,
+                                                                   cluster, shard)
         result.unresolvable[node.name] = reason
     return kept
 
 
-def _level_reason(level: spreadmod.LevelView, value: str | None, count: int, best: int,
+def _level_reason(level: spreadmod.LevelView, value: str | None, known: bool, count: int, best: int,
                   cluster: str, shard: str) -> str:
     if value is None:
-        return DOMAIN_UNKNOWN.format(title=level.title, label=level.label, shard=shard, cluster=cluster, best=best)
+        why = f"node has no {level.label} label" if known else "node not in the extender's cache yet"
+        return DOMAIN_UNKNOWN.format(title=level.title, why=why, shard=shard, cluster=cluster,
+                                     best=_copies(best))
     copies = _describe(level.holders.get(value, []))
     if best == 0:
         return DOMAIN_HOLDS_COPY.format(domain=value, shard=shard, cluster=cluster, copies=copies,
                                         title=level.title)
-    return DOMAIN_CROWDED.format(domain=value, count=count, shard=shard, cluster=cluster, copies=copies,
-                                 title=level.title, best=best)
+    return DOMAIN_CROWDED.format(domain=value, count=_copies(count), shard=shard, cluster=cluster,
+                                 copies=copies, title=level.title, best=_copies(best))
+
+
+def _copies(count: int) -> str:
+    return f"{count} copy" if count == 1 else f"{count} copies"

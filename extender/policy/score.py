@@ -5,8 +5,10 @@ raw(node) = sum over active levels i of  w_i * ( W_shard   * fewest(copies of th
                                               + W_masters * fewest(masters of the cluster in it)  [masters only] )
           + W_headroom * mean(free memory fraction, free CPU fraction) after placing the pod
 
-fewest(count) = (max - count) / (max - min) over the candidates, 1 when all are equal, so each
-term lies in 0..1 and is comparable across levels. Unknown domains count as the most crowded
+fewest(count) = 1 - rank / (ranks - 1), where rank is the count's place among the distinct
+counts of the candidates (0 = fewest), 1 when all are equal: each term lies in 0..1, and an
+outlier (one zone with 100 pods) does not squeeze the differences among the rest, which a
+min-max scale would (then headroom could outweigh one pod of cluster spread). Unknown domains count as the most crowded
 known domain plus one half: never preferred. w_i defaults to 1, 2, 4, ... (higher levels weigh
 more) and the W defaults (8, 2, 1, 0.5) make the order near-lexicographic: shard spread, then
 cluster spread, then master balance, then room. Finally raw is stretched to 0..10 (min-max),
@@ -75,13 +77,13 @@ def _add_level(raw: list[float], values: list[str | None], terms: list[tuple[flo
     delta = dict.fromkeys({values[i] for i in special}, 0.0)  # per distinct domain value
     for weight, tally in terms:
         counts = {value: _count(tally, value) for value in delta}
-        high = max(counts.values())
-        low = 0.0 if has_plain else min(counts.values())
-        if high == low:
+        ranks = sorted(set(counts.values()) | ({0.0} if has_plain else set()))
+        if len(ranks) == 1:
             continue
-        plain_term = weight if has_plain else 0.0  # fewest(0) = 1 for plain candidates
+        rank = {count: i for i, count in enumerate(ranks)}
+        plain_term = weight if has_plain else 0.0  # plain candidates hold 0: the first rank, fewest = 1
         for value, count in counts.items():
-            delta[value] += weight * (high - count) / (high - low) - plain_term
+            delta[value] += weight * (1 - rank[count] / (len(ranks) - 1)) - plain_term
     for i in special:
         raw[i] += delta[values[i]]
 

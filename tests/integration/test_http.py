@@ -138,13 +138,15 @@ def test_prioritize_prefers_the_copy_free_zone_with_full_range(extender) -> None
 
 
 def test_memory_headroom_rejects_with_a_readable_reason(extender) -> None:
-    status, reply = post(extender.url + "/filter", {"Pod": redis_pod(memory="7Gi"), "NodeNames": ["node-c", "node-a"]})
-    # node-c: 8Gi allocatable, nothing placed -> fits; node-a holds 1Gi -> 7Gi headroom fits too but holds a copy
-    assert reply["NodeNames"] == ["node-c"]
-    status, reply = post(extender.url + "/filter", {"Pod": redis_pod(memory="7.5Gi"), "NodeNames": ["node-c", "node-a"]})
-    assert reply["NodeNames"] == ["node-c"]
-    assert reply["FailedNodes"]["node-a"].startswith("memory headroom 7Gi < request 7.5Gi")
-    assert "node-a" not in reply["FailedAndUnresolvableNodes"]  # preemption may help
+    status, reply = post(extender.url + "/filter", {"Pod": redis_pod(memory="7Gi"), "NodeNames": ["node-c", "node-c2"]})
+    assert reply["NodeNames"] == ["node-c", "node-c2"]  # 8Gi allocatable, nothing placed: fits
+    status, reply = post(extender.url + "/filter", {"Pod": redis_pod(memory="8.5Gi"), "NodeNames": ["node-c", "node-a"]})
+    assert reply["NodeNames"] == []
+    assert reply["FailedNodes"]["node-c"] == \
+        "memory headroom 8Gi < request 8.5Gi (allocatable 8Gi, requested 0)"
+    assert "node-c" not in reply["FailedAndUnresolvableNodes"]  # preemption may help
+    # node-a lacks room too, but it holds a copy: unresolvable, whatever its room
+    assert reply["FailedAndUnresolvableNodes"]["node-a"].startswith("node-a already holds shard 3")
 
 
 def test_any_key_case_is_accepted(extender) -> None:
