@@ -1,0 +1,60 @@
+"""End-to-end fixtures: one real etcd + kube-apiserver per test session (tests/support/controlplane.py).
+
+Every test under tests/e2e is marked ``e2e`` (``pytest -m "not e2e"`` leaves them out). The
+kube binaries are required, not optional: when they cannot be found or built, the tests fail
+with the reason instead of being skipped, so a green run always includes them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.support.controlplane import KUBE_BINARIES_SCRIPT, ControlPlane, kube_bin_dir
+
+E2E_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # This hook sees the whole session's items, not only this directory's.
+    for item in items:
+        if E2E_DIR in item.path.resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def kube_bin() -> Path:
+    """The directory holding kube-apiserver and kube-scheduler (etcd there or on PATH).
+
+    $KUBE_BIN_DIR wins, then the cache, else a ~6 min build from Debian's source package
+    (scripts/kube-binaries.sh). Fails the test when none of these works.
+    """
+    path = kube_bin_dir()
+    if path is None:
+        pytest.fail(
+            f"kube-apiserver/kube-scheduler unavailable: {KUBE_BINARIES_SCRIPT} failed "
+            "(it needs root or sudo and apt access to build v1.20.2 once; or set KUBE_BIN_DIR "
+            "to a directory holding kube-apiserver and kube-scheduler). Run the script by hand "
+            "to see why.", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def control_plane(kube_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver on loopback for the whole session, without a scheduler.
+
+    Tests start the scheduler they need on it with ``control_plane.start_scheduler(config_text)``
+    (a v1beta1 KubeSchedulerConfiguration; ``as_v1beta1`` rewrites a v1 one; the harness points
+    clientConnection at this apiserver) and must ``stop_scheduler()`` in a finally block: one
+    scheduler runs at a time. The apiserver is shared, so tests use their own namespaces or
+    object names and delete what they create (no controller-manager runs, so a deleted
+    namespace would stay Terminating: keep namespaces). Logs and configs are in
+    ``control_plane.workdir``.
+    """
+    plane = ControlPlane(kube_bin, tmp_path_factory.mktemp("cp"), with_scheduler=False)
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
