@@ -57,12 +57,12 @@ Try it (another terminal); {sample} holds a pending Redis pod and 6 candidate no
   curl -s http://{bind}/prioritize -H 'Content-Type: application/json' -d @{sample}
   curl -s http://{bind}/readyz ; curl -s http://{bind}/metrics | grep redis_extender_
 
-kube-scheduler needs (KubeSchedulerConfiguration, see scheduler-config/):
+kube-scheduler needs (KubeSchedulerConfiguration; scheduler-config/redis-scheduler-http.yaml is ready):
   extenders:
   - urlPrefix: "http://{bind}"
     filterVerb: filter
     prioritizeVerb: prioritize
     weight: 12
     nodeCacheCapable: true
-    httpTimeout: 1s
+    httpTimeout: 2s
 """

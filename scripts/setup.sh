@@ -16,6 +16,19 @@ ensure_redis() {
   command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 }
 
+ensure_kube() {
+  # etcd + kube-apiserver + kube-scheduler v1.20.2 for the end-to-end tests: $KUBE_BIN_DIR if
+  # it holds them, else the cache, else built once from Debian's source package (~5 min).
+  local dir
+  dir="$(bash "$ROOT/scripts/kube-binaries.sh" | tail -n 1)"
+  export KUBE_BIN_DIR="$dir"
+}
+
+ensure_chromium() {
+  # the report page is rendered in headless Chromium by its test
+  command -v chromium >/dev/null 2>&1 || apt_install chromium
+}
+
 ensure_venv() {
   local extras="$1"
   if [ ! -x "$VENV/bin/python" ]; then

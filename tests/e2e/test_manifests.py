@@ -365,19 +365,12 @@ def runnable_config(path: Path, ca_file: Path, kube_version: str) -> str:
       used are the same in both, see scheduler-config/README.md);
     - tlsConfig.caFile -> ca_file: kube-scheduler reads the file at start, and the shipped
       path exists only in the pod (the Secret's mount);
-    - before 1.23, healthzBindAddress/metricsBindAddress -> 127.0.0.1 on a free port: these
-      versions also serve plain HTTP on 0.0.0.0:10251 by default, even with --port=0 when a
-      config file is given, so two schedulers on one machine (e.g. two test sessions)
-      collide. The shipped files leave it alone: in a pod the port is the pod's own.
-    clientConnection.kubeconfig is pointed at this apiserver by start_scheduler itself."""
+    clientConnection.kubeconfig is pointed at this apiserver, and (v1beta1) the insecure
+    healthz/metrics port moved to loopback, by start_scheduler itself."""
     text = path.read_text()
     minor = int(re.match(r"v1\.(\d+)", kube_version).group(1))  # type: ignore[union-attr]
     if minor < 25:
         text = as_v1beta1(text)
-    if minor < 23:
-        assert "BindAddress" not in text
-        insecure = f"127.0.0.1:{free_port()}"
-        text += f"healthzBindAddress: {insecure}\nmetricsBindAddress: {insecure}\n"
     if SHIPPED_CA_FILE in text:
         assert text.count(SHIPPED_CA_FILE) == 1
         text = text.replace(SHIPPED_CA_FILE, str(ca_file))

@@ -143,9 +143,15 @@ def render_scheduler_config(config_text: str, kubeconfig: Path) -> str:
     - ``clientConnection.qps``/``burst`` default to 1000: the client-side rate limit
       (default 50/100) would otherwise cap pods/s in throughput tests;
     - ``leaderElection.leaderElect`` defaults to false: a restarted scheduler would otherwise
-      wait up to 15 s for its predecessor's lease.
+      wait up to 15 s for its predecessor's lease;
+    - v1beta1 configs without them get ``healthzBindAddress``/``metricsBindAddress`` on
+      127.0.0.1 and a free port: schedulers before 1.23 otherwise serve plain HTTP on
+      0.0.0.0:10251 even with --port=0, and two test sessions on one machine collide.
     """
     text = config_text.replace("{kubeconfig}", str(kubeconfig))
+    if "kubescheduler.config.k8s.io/v1beta1" in text and "BindAddress" not in text:
+        insecure = f"127.0.0.1:{_free_ports(1)[0]}"
+        text = text.rstrip("\n") + f"\nhealthzBindAddress: {insecure}\nmetricsBindAddress: {insecure}\n"
     text = _set_block_keys(text, "clientConnection", {"kubeconfig": json.dumps(str(kubeconfig))},
                            {"qps": "1000", "burst": "1000"})
     return _set_block_keys(text, "leaderElection", {}, {"leaderElect": "false"})
