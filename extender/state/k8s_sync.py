@@ -291,10 +291,12 @@ class Syncer:
                     log.warning("sync: cannot renew the leader lock: %s", exc)
                     break
         finally:
+            # A watch blocked in a read notices `term` at its next event (it writes nothing
+            # after that) or at its timeout; the threads are daemons, so an exit never waits.
             self.leading.clear()
             term.set()
             for t in threads:
-                t.join(timeout=5)
+                t.join(timeout=0.2)
 
 
 def run_sync(kubeconfig: str | None, in_cluster: bool, store: RedisStore, identifier: Identifier,

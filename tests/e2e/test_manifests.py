@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 from extender.localredis import free_port
-from tests.support.controlplane import ApiError, ControlPlane, as_v1beta1
+from extender.controlplane import ApiError, ControlPlane, as_v1beta1
 
 pytestmark = pytest.mark.e2e
 

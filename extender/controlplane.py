@@ -1,11 +1,11 @@
-"""A throwaway Kubernetes control plane on 127.0.0.1 for integration tests.
+"""A throwaway Kubernetes control plane on 127.0.0.1, for the end-to-end tests and the benchmark.
 
 Runs the real etcd + kube-apiserver + kube-scheduler (no kubelet, no controller-manager), so
 tests can create fake Ready nodes and pods through the API and watch the real scheduler bind
 them, with or without our extender. Stdlib only, so it works before any test dependency is
 installed. Binaries come from ``scripts/kube-binaries.sh`` (see :func:`kube_bin_dir`).
 
-Run ``python -m tests.support.controlplane`` (or this file) for a self-check.
+Run ``python -m extender.controlplane`` (or this file) for a self-check.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 KUBE_BINARIES_SCRIPT = REPO_ROOT / "scripts" / "kube-binaries.sh"
 
 #: Minimal config for the stock scheduler. ``{kubeconfig}`` is optional: the harness always

@@ -1,0 +1,108 @@
+"""The syncer against the real API server: one writer among several, takeover when it dies,
+and the watch's answers to what the API server says (410 Gone, deletes while away)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from extender.identity import Identifier
+from extender.settings import IdentitySettings
+from extender.state.k8s_sync import POD_SELECTOR, Gone, LeaderLock, Reflector, api_client
+from extender.state.loader import node_record, pod_record
+from extender.state.redis_store import NodeRecord, RedisStore
+
+pytestmark = pytest.mark.e2e
+ZONE = "topology.kubernetes.io/zone"
+
+
+def start_sync(kubeconfig: Path, redis_url: str, prefix: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "REDIS_URL": redis_url, "REDIS_EXTENDER_KEY_PREFIX": prefix,
+           "REDIS_EXTENDER_LOCK_TTL": "2"}
+    return subprocess.Popen([sys.executable, "-m", "extender.cli", "sync", "--kubeconfig", str(kubeconfig)],
+                            env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+
+
+def test_one_syncer_writes_and_another_takes_over_when_it_dies(control_plane, store: RedisStore, prefix,
+                                                               redis_server, tmp_path) -> None:
+    cp = control_plane
+    procs = [start_sync(cp.kubeconfig, redis_server.url, prefix, tmp_path / f"sync-{i}.log") for i in range(2)]
+    lock = LeaderLock(store)
+    try:
+        holder = cp.wait_for(lambda: lock.holder(), timeout=15, what="a leader")
+        leader = next(p for p in procs if f"/{p.pid}/" in holder)
+        follower = next(p for p in procs if p is not leader)
+        cp.create_node("sync-a", {ZONE: "zone-a"})
+        cp.wait_for(lambda: "sync-a" in store.node_names(), timeout=10, what="node synced by the leader")
+        assert f"/{follower.pid}/" not in lock.holder()
+
+        leader.send_signal(signal.SIGKILL)  # no release: the lock must expire
+        leader.wait()
+        cp.wait_for(lambda: f"/{follower.pid}/" in (lock.holder() or ""), timeout=10, what="takeover")
+        cp.create_node("sync-b", {ZONE: "zone-b"})
+        cp.delete("/api/v1/nodes/sync-a")
+        cp.wait_for(lambda: {"sync-b"} <= set(store.node_names()) and "sync-a" not in store.node_names(),
+                    timeout=10, what="the new leader syncs")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(10)
+        cp.delete("/api/v1/nodes/sync-a")
+        cp.delete("/api/v1/nodes/sync-b")
+    assert lock.holder() is None  # a clean stop releases the lock
+
+
+def test_a_relist_deletes_what_the_api_deleted_while_away(control_plane, store: RedisStore) -> None:
+    cp = control_plane
+    store.put_nodes([NodeRecord("ghost", {}, 1, 1)])  # deleted while no syncer ran
+    cp.create_node("present", {ZONE: "zone-a"})
+    try:
+        api = api_client(str(cp.kubeconfig))
+        from kubernetes import client
+
+        stop = threading.Event()
+        nodes = Reflector("nodes", client.CoreV1Api(api).list_node, store, node_record, stop)
+        nodes.relist()
+        assert "ghost" not in store.node_names() and "present" in store.node_names()
+        assert nodes.resource_version
+    finally:
+        cp.delete("/api/v1/nodes/present")
+
+
+def test_an_expired_resource_version_means_relist(control_plane, store: RedisStore) -> None:
+    from kubernetes import client
+
+    api = api_client(str(control_plane.kubeconfig))
+    nodes = Reflector("nodes", client.CoreV1Api(api).list_node, store, node_record, threading.Event())
+    with pytest.raises(Gone):
+        nodes.on_event({"type": "ERROR", "object": {"code": 410, "message": "too old resource version"}})
+    nodes.on_event({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "42"}}})
+    assert nodes.resource_version == "42"
+
+
+def test_pods_of_every_kind_count_toward_usage_only_redis_pods_carry_identity(control_plane, store) -> None:
+    from kubernetes import client
+
+    cp = control_plane
+    cp.create_node("usage-1", {ZONE: "zone-a"})
+    web = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "namespace": "default"},
+           "spec": {"nodeName": "usage-1", "containers": [
+               {"name": "c", "image": "x", "resources": {"requests": {"memory": "1Gi", "cpu": "1"}}}]}}
+    cp.create_pod(web)
+    try:
+        api = api_client(str(cp.kubeconfig))
+        identifier = Identifier(IdentitySettings())
+        pods = Reflector("pods", client.CoreV1Api(api).list_pod_for_all_namespaces, store,
+                         lambda obj: pod_record(obj, identifier), threading.Event(), selector=POD_SELECTOR)
+        pods.relist()
+        assert store.usage() == ({"usage-1": 2**30}, {"usage-1": 1000})
+        assert store.pod("default", "web-1")["cluster"] == ""
+    finally:
+        cp.delete("/api/v1/namespaces/default/pods/web-1")
+        cp.delete("/api/v1/nodes/usage-1")
