@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:  # the array view is built by the policy layer; the model only carries it
+    from .policy.candidates import NodeArrays, UsageArrays
 
 UNKNOWN = None
 """A domain value that is not known (the node lacks the label, or the node is not cached)."""
@@ -116,6 +119,9 @@ class Snapshot:
     level_domains: tuple[frozenset[str], ...] = ()
     requested_memory: Mapping[str, int] = field(default_factory=dict)
     requested_cpu: Mapping[str, int] = field(default_factory=dict)
+    arrays: "NodeArrays | None" = None  # the cached node table as arrays (fast path)
+    usage_arrays: "UsageArrays | None" = None  # requested_* as arrays aligned to `arrays`
+    candidate_rows: Any = None  # this request's candidates' rows in `arrays`, when known
 
     def node(self, name: str) -> Node:
         found = self.nodes.get(name)

@@ -7,6 +7,7 @@ send the capitalized form. Lists in replies are never null.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -29,6 +30,59 @@ class ExtenderArgs:
     node_names: list[str]
     nodes: list[dict[str, Any]] | None  # full Node objects (nodeCacheCapable=false), else None
     names_mode: bool  # the request carried NodeNames: reply with NodeNames
+    candidates: "CandidateList | None" = None  # shared by requests with the same NodeNames
+
+
+class CandidateList:
+    """One NodeNames list, shared by every request that sends the same bytes, with what was
+    derived from it (rows in the node table, per table generation)."""
+
+    __slots__ = ("names", "generation", "rows")
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self.generation: int | None = None
+        self.rows: Any = None
+
+
+class NamesMemo:
+    """kube-scheduler sends the same candidate list for pod after pod while nothing changes:
+    5,000 names are ~60 KB whose parsing and hashing cost ~1 ms a call. Keyed by the raw
+    bytes of the list (compared, not trusted: a miss parses everything)."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self._entries: dict[bytes, CandidateList] = {}
+        self._lock = threading.Lock()  # gthread workers share one memo between threads
+        self.hits = self.misses = 0
+
+    def get(self, tail: bytes) -> CandidateList | None:
+        entry = self._entries.get(tail)
+        if entry is not None:
+            self.hits += 1
+        else:
+            self.misses += 1
+        return entry
+
+    def put(self, tail: bytes, names: list[str]) -> CandidateList:
+        entry = CandidateList(names)
+        with self._lock:
+            while len(self._entries) >= self.size:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[tail] = entry
+        return entry
+
+
+_NAMES_KEY = b'"NodeNames":'
+
+
+def _names_tail(data: bytes) -> tuple[int, bytes] | None:
+    """Where the top-level NodeNames list starts, when it is the body's last member, as Go's
+    encoder writes ExtenderArgs (Pod, Nodes, NodeNames)."""
+    start = data.rfind(_NAMES_KEY)
+    if start < 0 or not data.rstrip().endswith(b"]}"):
+        return None
+    return start, data[start:]
 
 
 @dataclass
@@ -54,8 +108,37 @@ def loads(data: bytes) -> Any:
         raise ProtocolError(f"malformed JSON: {exc}") from exc
 
 
-def parse_extender_args(data: bytes, identifier: Identifier) -> ExtenderArgs:
-    body = _fold(loads(data), "request body")
+def parse_extender_args(data: bytes, identifier: Identifier, memo: NamesMemo | None = None) -> ExtenderArgs:
+    found = _names_tail(data) if memo is not None else None
+    if found is not None:
+        start, tail = found
+        entry = memo.get(tail)  # type: ignore[union-attr]
+        if entry is not None:
+            head = data[:start].rstrip()
+            if head.endswith(b","):
+                try:
+                    args = _parse_body(orjson.loads(head[:-1] + b"}"), identifier, entry.names)
+                    args.candidates = entry
+                    return args
+                except (orjson.JSONDecodeError, ProtocolError):
+                    pass  # fall through to the full parse, which names the problem
+    args = _parse_body(loads(data), identifier)
+    if found is not None and args.names_mode:
+        try:
+            same = orjson.loads(b"{" + found[1]) == {"NodeNames": args.node_names}
+        except orjson.JSONDecodeError:
+            same = False
+        if same:
+            args.candidates = memo.put(found[1], args.node_names)  # type: ignore[union-attr]
+    return args
+
+
+def _parse_body(raw: Any, identifier: Identifier, known_names: list[str] | None = None) -> ExtenderArgs:
+    body = _fold(raw, "request body")
+    if known_names is not None:
+        if "nodenames" in body or body.get("nodes") is not None:
+            raise ProtocolError("unexpected layout")  # not the body the memo describes
+        body["nodenames"] = known_names
     pod = body.get("pod")
     if pod is None:
         raise ProtocolError("missing 'Pod': ExtenderArgs must carry the pod being scheduled")
@@ -77,7 +160,7 @@ def parse_extender_args(data: bytes, identifier: Identifier) -> ExtenderArgs:
             _check_node(node, i)
             full_nodes.append(node)
     if names is not None:
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        if names is not known_names and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
             raise ProtocolError("'NodeNames' must be a list of strings")
         node_names = list(names)
     else:
@@ -219,8 +302,11 @@ def error_filter_reply(args: ExtenderArgs | None, error: str) -> bytes:
                          "FailedAndUnresolvableNodes": {}, "Error": error})
 
 
-def prioritize_reply(node_names: list[str], scores: Mapping[str, int]) -> bytes:
-    return orjson.dumps([{"Host": n, "Score": int(scores.get(n, 0))} for n in node_names])
+def prioritize_reply(node_names: list[str], scores: list[int]) -> bytes:
+    """HostPriorityList: a bare array, one entry per candidate, in the candidates' order."""
+    if len(scores) != len(node_names):  # an internal inconsistency is an error, never a pass
+        raise ValueError(f"{len(scores)} scores for {len(node_names)} hosts")
+    return orjson.dumps([{"Host": n, "Score": s} for n, s in zip(node_names, scores)])
 
 
 def bind_reply(error: str = "") -> bytes:

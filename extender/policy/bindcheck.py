@@ -11,20 +11,12 @@ from __future__ import annotations
 
 from collections import ChainMap
 from dataclasses import replace
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from ..model import HOSTNAME_LABEL, DomainValue, Node, PodRequest, Snapshot
 from .filter import filter_nodes
 
 STANDIN = "\x00eligible-{}"
-
-
-def eligible_paths(nodes: Iterable[Node], levels: Sequence[str]) -> list[tuple[DomainValue, ...]]:
-    """Distinct domain paths of the eligible candidates, without the node level (a zone's
-    thousand nodes are one choice)."""
-    host = levels.index(HOSTNAME_LABEL) if HOSTNAME_LABEL in levels else -1
-    paths = {tuple(None if i == host else v for i, v in enumerate(n.domains)) for n in nodes}
-    return sorted(paths, key=lambda p: tuple("" if v is None else v for v in p))
 
 
 def recheck(pod: PodRequest, node: str, paths: Sequence[Sequence[DomainValue]], snapshot: Snapshot,

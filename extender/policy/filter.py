@@ -17,10 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Sequence
 
-from ..model import Copy, Node, PodRequest, Snapshot
+import numpy as np
+
+from ..model import HOSTNAME_LABEL, Copy, PodRequest, Snapshot
 from ..quantity import human_bytes
 from . import spread as spreadmod
+from .candidates import UNKNOWN_CODE, Candidates, view
 
 # Reasons shown in the pod's FailedScheduling event: written for the person reading it.
 NOT_READY = "node is not Ready (cached node status)"
@@ -46,7 +50,8 @@ class FilterResult:
     unresolvable: dict[str, str] = field(default_factory=dict)
     outcome: Outcome = Outcome.SPREAD
     unknown_domain_nodes: int = 0
-    eligible: list[Node] = field(default_factory=list)  # fit and hold no copy: what the levels chose from
+    eligible: list[str] = field(default_factory=list)  # fit and hold no copy: what the levels chose from
+    eligible_paths: list[tuple[str | None, ...]] = field(default_factory=list)  # their domains, node level blanked
 
 
 def _describe(copies: list[Copy]) -> str:
@@ -58,81 +63,107 @@ def filter_nodes(pod: PodRequest, candidates: list[str], snapshot: Snapshot,
     if pod.member is None:
         return FilterResult(accepted=list(candidates), outcome=Outcome.PASSTHROUGH)
     result = FilterResult(accepted=[])
-    nodes = [snapshot.node(name) for name in candidates]
+    cand = view(snapshot, candidates)
+    alive = np.ones(len(cand), dtype=bool)
     member = pod.member
     if member.shard is None:
-        survivors = _room(pod, nodes, snapshot, result)
+        _room(pod, cand, alive, result)
     else:
-        view = spreadmod.build(member, snapshot, pod.key, own_node)
+        spread = spreadmod.build(member, snapshot, pod.key, own_node)
         cluster, shard = member.cluster_name, member.shard
-        kept = []
-        for node in nodes:  # the node rule first: such a node is unresolvable, whatever its room
-            held = view.copy_nodes.get(node.name)
-            if held:
-                result.unresolvable[node.name] = NODE_HOLDS_COPY.format(
-                    node=node.name, shard=shard, cluster=cluster, copies=_describe(held))
-            else:
-                kept.append(node)
-        survivors = result.eligible = _room(pod, kept, snapshot, result)
-        active = sorted((lv for lv in view.levels if lv.active), key=lambda lv: -lv.index)
+        _node_rule(cand, spread, alive, result, cluster, shard)  # first: unresolvable, whatever the room
+        _room(pod, cand, alive, result)
+        eligible = np.flatnonzero(alive)
+        result.eligible = cand.names_at(eligible)
+        result.eligible_paths = _paths(cand, eligible, snapshot.level_names)
+        active = sorted((lv for lv in spread.levels if lv.active), key=lambda lv: -lv.index)
         for level in active:
-            survivors = _level(level, survivors, result, cluster, shard)
-        indexes = [lv.index for lv in active]
-        result.unknown_domain_nodes = sum(1 for node in nodes if any(node.domains[i] is None for i in indexes))
-    result.accepted = [node.name for node in survivors]
-    if not survivors:
+            _level(level, cand, alive, result, cluster, shard)
+        if active:
+            unknown = (cand.codes[[lv.index for lv in active]] == UNKNOWN_CODE).any(axis=0)
+            result.unknown_domain_nodes = int(unknown.sum())
+    result.accepted = cand.names_at(np.flatnonzero(alive))
+    if not result.accepted:
         result.outcome = Outcome.NO_FIT
     return result
 
 
-def _room(pod: PodRequest, candidates: list[Node], snapshot: Snapshot, result: FilterResult) -> list[Node]:
-    kept = []
-    requested = snapshot.requested_memory
+def _node_rule(cand: Candidates, spread: spreadmod.Spread, alive: np.ndarray, result: FilterResult,
+               cluster: str, shard: str) -> None:
+    if not spread.copy_nodes:
+        return
+    names = cand.names
+    for i in cand.positions(spread.copy_nodes.keys()):
+        name = names[i]
+        alive[i] = False
+        result.unresolvable[name] = NODE_HOLDS_COPY.format(
+            node=name, shard=shard, cluster=cluster, copies=_describe(spread.copy_nodes[name]))
+
+
+def _room(pod: PodRequest, cand: Candidates, alive: np.ndarray, result: FilterResult) -> None:
     want = pod.memory_request
-    for node in candidates:
-        allocatable = node.allocatable_memory
-        if not node.ready:
-            result.failed[node.name] = NOT_READY
-        elif allocatable is not None and allocatable - requested.get(node.name, 0) < want:
-            result.failed[node.name] = NO_ROOM.format(
-                headroom=human_bytes(allocatable - requested.get(node.name, 0)), request=human_bytes(want),
-                allocatable=human_bytes(allocatable), requested=human_bytes(requested.get(node.name, 0)))
-        else:  # fits, or not cached: the scheduler's own resource filter has judged it
-            kept.append(node)
-    return kept
+    with np.errstate(invalid="ignore"):
+        short = cand.alloc_mem - cand.req_mem < want  # False where allocatable is unknown (nan)
+    failing = alive & (~cand.ready | short)
+    for i in np.flatnonzero(failing).tolist():
+        alive[i] = False
+        name = cand.names[i]
+        if not cand.ready[i]:
+            result.failed[name] = NOT_READY
+            continue
+        allocatable, requested = int(cand.alloc_mem[i]), int(cand.req_mem[i])
+        result.failed[name] = NO_ROOM.format(
+            headroom=human_bytes(allocatable - requested), request=human_bytes(want),
+            allocatable=human_bytes(allocatable), requested=human_bytes(requested))
 
 
-def _level(level: spreadmod.LevelView, survivors: list[Node], result: FilterResult,
-           cluster: str, shard: str) -> list[Node]:
-    """Keep the least crowded domains at this level. Crowding is computed once per distinct
-    domain value, and reasons once per rejected domain: a zone's nodes share both."""
-    if not survivors:
-        return survivors
-    index = level.index
-    crowd_of: dict[str | None, int] = {}
-    crowd = []
-    for node in survivors:
-        value = node.domains[index]
-        count = crowd_of.get(value)
-        if count is None:
-            count = crowd_of[value] = level.copies.at(value)
-        crowd.append(count)
-    best = min(crowd)
+def _level(level: spreadmod.LevelView, cand: Candidates, alive: np.ndarray, result: FilterResult,
+           cluster: str, shard: str) -> None:
+    """Keep the least crowded domains at this level: one gather from a per-domain table;
+    reasons are made once per rejected domain, which a zone's nodes share."""
+    positions = np.flatnonzero(alive)
+    if not positions.size:
+        return
+    codes = cand.codes[level.index, positions]
+    table = cand.coder.table(level.index, level.copies.known, level.copies.at(None))
+    crowd = table[codes]
+    best = crowd.min()
     if best > 0:
         result.outcome = Outcome.RELAXED
-    kept = []
-    reasons: dict[tuple[str | None, bool], str] = {}
-    for node, count in zip(survivors, crowd):
-        if count == best:
-            kept.append(node)
-            continue
-        value = node.domains[index]
-        reason = reasons.get((value, node.known))
-        if reason is None:
-            reason = reasons[(value, node.known)] = _level_reason(level, value, node.known, count, best,
-                                                                   cluster, shard)
-        result.unresolvable[node.name] = reason
-    return kept
+    losing = crowd != best
+    if not losing.any():
+        return
+    rejected = positions[losing]
+    alive[rejected] = False
+    rejected_codes = codes[losing]
+    rejected_known = cand.known[rejected]
+    for code in np.unique(rejected_codes).tolist():  # one reason per rejected domain
+        for known in (True, False):
+            mask = (rejected_codes == code) & (rejected_known == known)
+            if mask.any():
+                count = int(crowd[losing][mask][0])
+                reason = _level_reason(level, cand.coder.value(level.index, code), known, count, int(best),
+                                       cluster, shard)
+                result.unresolvable.update(dict.fromkeys(cand.names_at(rejected[mask]), reason))
+
+
+def _paths(cand: Candidates, positions: np.ndarray, levels: Sequence[str]) -> list[tuple[str | None, ...]]:
+    """Distinct domain paths of the given candidates, without the node level (a zone's
+    thousand nodes are one choice): what the bind-time re-check compares against."""
+    if not positions.size:
+        return []
+    keep = [i for i, label in enumerate(levels) if label != HOSTNAME_LABEL]
+    key = np.zeros(positions.size, dtype=np.int64)
+    for level in keep:  # one mixed-radix integer per path: a 1-D unique is cheap
+        key = key * (cand.coder.size(level) + 1) + (cand.codes[level, positions] + 1)
+    _, first = np.unique(key, return_index=True)
+    paths = set()
+    for i in positions[first].tolist():
+        path: list[str | None] = [None] * len(levels)
+        for level in keep:
+            path[level] = cand.coder.value(level, int(cand.codes[level, i]))
+        paths.add(tuple(path))
+    return sorted(paths, key=lambda p: tuple("" if v is None else v for v in p))
 
 
 def _level_reason(level: spreadmod.LevelView, value: str | None, known: bool, count: int, best: int,

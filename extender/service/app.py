@@ -16,7 +16,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..identity import Identifier
-from ..protocol import (ProtocolError, bind_reply, filter_reply, parse_binding, parse_extender_args,
+from ..protocol import (NamesMemo, ProtocolError, bind_reply, filter_reply, parse_binding, parse_extender_args,
                         prioritize_reply)
 from ..settings import Settings
 from ..state.cache import StateCache
@@ -41,6 +41,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     cache.stats.listeners.append(metrics.cache_listener)
     identifier = Identifier(settings.identity)
     decider = Decider(settings, cache, identifier)
+    memo = NamesMemo()
     app.extensions["redis_extender"] = decider
 
     def reply(body: bytes, verb: str, started: float, code: int = 200) -> Response:
@@ -55,7 +56,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     def filter_route() -> Response:
         started = time.perf_counter()
         try:
-            args = parse_extender_args(request.get_data(cache=False), identifier)
+            args = parse_extender_args(request.get_data(cache=False), identifier, memo)
         except ProtocolError as exc:
             return bad("filter", started, str(exc))
         result, error = decider.filter(args)
@@ -69,7 +70,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     def prioritize_route() -> Response:
         started = time.perf_counter()
         try:
-            args = parse_extender_args(request.get_data(cache=False), identifier)
+            args = parse_extender_args(request.get_data(cache=False), identifier, memo)
         except ProtocolError as exc:
             return bad("prioritize", started, str(exc))
         return reply(prioritize_reply(args.node_names, decider.prioritize(args)), "prioritize", started)

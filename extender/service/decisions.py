@@ -7,20 +7,22 @@ from __future__ import annotations
 
 import logging
 from collections import ChainMap
+from itertools import repeat
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import orjson
 import redis
 
 from ..identity import Identifier
 from ..model import Member, Node, PodRequest, Role, Snapshot
-from ..policy.bindcheck import eligible_paths, recheck
+from ..policy.bindcheck import recheck
 from ..policy.filter import FilterResult, Outcome, filter_nodes
-from ..policy.score import NEUTRAL_SCORE, score_nodes
+from ..policy.score import NEUTRAL_SCORE, score_list
 from ..protocol import ExtenderArgs, node_from_object
 from ..settings import Settings
-from ..state.cache import StateCache, StateUnavailable
+from ..state.cache import NodeTable, StateCache, StateUnavailable
 from ..state.redis_store import PodRecord, RecordResult
 from . import metrics
 
@@ -51,17 +53,25 @@ class Decider:
         member = args.pod.member
         assert member is not None
         table = self.cache.node_table()
-        if args.nodes is None and not set(args.node_names) <= table.nodes.keys():
-            table = self.cache.node_table(revalidate=True)  # a node added since the last check
+        rows = None
+        if args.nodes is None:
+            rows = self._rows(args, table)
+            if (rows < 0).any():  # a node added since the last check?
+                table = self.cache.node_table(revalidate=True)
+                rows = self._rows(args, table)
         if fresh:
-            mem, cpu = self.cache.store.usage()
+            usage = self.cache.store.usage()
             shard = self.cache.store.shard_state(member.cluster, member.shard)
         else:
-            mem, cpu = self.cache.usage()
+            usage = self.cache.usage()
             shard = self.cache.shard(member.cluster, member.shard)
+        mem, cpu = usage
         nodes: ChainMap[str, Node] | dict[str, Node] = table.nodes
         level_domains = table.level_domains
-        if args.nodes is not None:  # full Node objects: fresher than the cache for candidates
+        arrays = usage_arrays = None
+        if args.nodes is None and not fresh:  # (bind asks about one node: no arrays needed)
+            arrays, usage_arrays = table.arrays, self.cache.usage_arrays(table, usage)
+        elif args.nodes is not None:  # full Node objects: fresher than the cache for candidates
             body = {n["metadata"]["name"]: node_from_object(n, self.levels) for n in args.nodes}
             nodes = ChainMap(body, table.nodes)
             level_domains = tuple(
@@ -70,8 +80,21 @@ class Decider:
         own_node = next((c.node for c in shard.copies if c.pod == args.pod.key and not c.reserved), None)
         snapshot = Snapshot(level_names=self.levels, nodes=nodes, copies=shard.copies,
                             cluster=shard.counts, level_domains=level_domains,
-                            requested_memory=mem, requested_cpu=cpu)
+                            requested_memory=mem, requested_cpu=cpu, arrays=arrays, usage_arrays=usage_arrays,
+                            candidate_rows=rows if arrays is not None else None)
         return Prepared(snapshot, own_node, shard.version)
+
+    @staticmethod
+    def _rows(args: ExtenderArgs, table: NodeTable) -> np.ndarray:
+        """The candidates' rows in the node table, shared by requests with the same list."""
+        entry = args.candidates
+        if entry is not None and entry.generation == table.generation:
+            return entry.rows
+        index = table.arrays.index
+        rows = np.fromiter(map(index.get, args.node_names, repeat(-1)), dtype=np.int64, count=len(args.node_names))
+        if entry is not None:
+            entry.generation, entry.rows = table.generation, rows
+        return rows
 
     def filter(self, args: ExtenderArgs) -> tuple[FilterResult, str]:
         """The verdicts, and an Error text ("" when fine) for the reply."""
@@ -94,17 +117,18 @@ class Decider:
                      args.pod.key, result.unknown_domain_nodes)
         return result, ""
 
-    def prioritize(self, args: ExtenderArgs) -> dict[str, int]:
+    def prioritize(self, args: ExtenderArgs) -> list[int]:
+        """Scores in the order of args.node_names."""
         if args.pod.member is None:
-            return {n: NEUTRAL_SCORE for n in args.node_names}
+            return [NEUTRAL_SCORE] * len(args.node_names)
         try:
             prepared = self.prepare(args)
         except StateUnavailable as exc:
             log.warning("prioritize %s: %s; neutral scores", args.pod.key, exc)
-            return {n: NEUTRAL_SCORE for n in args.node_names}
-        scores = score_nodes(args.pod, args.node_names, prepared.snapshot, self.settings, prepared.own_node)
+            return [NEUTRAL_SCORE] * len(args.node_names)
+        scores = score_list(args.pod, args.node_names, prepared.snapshot, self.settings, prepared.own_node)
         if scores:
-            self._reserve(args.pod, max(args.node_names, key=lambda n: scores[n]))
+            self._reserve(args.pod, args.node_names[int(np.argmax(scores))])
         return scores
 
     def _reserve(self, pod: PodRequest, node: str) -> None:
@@ -125,7 +149,7 @@ class Decider:
             return
         memory = FilterMemory(member.cluster, member.shard, member.role.value, pod.uid,
                               pod.memory_request, pod.cpu_request,
-                              eligible_paths(result.eligible, self.levels))
+                              result.eligible_paths)
         try:
             self.cache.store.remember_filter(pod.key, memory.encode())
         except redis.RedisError as exc:

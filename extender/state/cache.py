@@ -25,6 +25,7 @@ from cachetools import LRUCache, TTLCache
 
 from ..domains import domain_path
 from ..model import Node
+from ..policy.candidates import NodeArrays, UsageArrays
 from .redis_store import NodeRecord, RedisStore, ShardState
 
 T = TypeVar("T")
@@ -40,6 +41,7 @@ class NodeTable:
     nodes: dict[str, Node]
     level_domains: tuple[frozenset[str], ...]
     unknown_by_level: tuple[int, ...]  # nodes with an unknown domain per level (hygiene)
+    arrays: NodeArrays  # the same, as arrays for the policy's fast path
 
 
 def build_node_table(generation: int, records: dict[str, NodeRecord], levels: tuple[str, ...]) -> NodeTable:
@@ -55,7 +57,8 @@ def build_node_table(generation: int, records: dict[str, NodeRecord], levels: tu
                 unknown[i] += 1
             else:
                 values[i].add(value)
-    return NodeTable(generation, nodes, tuple(frozenset(v) for v in values), tuple(unknown))
+    return NodeTable(generation, nodes, tuple(frozenset(v) for v in values), tuple(unknown),
+                     NodeArrays.build(nodes, len(levels)))
 
 
 @dataclass
@@ -89,6 +92,7 @@ class StateCache:
         self._lock = threading.Lock()
         self._down_until = 0.0
         self._table: NodeTable | None = None
+        self._usage_arrays: tuple[Any, UsageArrays, Any, Any] | None = None  # keeps the keyed objects alive
         self._table_checked = -1e18
         self._table_fetched = -1e18
 
@@ -102,6 +106,14 @@ class StateCache:
 
     def usage(self) -> tuple[dict[str, int], dict[str, int]]:
         return self._get(("usage",), self.store.usage)
+
+    def usage_arrays(self, table: NodeTable, usage: tuple[dict[str, int], dict[str, int]]) -> UsageArrays:
+        """`usage` as arrays aligned to `table`, rebuilt only when either changed."""
+        key = (table.generation, id(table), id(usage))
+        built = self._usage_arrays
+        if built is None or built[0] != key:
+            built = self._usage_arrays = (key, UsageArrays.build(table.arrays, *usage), usage, table)
+        return built[1]
 
     def node_table(self, revalidate: bool = False) -> NodeTable:
         """The node table, reloaded only when its generation changed. `revalidate`: a candidate

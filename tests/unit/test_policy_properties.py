@@ -154,7 +154,7 @@ def test_no_accepted_node_lacks_room(case):
 @given(cases())
 def test_eligible_lists_the_candidates_that_fit_and_hold_no_copy_in_input_order(case):
     result = filter_nodes(case.pod, case.candidates, case.snapshot)
-    assert [n.name for n in result.eligible] == case.eligible()
+    assert result.eligible == case.eligible()
 
 
 @PROPERTY

@@ -245,19 +245,18 @@ def test_error_filter_reply_has_every_key_and_no_null_lists():
 # --- prioritize replies -------------------------------------------------------------------
 
 def test_prioritize_reply_is_a_bare_array_of_host_and_integer_score_in_input_order():
-    out = reply(prioritize_reply(["node-b", "node-c", "node-a"], {"node-a": 10, "node-b": 0, "node-c": 7}))
+    out = reply(prioritize_reply(["node-b", "node-c", "node-a"], [0, 7, 10]))
     assert out == [{"Host": "node-b", "Score": 0}, {"Host": "node-c", "Score": 7}, {"Host": "node-a", "Score": 10}]
     assert all(type(e["Score"]) is int for e in out)
 
 
-def test_prioritize_reply_gives_0_to_a_host_without_a_score_and_coerces_to_int():
-    out = reply(prioritize_reply(["node-a", "node-b"], {"node-a": 6.0}))
-    assert out == [{"Host": "node-a", "Score": 6}, {"Host": "node-b", "Score": 0}]
-    assert type(out[0]["Score"]) is int
+def test_prioritize_reply_refuses_scores_that_do_not_match_the_hosts():
+    with pytest.raises(ValueError, match="2 scores for 1 hosts"):
+        prioritize_reply(["node-a"], [6, 0])
 
 
 def test_prioritize_reply_for_no_nodes_is_an_empty_array():
-    assert reply(prioritize_reply([], {})) == []
+    assert reply(prioritize_reply([], [])) == []
 
 
 # --- pod requests -------------------------------------------------------------------------

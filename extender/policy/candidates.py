@@ -1,0 +1,193 @@
+"""Candidates as arrays: the per-request view the filter and the score work on.
+
+kube-scheduler asks about every feasible node for every pod: thousands of candidates a
+call. Per-candidate Python (a dict lookup and a few comparisons per node and level) costs
+~1 µs each, so the verdicts and scores are computed on numpy arrays instead: domains become
+integer codes per level, and "copies in this candidate's zone" is one gather from a small
+per-zone table.
+
+NodeArrays is built once per node-table generation (the cache keeps it) and UsageArrays once
+per usage read; a request only gathers the candidates' rows. Without them (unit tests, full
+Node bodies) the same view is built from Snapshot.node() one candidate at a time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..model import Node, Snapshot
+
+UNKNOWN_CODE = -1  # indexes the last slot of every per-code table: the pessimistic value
+
+
+@dataclass(frozen=True)
+class NodeArrays:
+    names: list[str]
+    index: dict[str, int]
+    codes: np.ndarray  # (levels, nodes) int64, UNKNOWN_CODE where unknown
+    values: tuple[tuple[str, ...], ...]  # per level: code -> value
+    value_codes: tuple[dict[str, int], ...]  # per level: value -> code
+    alloc_mem: np.ndarray  # float64, nan = unknown
+    alloc_cpu: np.ndarray
+    ready: np.ndarray  # bool
+
+    @classmethod
+    def build(cls, nodes: Mapping[str, Node], levels: int) -> "NodeArrays":
+        names = list(nodes)
+        values: list[dict[str, int]] = [{} for _ in range(levels)]
+        codes = np.full((levels, len(names)), UNKNOWN_CODE, dtype=np.int64)
+        for row, name in enumerate(names):
+            for level, value in enumerate(nodes[name].domains):
+                if value is not None:
+                    codes[level, row] = values[level].setdefault(value, len(values[level]))
+        def nan_if_none(v: int | None) -> float:
+            return np.nan if v is None else float(v)
+        return cls(
+            names=names, index={n: i for i, n in enumerate(names)}, codes=codes,
+            values=tuple(tuple(v) for v in values), value_codes=tuple(values),
+            alloc_mem=np.array([nan_if_none(nodes[n].allocatable_memory) for n in names], dtype=np.float64),
+            alloc_cpu=np.array([nan_if_none(nodes[n].allocatable_cpu) for n in names], dtype=np.float64),
+            ready=np.array([nodes[n].ready for n in names], dtype=bool))
+
+
+@dataclass(frozen=True)
+class UsageArrays:
+    """Requested memory and CPU per row of a NodeArrays."""
+
+    req_mem: np.ndarray
+    req_cpu: np.ndarray
+
+    @classmethod
+    def build(cls, arrays: NodeArrays, mem: Mapping[str, int], cpu: Mapping[str, int]) -> "UsageArrays":
+        req_mem = np.zeros(len(arrays.names))
+        req_cpu = np.zeros(len(arrays.names))
+        index = arrays.index
+        for name, value in mem.items():
+            row = index.get(name)
+            if row is not None:
+                req_mem[row] = value
+        for name, value in cpu.items():
+            row = index.get(name)
+            if row is not None:
+                req_cpu[row] = value
+        return cls(req_mem, req_cpu)
+
+
+class Coder:
+    """Domain value <-> integer code per level, for one request: the table's codes (shared,
+    never copied), extended by values the table lacks (full Node bodies, uncached nodes)."""
+
+    def __init__(self, levels: int, arrays: NodeArrays | None):
+        self._base: tuple[dict[str, int], ...] = arrays.value_codes if arrays else tuple({} for _ in range(levels))
+        self._base_values: tuple[tuple[str, ...], ...] = arrays.values if arrays else tuple(() for _ in range(levels))
+        self._extra: list[dict[str, int]] = [{} for _ in range(levels)]
+        self._extra_values: list[list[str]] = [[] for _ in range(levels)]
+
+    def code(self, level: int, value: str | None) -> int:
+        if value is None:
+            return UNKNOWN_CODE
+        found = self._base[level].get(value)
+        if found is None:
+            extra = self._extra[level]
+            found = extra.get(value)
+            if found is None:
+                found = extra[value] = len(self._base_values[level]) + len(extra)
+                self._extra_values[level].append(value)
+        return found
+
+    def value(self, level: int, code: int) -> str | None:
+        if code == UNKNOWN_CODE:
+            return None
+        base = self._base_values[level]
+        return base[code] if code < len(base) else self._extra_values[level][code - len(base)]
+
+    def size(self, level: int) -> int:
+        return len(self._base_values[level]) + len(self._extra_values[level])
+
+    def table(self, level: int, counts: Mapping[str, float], unknown: float) -> np.ndarray:
+        """counts by code, plus the unknown slot last (UNKNOWN_CODE == -1 indexes it)."""
+        codes = {self.code(level, value): count for value, count in counts.items()}
+        table = np.zeros(self.size(level) + 1)
+        for code, count in codes.items():
+            table[code] = count
+        table[-1] = unknown
+        return table
+
+
+@dataclass
+class Candidates:
+    names: list[str]
+    rows: np.ndarray  # row in NodeArrays, -1 when not there
+    codes: np.ndarray  # (levels, n)
+    known: np.ndarray  # bool: the node is cached (or came in the body)
+    alloc_mem: np.ndarray
+    alloc_cpu: np.ndarray
+    req_mem: np.ndarray
+    req_cpu: np.ndarray
+    ready: np.ndarray
+    coder: Coder
+    index: Mapping[str, int] | None = None  # name -> row, when `rows` index a NodeArrays
+    _names_array: np.ndarray | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def names_at(self, positions: np.ndarray) -> list[str]:
+        """Names at many positions at C speed (thousands of rejected nodes a call)."""
+        if self._names_array is None:
+            self._names_array = np.array(self.names, dtype=object)
+        return self._names_array[positions].tolist()
+
+    def positions(self, wanted: Iterable[str]) -> list[int]:
+        """Positions of the candidates named in `wanted` (a handful: the copies' nodes)."""
+        wanted = set(wanted)
+        if not wanted:
+            return []
+        if self.index is None:
+            return [i for i, name in enumerate(self.names) if name in wanted]
+        rows = [self.index[n] for n in wanted if n in self.index]
+        found = np.flatnonzero(np.isin(self.rows, rows)) if rows else np.empty(0, dtype=np.int64)
+        strays = [i for i in np.flatnonzero(self.rows < 0).tolist() if self.names[i] in wanted]
+        return sorted(found.tolist() + strays)
+
+
+def view(snapshot: Snapshot, names: Sequence[str]) -> Candidates:
+    levels = len(snapshot.level_names)
+    arrays = snapshot.arrays
+    coder = Coder(levels, arrays)
+    if arrays is not None and snapshot.usage_arrays is not None:
+        index = arrays.index
+        rows = snapshot.candidate_rows
+        if rows is None or len(rows) != len(names):
+            rows = np.fromiter(map(index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+        codes = arrays.codes[:, rows]
+        alloc_mem, alloc_cpu = arrays.alloc_mem[rows], arrays.alloc_cpu[rows]
+        req_mem, req_cpu = snapshot.usage_arrays.req_mem[rows], snapshot.usage_arrays.req_cpu[rows]
+        ready = arrays.ready[rows]
+        known = rows >= 0
+        if not known.all():  # rows of -1 gathered the last node's data: redo them one by one
+            for i in np.flatnonzero(~known).tolist():
+                node = snapshot.node(names[i])
+                codes[:, i] = [coder.code(level, v) for level, v in enumerate(node.domains)]
+                alloc_mem[i] = alloc_cpu[i] = np.nan
+                req_mem[i] = req_cpu[i] = 0.0
+                ready[i] = True
+        return Candidates(list(names), rows, codes, known, alloc_mem, alloc_cpu, req_mem, req_cpu, ready,
+                          coder, index)
+
+    nodes = [snapshot.node(n) for n in names]
+    codes = np.array([[coder.code(level, node.domains[level]) for node in nodes] for level in range(levels)],
+                     dtype=np.int64).reshape(levels, len(nodes))
+    def f(v: int | None) -> float:
+        return np.nan if v is None else float(v)
+    return Candidates(
+        names=list(names), rows=np.full(len(nodes), -1, dtype=np.int64), codes=codes,
+        known=np.array([n.known for n in nodes], dtype=bool),
+        alloc_mem=np.array([f(n.allocatable_memory) for n in nodes], dtype=np.float64),
+        alloc_cpu=np.array([f(n.allocatable_cpu) for n in nodes], dtype=np.float64),
+        req_mem=np.array([snapshot.requested_memory.get(n, 0) for n in names], dtype=np.float64),
+        req_cpu=np.array([snapshot.requested_cpu.get(n, 0) for n in names], dtype=np.float64),
+        ready=np.array([n.ready for n in nodes], dtype=bool), coder=coder)

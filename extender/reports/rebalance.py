@@ -1,0 +1,178 @@
+"""Execute a failover plan against live Redis, one step at a time, stopping at the first surprise.
+
+Per step, all checked right before acting, on the nodes themselves (not the seed's gossip):
+1. the replica answers ROLE as a replica of the master the plan names (same ip:port), with its
+   replication link `connected`;
+2. the master answers ROLE as master, and the replica trails its offset by <= max_lag bytes;
+3. the master's own cluster view lists the replica as its replica (waited for: after a recent
+   failover that news travels by gossip, and a master ignores a failover request from a node
+   it does not see as its replica);
+4. `CLUSTER FAILOVER` (the coordinated kind: the master pauses writers until the replica has
+   caught up, so no acknowledged write is lost) is sent to the replica;
+5. both ROLEs are polled until the replica is master and the old master its replica, up to
+   `timeout` seconds.
+Anything else (a pod missing from the topology, another master, a lagging or disconnected
+replica, an error, a timeout) stops the run: the next steps were planned for a state that no
+longer holds, so they are reported as skipped and nothing more is touched.
+Without `apply` nothing is sent: every step is returned as "planned".
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import redis
+
+from .advice import Plan, Step
+from .metrics import LiveNode, LiveTopology
+from .topology import Connect, connector
+
+PLANNED, DONE, FAILED, SKIPPED = "planned", "done", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: Step
+    status: str  # planned | done | failed | skipped
+    detail: str = ""
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.step.to_json(), "status": self.status, "detail": self.detail,
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass(frozen=True)
+class RebalanceResult:
+    plan: Plan
+    applied: bool
+    results: tuple[StepResult, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status in (PLANNED, DONE) for r in self.results)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cluster": self.plan.cluster, "applied": self.applied, "ok": self.ok,
+                "plan": self.plan.to_json(), "results": [r.to_json() for r in self.results]}
+
+
+class Surprise(RuntimeError):
+    """The live state is not what the plan assumed: stop."""
+
+
+def rebalance(plan: Plan, topology: LiveTopology, apply: bool = False, max_lag: int = 1 << 20,
+              timeout: float = 10.0, connect: Connect | None = None,
+              log: Callable[[str], None] = lambda _: None, poll: float = 0.05) -> RebalanceResult:
+    if not apply:
+        return RebalanceResult(plan, False, tuple(StepResult(s, PLANNED) for s in plan.steps))
+    connect = connect or connector()
+    by_pod = topology.by_pod()
+    results: list[StepResult] = []
+    for i, step in enumerate(plan.steps):
+        started = time.monotonic()
+        try:
+            detail = _execute(step, by_pod, max_lag, timeout, connect, poll)
+        except (Surprise, redis.RedisError, OSError) as exc:
+            results.append(StepResult(step, FAILED, str(exc), time.monotonic() - started))
+            log(f"step {step.order}: stopped: {exc}")
+            results.extend(StepResult(s, SKIPPED, f"not attempted after step {step.order} failed")
+                           for s in plan.steps[i + 1:])
+            break
+        results.append(StepResult(step, DONE, detail, time.monotonic() - started))
+        log(f"step {step.order}: {detail}")
+    return RebalanceResult(plan, True, tuple(results))
+
+
+def _execute(step: Step, by_pod: dict[str, LiveNode], max_lag: int, timeout: float, connect: Connect,
+             poll: float) -> str:
+    replica_node, master_node = by_pod.get(step.promote), by_pod.get(step.demote)
+    if replica_node is None or master_node is None:
+        missing = step.promote if replica_node is None else step.demote
+        raise Surprise(f"{missing} is not in the live topology")
+    replica = connect(replica_node.ip, replica_node.port)
+    master = connect(master_node.ip, master_node.port)
+    try:
+        role = replica.execute_command("ROLE")
+        if _text(role[0]) != "slave":
+            raise Surprise(f"{step.promote} is {_text(role[0])}, not a replica")
+        state, offset = _text(role[3]), int(role[4])
+        follows = _master_id(replica)
+        if follows != master_node.node_id:
+            raise Surprise(f"{step.promote} replicates node {follows or '?'}, not {step.demote} "
+                           f"({master_node.node_id})")
+        if state != "connected":
+            raise Surprise(f"{step.promote}: replication link is {state}")
+        mrole = master.execute_command("ROLE")
+        if _text(mrole[0]) != "master":
+            raise Surprise(f"{step.demote} is {_text(mrole[0])}, not a master")
+        lag = int(mrole[1]) - offset
+        if lag > max_lag:
+            raise Surprise(f"{step.promote} trails {step.demote} by {lag} bytes (> {max_lag})")
+        deadline = time.monotonic() + timeout
+        if not wait_master_knows(master, replica_node.node_id, timeout, poll):
+            raise Surprise(f"{step.demote} does not list {step.promote} as its replica after {timeout:g}s")
+        replica.execute_command("CLUSTER", "FAILOVER")
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            new, old = _text(replica.execute_command("ROLE")[0]), _text(master.execute_command("ROLE")[0])
+            seen = seen + 1 if new == "master" and old == "slave" else 0
+            if seen >= 3:  # held over three polls: a replica that won an election shortly before
+                # may "win" again with its stale epoch and be reverted a moment later
+                return f"{step.promote} is master of shard {step.shard}, {step.demote} its replica (lag was {lag})"
+            time.sleep(poll)
+        raise Surprise(f"{step.promote} did not become master within {timeout:g}s (Redis refuses a new election "
+                       f"by a node for 4 x cluster-node-timeout after its last one)")
+    finally:
+        replica.close()
+        master.close()
+
+
+def wait_master_knows(master: redis.Redis, replica_id: str, timeout: float, poll: float = 0.05) -> bool:
+    """Wait until the master's own cluster view lists the replica as its replica. A master
+    ignores a manual-failover request (MFSTART) from a node it does not see as its replica, and
+    right after a failover the demoted node's new role reaches its master only by gossip (up to
+    half the node timeout): without this wait, failing back a fresh failover times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        myself, follows = "", ""
+        for line in _text(master.execute_command("CLUSTER", "NODES")).splitlines():
+            parts = line.split()
+            if len(parts) > 3 and "myself" in parts[2].split(","):
+                myself = parts[0]
+            if parts and parts[0] == replica_id and len(parts) > 3:
+                follows = parts[3] if "slave" in parts[2].split(",") else ""
+        if myself and follows == myself:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+
+
+def _master_id(client: redis.Redis) -> str:
+    """The node id this replica follows, from its own CLUSTER NODES line ("myself,slave <id>"):
+    ids survive address changes (pod restarts, announce-ip) where ip:port comparisons do not."""
+    for line in _text(client.execute_command("CLUSTER", "NODES")).splitlines():
+        parts = line.split()
+        if len(parts) > 3 and "myself" in parts[2].split(","):
+            return "" if parts[3] == "-" else parts[3]
+    return ""
+
+
+def wait_converged(fetch: Callable[[], LiveTopology], promoted: list[str], timeout: float = 10.0,
+                   poll: float = 0.1) -> LiveTopology:
+    """Re-read the topology until the seed's view shows every promoted pod as master (gossip
+    takes a moment), or the timeout passes; returns the last view either way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topology = fetch()
+        roles = {n.pod: n.role for n in topology.nodes}
+        if all(roles.get(p) == "master" for p in promoted) or time.monotonic() >= deadline:
+            return topology
+        time.sleep(poll)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
