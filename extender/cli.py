@@ -72,11 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=2)
     run.add_argument("--no-serve", action="store_true", help="prepare and print, then stop (for tests)")
 
-    bench = sub.add_parser("bench", help="latency of filter+prioritize over loopback HTTP")
-    bench.add_argument("--nodes", type=int, default=1000)
-    bench.add_argument("--calls", type=int, default=300)
-    bench.add_argument("--workers", type=int, default=1)
-    bench.add_argument("--no-full-nodes", action="store_true", help="skip the full Node bodies case")
+    bench = sub.add_parser("bench", help="latency and throughput at scale over loopback HTTP")
+    bench.add_argument("--nodes", type=int, default=5000)
+    bench.add_argument("--shards", type=int, default=1000, help="shards in all (3 copies each)")
+    bench.add_argument("--calls", type=int, default=300, help="filter+prioritize pairs a case")
+    bench.add_argument("--workers", type=int, default=2, help="gunicorn workers of the extender")
+    bench.add_argument("--concurrency", type=int, default=4, help="clients of the concurrent case")
+    bench.add_argument("--quick", action="store_true", help="skip full Node bodies at --nodes")
+    bench.add_argument("--scheduler", action="store_true",
+                       help="also schedule pods with the real kube-scheduler, with and without the extender")
     bench.add_argument("--out", help="also write the results as JSON")
 
     config = sub.add_parser("config", help="validate the configuration, or print its documentation")
@@ -180,8 +184,12 @@ def cmd_run(ns: argparse.Namespace) -> int:
 def cmd_bench(ns: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
-    bench_main(nodes=ns.nodes, calls=ns.calls, workers=ns.workers, out=ns.out,
-               full_nodes=not ns.no_full_nodes)
+    bench_main(nodes=ns.nodes, shards=ns.shards, calls=ns.calls, workers=ns.workers,
+               concurrency=ns.concurrency, out=ns.out, quick=ns.quick)
+    if ns.scheduler:
+        from .bench_scheduler import run as scheduler_bench
+
+        scheduler_bench(out=f"{ns.out}.scheduler.json" if ns.out else None)
     return 0
 
 

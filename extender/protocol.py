@@ -279,10 +279,11 @@ _CAPS = {"podname": "PodName", "podnamespace": "PodNamespace", "poduid": "PodUID
 
 
 def filter_reply(args: ExtenderArgs, accepted: list[str], failed: Mapping[str, str],
-                 unresolvable: Mapping[str, str], error: str = "") -> bytes:
-    """ExtenderFilterResult. Nodes rejected as unresolvable are listed in FailedNodes too:
-    kube-scheduler v1.20 knows only FailedNodes (so its event shows the reason), and newer
-    ones let FailedAndUnresolvableNodes take precedence for a node found in both."""
+                 unresolvable: Mapping[str, str], error: str = "", unresolvable_in_failed: bool = True) -> bytes:
+    """ExtenderFilterResult. With `unresolvable_in_failed`, nodes rejected as unresolvable are
+    listed in FailedNodes too: kube-scheduler up to v1.20 knows only FailedNodes (so its event
+    shows the reason), and newer ones let FailedAndUnresolvableNodes take precedence for a node
+    found in both. On 1.21+ it may be turned off to halve large replies."""
     keep = set(accepted)
     nodes = None
     if args.nodes is not None:
@@ -290,7 +291,7 @@ def filter_reply(args: ExtenderArgs, accepted: list[str], failed: Mapping[str, s
     reply = {
         "Nodes": nodes,
         "NodeNames": [n for n in args.node_names if n in keep],
-        "FailedNodes": {**failed, **unresolvable},
+        "FailedNodes": {**failed, **unresolvable} if unresolvable_in_failed else dict(failed),
         "FailedAndUnresolvableNodes": dict(unresolvable),
         "Error": error,
     }

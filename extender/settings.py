@@ -79,6 +79,7 @@ class ServiceSettings:
     certfile: str | None = None
     keyfile: str | None = None
     log_level: str = "info"
+    unresolvable_in_failed: bool = True
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("service", "certfile", "REDIS_EXTENDER_CERTFILE", _optional_str, "TLS certificate (serve HTTPS)."),
     Option("service", "keyfile", "REDIS_EXTENDER_KEYFILE", _optional_str, "TLS private key."),
     Option("service", "log_level", "REDIS_EXTENDER_LOG_LEVEL", str, "debug, info, warning or error."),
+    Option("service", "unresolvable_in_failed", "REDIS_EXTENDER_UNRESOLVABLE_IN_FAILED", _bool,
+           "Also list unresolvable nodes in FailedNodes (needed for reasons in kube-scheduler <= 1.20 "
+           "events; false halves large replies on 1.21+)."),
     Option("kube", "kubeconfig", "REDIS_EXTENDER_KUBECONFIG", _optional_str,
            "kubeconfig of the cluster to sync from and bind in (live mode)."),
     Option("kube", "in_cluster", "REDIS_EXTENDER_IN_CLUSTER", _bool,

@@ -56,24 +56,31 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     def filter_route() -> Response:
         started = time.perf_counter()
         try:
-            args = parse_extender_args(request.get_data(cache=False), identifier, memo)
+            with metrics.PHASE.labels("parse").time():
+                args = parse_extender_args(request.get_data(cache=False), identifier, memo)
         except ProtocolError as exc:
             return bad("filter", started, str(exc))
         result, error = decider.filter(args)
         metrics.DECISIONS.labels("error" if error else result.outcome.value).inc()
         if result.unknown_domain_nodes:
             metrics.UNKNOWN_DOMAIN.inc(result.unknown_domain_nodes)
-        body = filter_reply(args, result.accepted, result.failed, result.unresolvable, error)
+        with metrics.PHASE.labels("encode").time():
+            body = filter_reply(args, result.accepted, result.failed, result.unresolvable, error,
+                                settings.service.unresolvable_in_failed)
         return reply(body, "filter", started)
 
     @app.post("/prioritize")
     def prioritize_route() -> Response:
         started = time.perf_counter()
         try:
-            args = parse_extender_args(request.get_data(cache=False), identifier, memo)
+            with metrics.PHASE.labels("parse").time():
+                args = parse_extender_args(request.get_data(cache=False), identifier, memo)
         except ProtocolError as exc:
             return bad("prioritize", started, str(exc))
-        return reply(prioritize_reply(args.node_names, decider.prioritize(args)), "prioritize", started)
+        scores = decider.prioritize(args)
+        with metrics.PHASE.labels("encode").time():
+            body = prioritize_reply(args.node_names, scores)
+        return reply(body, "prioritize", started)
 
     @app.post("/bind")
     def bind_route() -> Response:

@@ -101,17 +101,20 @@ class Decider:
         if args.pod.member is None:
             return filter_nodes(args.pod, args.node_names, _EMPTY), ""
         try:
-            prepared = self.prepare(args)
+            with metrics.PHASE.labels("state").time():
+                prepared = self.prepare(args)
         except StateUnavailable as exc:
             if self.fail_open:
                 log.warning("filter %s: %s; failing open (all nodes accepted)", args.pod.key, exc)
                 return FilterResult(accepted=list(args.node_names), outcome=Outcome.PASSTHROUGH), ""
             log.error("filter %s: %s; failing closed", args.pod.key, exc)
             return FilterResult(accepted=[], outcome=Outcome.NO_FIT), f"redis-extender: placement state unavailable: {exc}"
-        result = filter_nodes(args.pod, args.node_names, prepared.snapshot, prepared.own_node)
-        self._remember(args.pod, result)
-        if len(result.accepted) == 1:  # the scheduler skips prioritize: this is its choice
-            self._reserve(args.pod, result.accepted[0])
+        with metrics.PHASE.labels("policy").time():
+            result = filter_nodes(args.pod, args.node_names, prepared.snapshot, prepared.own_node)
+        with metrics.PHASE.labels("record").time():
+            self._remember(args.pod, result)
+            if len(result.accepted) == 1:  # the scheduler skips prioritize: this is its choice
+                self._reserve(args.pod, result.accepted[0])
         if result.unknown_domain_nodes:
             log.info("filter %s: %d candidate(s) with an unknown failure domain",
                      args.pod.key, result.unknown_domain_nodes)
@@ -122,13 +125,16 @@ class Decider:
         if args.pod.member is None:
             return [NEUTRAL_SCORE] * len(args.node_names)
         try:
-            prepared = self.prepare(args)
+            with metrics.PHASE.labels("state").time():
+                prepared = self.prepare(args)
         except StateUnavailable as exc:
             log.warning("prioritize %s: %s; neutral scores", args.pod.key, exc)
             return [NEUTRAL_SCORE] * len(args.node_names)
-        scores = score_list(args.pod, args.node_names, prepared.snapshot, self.settings, prepared.own_node)
+        with metrics.PHASE.labels("policy").time():
+            scores = score_list(args.pod, args.node_names, prepared.snapshot, self.settings, prepared.own_node)
         if scores:
-            self._reserve(args.pod, args.node_names[int(np.argmax(scores))])
+            with metrics.PHASE.labels("record").time():
+                self._reserve(args.pod, args.node_names[int(np.argmax(scores))])
         return scores
 
     def _reserve(self, pod: PodRequest, node: str) -> None:

@@ -22,6 +22,10 @@ UNKNOWN_DOMAIN = Counter("redis_extender_unknown_domain_candidates_total",
                          "Candidate nodes of Redis pods with an unknown failure domain at some level")
 PLACEMENTS = Counter("redis_extender_placements_total", "Check-and-record results (ok, conflict, stale)",
                      ["status"])
+PHASE = Histogram("redis_extender_phase_seconds",
+                  "Time per request phase: parse (JSON in), state (cache/Redis reads), policy "
+                  "(verdicts, scores), record (Redis writes: filter memory, reservations), encode (JSON out)",
+                  ["phase"], buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5))
 STATE_AGE = Gauge("redis_extender_state_loaded_timestamp_seconds",
                   "When the state in Redis was last loaded or synced (unix time)",
                   multiprocess_mode="max")
