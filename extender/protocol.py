@@ -31,6 +31,7 @@ class ExtenderArgs:
     nodes: list[dict[str, Any]] | None  # full Node objects (nodeCacheCapable=false), else None
     names_mode: bool  # the request carried NodeNames: reply with NodeNames
     candidates: "CandidateList | None" = None  # shared by requests with the same NodeNames
+    node_objects: list[Node] | None = None  # `nodes` read into the model (full Node bodies)
 
 
 class CandidateList:
@@ -73,6 +74,35 @@ class NamesMemo:
         return entry
 
 
+class NodeMemo:
+    """Full Node bodies repeat the same nodes call after call: a node already read at the same
+    resourceVersion is not validated and converted again (quantities, labels, conditions)."""
+
+    def __init__(self, levels: tuple[str, ...], size: int = 20000):
+        self.levels = levels
+        self.size = size
+        self._nodes: dict[tuple[str, str], Node] = {}
+        self._lock = threading.Lock()
+
+    def read(self, items: list[Any]) -> list[Node]:
+        nodes = []
+        for i, obj in enumerate(items):
+            meta = obj.get("metadata") if isinstance(obj, dict) else None
+            version = meta.get("resourceVersion") if isinstance(meta, dict) else None
+            key = (meta.get("name"), version) if isinstance(version, str) and version else None
+            node = self._nodes.get(key) if key else None  # type: ignore[arg-type]
+            if node is None:
+                _check_node(obj, i)
+                node = node_from_object(obj, self.levels)
+                if key:
+                    with self._lock:
+                        if len(self._nodes) >= self.size:
+                            self._nodes.clear()
+                        self._nodes[key] = node  # type: ignore[index]
+            nodes.append(node)
+        return nodes
+
+
 _NAMES_KEY = b'"NodeNames":'
 
 
@@ -108,7 +138,8 @@ def loads(data: bytes) -> Any:
         raise ProtocolError(f"malformed JSON: {exc}") from exc
 
 
-def parse_extender_args(data: bytes, identifier: Identifier, memo: NamesMemo | None = None) -> ExtenderArgs:
+def parse_extender_args(data: bytes, identifier: Identifier, memo: NamesMemo | None = None,
+                        node_memo: NodeMemo | None = None) -> ExtenderArgs:
     found = _names_tail(data) if memo is not None else None
     if found is not None:
         start, tail = found
@@ -117,12 +148,12 @@ def parse_extender_args(data: bytes, identifier: Identifier, memo: NamesMemo | N
             head = data[:start].rstrip()
             if head.endswith(b","):
                 try:
-                    args = _parse_body(orjson.loads(head[:-1] + b"}"), identifier, entry.names)
+                    args = _parse_body(orjson.loads(head[:-1] + b"}"), identifier, node_memo, entry.names)
                     args.candidates = entry
                     return args
                 except (orjson.JSONDecodeError, ProtocolError):
                     pass  # fall through to the full parse, which names the problem
-    args = _parse_body(loads(data), identifier)
+    args = _parse_body(loads(data), identifier, node_memo)
     if found is not None and args.names_mode:
         try:
             same = orjson.loads(b"{" + found[1]) == {"NodeNames": args.node_names}
@@ -133,7 +164,8 @@ def parse_extender_args(data: bytes, identifier: Identifier, memo: NamesMemo | N
     return args
 
 
-def _parse_body(raw: Any, identifier: Identifier, known_names: list[str] | None = None) -> ExtenderArgs:
+def _parse_body(raw: Any, identifier: Identifier, node_memo: NodeMemo | None = None,
+                known_names: list[str] | None = None) -> ExtenderArgs:
     body = _fold(raw, "request body")
     if known_names is not None:
         if "nodenames" in body or body.get("nodes") is not None:
@@ -149,16 +181,19 @@ def _parse_body(raw: Any, identifier: Identifier, known_names: list[str] | None 
     if names is None and nodes_list is None:
         raise ProtocolError("missing candidates: one of 'Nodes' or 'NodeNames' must be given")
     full_nodes: list[dict[str, Any]] | None = None
+    node_objects: list[Node] | None = None
     if nodes_list is not None:
         items = _fold(nodes_list, "'Nodes'").get("items")
         if items is None:
             items = []
         if not isinstance(items, list):
             raise ProtocolError("'Nodes.items' must be a list of Node objects")
-        full_nodes = []
-        for i, node in enumerate(items):
-            _check_node(node, i)
-            full_nodes.append(node)
+        if node_memo is not None:
+            node_objects = node_memo.read(items)
+        else:
+            for i, node in enumerate(items):
+                _check_node(node, i)
+        full_nodes = items
     if names is not None:
         if names is not known_names and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
             raise ProtocolError("'NodeNames' must be a list of strings")
@@ -166,7 +201,7 @@ def _parse_body(raw: Any, identifier: Identifier, known_names: list[str] | None 
     else:
         node_names = [n["metadata"]["name"] for n in full_nodes or []]
     return ExtenderArgs(pod=pod_request, pod_labels=labels, node_names=node_names,
-                        nodes=full_nodes, names_mode=names is not None)
+                        nodes=full_nodes, names_mode=names is not None, node_objects=node_objects)
 
 
 def _check_node(node: Any, i: int) -> None:

@@ -16,7 +16,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..identity import Identifier
-from ..protocol import (NamesMemo, ProtocolError, bind_reply, filter_reply, parse_binding, parse_extender_args,
+from ..protocol import (NamesMemo, NodeMemo, ProtocolError, bind_reply, filter_reply, parse_binding, parse_extender_args,
                         prioritize_reply)
 from ..settings import Settings
 from ..state.cache import StateCache
@@ -42,6 +42,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     identifier = Identifier(settings.identity)
     decider = Decider(settings, cache, identifier)
     memo = NamesMemo()
+    node_memo = NodeMemo(settings.domains.levels)
     app.extensions["redis_extender"] = decider
 
     def reply(body: bytes, verb: str, started: float, code: int = 200) -> Response:
@@ -57,7 +58,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
         started = time.perf_counter()
         try:
             with metrics.PHASE.labels("parse").time():
-                args = parse_extender_args(request.get_data(cache=False), identifier, memo)
+                args = parse_extender_args(request.get_data(cache=False), identifier, memo, node_memo)
         except ProtocolError as exc:
             return bad("filter", started, str(exc))
         result, error = decider.filter(args)
@@ -74,7 +75,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
         started = time.perf_counter()
         try:
             with metrics.PHASE.labels("parse").time():
-                args = parse_extender_args(request.get_data(cache=False), identifier, memo)
+                args = parse_extender_args(request.get_data(cache=False), identifier, memo, node_memo)
         except ProtocolError as exc:
             return bad("prioritize", started, str(exc))
         scores = decider.prioritize(args)

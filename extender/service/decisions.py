@@ -72,10 +72,11 @@ class Decider:
         if args.nodes is None and not fresh:  # (bind asks about one node: no arrays needed)
             arrays, usage_arrays = table.arrays, self.cache.usage_arrays(table, usage)
         elif args.nodes is not None:  # full Node objects: fresher than the cache for candidates
-            body = {n["metadata"]["name"]: node_from_object(n, self.levels) for n in args.nodes}
+            objects = args.node_objects or [node_from_object(n, self.levels) for n in args.nodes]
+            body = {n.name: n for n in objects}
             nodes = ChainMap(body, table.nodes)
             level_domains = tuple(
-                known | {n.domains[i] for n in body.values() if n.domains[i] is not None}
+                known | {n.domains[i] for n in objects if n.domains[i] is not None}
                 for i, known in enumerate(level_domains))
         own_node = next((c.node for c in shard.copies if c.pod == args.pod.key and not c.reserved), None)
         snapshot = Snapshot(level_names=self.levels, nodes=nodes, copies=shard.copies,

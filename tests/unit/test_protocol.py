@@ -354,3 +354,44 @@ def test_bad_binding_names_the_field(data, missing):
 def test_unreadable_binding_is_a_protocol_error(data):
     with pytest.raises(ProtocolError):
         parse_binding(data)
+
+
+# --- memos of repeated candidate lists and Node bodies --------------------------------------
+
+def test_a_repeated_candidate_list_is_shared_and_gives_the_same_arguments():
+    from extender.protocol import NamesMemo
+
+    memo = NamesMemo()
+    body = json.dumps({"Pod": {"metadata": {"name": "p", "labels": {"NodeNames": "x"}}},
+                       "Nodes": None, "NodeNames": ["n1", "n2"]}).encode()
+    first = parse_extender_args(body, IDENTIFIER, memo)
+    second = parse_extender_args(body, IDENTIFIER, memo)
+    assert second.node_names == ["n1", "n2"] and second.candidates is first.candidates
+    assert second.pod.name == "p" and (memo.hits, memo.misses) == (1, 1)
+    other = parse_extender_args(body.replace(b'"n2"', b'"n3"'), IDENTIFIER, memo)
+    assert other.node_names == ["n1", "n3"] and other.candidates is not first.candidates
+
+
+def test_a_memo_hit_never_hides_a_bad_pod():
+    from extender.protocol import NamesMemo
+
+    memo = NamesMemo()
+    good = b'{"Pod":{"metadata":{"name":"p"}},"Nodes":null,"NodeNames":["n1"]}'
+    parse_extender_args(good, IDENTIFIER, memo)
+    with pytest.raises(ProtocolError, match="Pod.metadata.name"):
+        parse_extender_args(b'{"Pod":{"metadata":{}},"Nodes":null,"NodeNames":["n1"]}', IDENTIFIER, memo)
+
+
+def test_node_bodies_are_read_once_per_resource_version():
+    from extender.protocol import NodeMemo
+
+    memo = NodeMemo(("kubernetes.io/hostname", "topology.kubernetes.io/zone"))
+    node = {"metadata": {"name": "n1", "resourceVersion": "7", "labels": {"topology.kubernetes.io/zone": "a"}},
+            "status": {"allocatable": {"memory": "1Gi"}}}
+    first = memo.read([node])[0]
+    assert memo.read([node])[0] is first and first.domains == ("n1", "a")
+    moved = {**node, "metadata": {**node["metadata"], "resourceVersion": "8",
+                                  "labels": {"topology.kubernetes.io/zone": "b"}}}
+    assert memo.read([moved])[0].domains == ("n1", "b")
+    with pytest.raises(ProtocolError, match="metadata.labels must be an object"):
+        memo.read([{"metadata": {"name": "n2", "resourceVersion": "1", "labels": []}}])
