@@ -12,11 +12,11 @@ import logging
 import time
 import orjson
 import redis
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..identity import Identifier
-from ..protocol import (NamesMemo, NodeMemo, ProtocolError, bind_reply, filter_reply, parse_binding, parse_extender_args,
+from ..protocol import (ExtenderArgs, NamesMemo, NodeMemo, ProtocolError, bind_reply, filter_reply, parse_binding, parse_extender_args,
                         prioritize_reply)
 from ..settings import Settings
 from ..state.cache import StateCache
@@ -45,22 +45,30 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     node_memo = NodeMemo(settings.domains.levels)
     app.extensions["redis_extender"] = decider
 
-    def reply(body: bytes, verb: str, started: float, code: int = 200) -> Response:
+    def reply(body: bytes, verb: str, code: int = 200) -> Response:
         metrics.REQUESTS.labels(verb, str(code)).inc()
-        metrics.LATENCY.labels(verb).observe(time.perf_counter() - started)
+        metrics.LATENCY.labels(verb).observe(time.perf_counter() - g.started)
         return Response(body, status=code, mimetype=JSON)
 
-    def bad(verb: str, started: float, message: str, code: int = 400) -> Response:
-        return reply(orjson.dumps({"Error": message}), verb, started, code)
+    def bad(verb: str, message: str, code: int = 400) -> Response:
+        return reply(orjson.dumps({"Error": message}), verb, code)
+
+    def read_args() -> ExtenderArgs:
+        """The request's ExtenderArgs; a ProtocolError becomes a 400 (handler below)."""
+        with metrics.PHASE.labels("parse").time():
+            return parse_extender_args(request.get_data(cache=False), identifier, memo, node_memo)
+
+    @app.before_request
+    def start_clock() -> None:
+        g.started = time.perf_counter()
+
+    @app.errorhandler(ProtocolError)
+    def protocol_error(exc: ProtocolError) -> Response:
+        return bad(request.path.strip("/") or "other", str(exc))
 
     @app.post("/filter")
     def filter_route() -> Response:
-        started = time.perf_counter()
-        try:
-            with metrics.PHASE.labels("parse").time():
-                args = parse_extender_args(request.get_data(cache=False), identifier, memo, node_memo)
-        except ProtocolError as exc:
-            return bad("filter", started, str(exc))
+        args = read_args()
         result, error = decider.filter(args)
         metrics.DECISIONS.labels("error" if error else result.outcome.value).inc()
         if result.unknown_domain_nodes:
@@ -68,30 +76,21 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
         with metrics.PHASE.labels("encode").time():
             body = filter_reply(args, result.accepted, result.failed, result.unresolvable, error,
                                 settings.service.unresolvable_in_failed)
-        return reply(body, "filter", started)
+        return reply(body, "filter")
 
     @app.post("/prioritize")
     def prioritize_route() -> Response:
-        started = time.perf_counter()
-        try:
-            with metrics.PHASE.labels("parse").time():
-                args = parse_extender_args(request.get_data(cache=False), identifier, memo, node_memo)
-        except ProtocolError as exc:
-            return bad("prioritize", started, str(exc))
+        args = read_args()
         scores = decider.prioritize(args)
         with metrics.PHASE.labels("encode").time():
             body = prioritize_reply(args.node_names, scores)
-        return reply(body, "prioritize", started)
+        return reply(body, "prioritize")
 
     @app.post("/bind")
     def bind_route() -> Response:
-        started = time.perf_counter()
-        try:
-            args = parse_binding(request.get_data(cache=False))
-        except ProtocolError as exc:
-            return bad("bind", started, str(exc))
+        args = parse_binding(request.get_data(cache=False))
         error = decider.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node, binder)
-        return reply(bind_reply(error), "bind", started)
+        return reply(bind_reply(error), "bind")
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -119,7 +118,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:
         verb = request.path.strip("/") or "other"
-        return bad(verb, time.perf_counter(), f"request body over the {settings.service.max_body_bytes} byte cap", 413)
+        return bad(verb, f"request body over the {settings.service.max_body_bytes} byte cap", 413)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
