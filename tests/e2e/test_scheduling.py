@@ -267,3 +267,28 @@ def test_cache_follows_nodes_and_pods(live, world) -> None:
     assert store.usage()[0].get("follow-1", 0) == 0
     cp.delete("/api/v1/nodes/follow-1")
     cp.wait_for(lambda: "follow-1" not in store.node_names(), timeout=10, what="node deleted")
+
+
+def test_a_binding_the_api_refuses_is_an_error_and_leaves_no_record(live, world) -> None:
+    """The scheduler's filter saw a pod that is gone by bind time: the API refuses the Binding,
+    the extender answers Error (the scheduler retries) and undoes its record."""
+    import json
+
+    cp, extender, store = live
+    zone_of = make_nodes(cp, world, 3, 1, "refused")
+    cp.wait_for(lambda: set(zone_of) <= set(store.node_names()), timeout=20, what="nodes synced")
+    ghost = shard_pod("refused", 0, 1)
+    ghost["metadata"]["uid"] = "ghost-uid"
+
+    def post(verb: str, body: dict) -> dict:
+        req = urllib.request.Request(f"{extender.url}/{verb}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(req, timeout=5).read())
+
+    assert post("filter", {"Pod": ghost, "NodeNames": list(zone_of)})["NodeNames"] == list(zone_of)
+    node = list(zone_of)[0]
+    reply = post("bind", {"PodName": "refused-shard0-1", "PodNamespace": NS, "PodUID": "ghost-uid", "Node": node})
+    assert "binding redis/refused-shard0-1" in reply["Error"] and "failed" in reply["Error"]
+    record = store.pod(NS, "refused-shard0-1")
+    assert record is None or record["node"] == ""
+    assert all(c.node != node or c.reserved for c in store.shard_state(f"{NS}/refused", "0").copies)
