@@ -1,4 +1,4 @@
-"""redis-extender: serve | sync | load | simulate | run | bench | config.
+"""redis-extender: serve | sync | load | simulate | run | bench | report | rebalance | config.
 
 Every subcommand that talks to Redis takes --redis-url (default: $REDIS_URL, else
 redis://127.0.0.1:6379/0). Configuration errors are printed together and exit with code 2.
@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scheduler", action="store_true",
                        help="also schedule pods with the real kube-scheduler, with and without the extender")
     bench.add_argument("--out", help="also write the results as JSON")
+
+    from .reports.cli import add_parsers as add_report_parsers
+
+    add_report_parsers(sub)  # report, rebalance
 
     config = sub.add_parser("config", help="validate the configuration, or print its documentation")
     _common(config)
@@ -193,6 +197,12 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reports(ns: argparse.Namespace) -> int:
+    from .reports.cli import run as run_reports
+
+    return run_reports(ns)
+
+
 def cmd_config(ns: argparse.Namespace) -> int:
     if ns.markdown:
         print(settings_mod.markdown_table())
@@ -211,7 +221,7 @@ def _plain(value: Any) -> Any:
 
 
 COMMANDS = {"serve": cmd_serve, "sync": cmd_sync, "load": cmd_load, "simulate": cmd_simulate, "run": cmd_run,
-            "bench": cmd_bench, "config": cmd_config}
+            "bench": cmd_bench, "report": cmd_reports, "rebalance": cmd_reports, "config": cmd_config}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -189,17 +189,18 @@ def _solve(cv: ClusterView, masters: list[tuple[ShardView, CopyView]], domains: 
     first_domain = first_shard + m
     sink = first_domain + len(domains)
     flow = _MinCostFlow(sink + 1)
-    options: list[list[tuple[int, CopyView | None]]] = []  # per shard: (edge id, replica)
+    options: list[list[tuple[tuple[int, int], CopyView | None]]] = []  # per shard: (edge, replica)
     reach: Counter[str] = Counter()
     for i, (shard, master) in enumerate(masters):
-        node = first_shard + i
-        flow.add(source, node, 1, 0)
+        vertex = first_shard + i
+        flow.add(source, vertex, 1, 0)
         here = master.domains[top]
-        edges = [(flow.add(node, first_domain + dindex[here], 1, 0), None)]
+        stay = flow.add(vertex, first_domain + dindex[here], 1, 0)
+        edges: list[tuple[tuple[int, int], CopyView | None]] = [(stay, None)]
         reach[here] += 1
         for domain, (adjust, replica) in _candidates(shard, master, top, max_lag, masters_on_node).items():
             if domain in dindex:
-                edges.append((flow.add(node, first_domain + dindex[domain], 1, w_move + adjust), replica))
+                edges.append((flow.add(vertex, first_domain + dindex[domain], 1, w_move + adjust), replica))
                 reach[domain] += 1
         options.append(edges)
     for d, i in dindex.items():

@@ -70,7 +70,8 @@ def _live_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pod-ip", metavar="IP[:PORT]=POD", action="append", default=[],
                         help="map a Redis node without announced hostname to its pod (ns/name or name); repeatable")
     parser.add_argument("--max-lag", type=int, default=DEFAULT_MAX_LAG,
-                        help=f"replication offset bytes a replica may trail and count as in sync (default {DEFAULT_MAX_LAG})")
+                        help="replication offset bytes a replica may trail and count as in sync "
+                             f"(default {DEFAULT_MAX_LAG})")
     parser.add_argument("--node-password-env", metavar="VAR",
                         help="environment variable holding the Redis nodes' password (requirepass/ACL)")
 

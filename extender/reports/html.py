@@ -2,10 +2,12 @@
 
 Domains of the top active level (zones, usually) are columns; the nodes holding copies are
 cards inside them; every copy is a chip named by its shard, filled when it is the master,
-outlined when a replica; chips of risky shards are red, and crowded domains have a red header.
+outlined when a replica; every chip of a shard whose data is at risk (a single-domain shard,
+no healthy copy, a copy in an unknown domain) is red; a master in a crowded domain (more
+masters than a balanced spread, or a quorum at risk) is orange, and its domain's header red.
 A side panel lists the risky shards and the failover advice. Sized for 1600x1000: 3 zones x
-10 nodes x 32 shards (96 chips) fit without scrolling; longer side lists scroll inside the
-panel, never the page.
+10 nodes x 32 shards (96 chips) fit without scrolling; bigger clusters and longer side lists
+scroll inside their panel, never the page.
 
 Pure: renders a render.document() dict. Every text and attribute goes through html.escape.
 """
@@ -20,6 +22,7 @@ from .render import plan_line
 
 PALETTE = ("#1f6fb4", "#2a9d55", "#8a4fbf", "#c07a12", "#0f8b8d", "#b4456e", "#5b6b2f", "#3f51b5")
 MAX_SIDE_ITEMS = 40
+CROWDED = "master in crowded"
 
 CSS = """
 *{box-sizing:border-box}
@@ -31,7 +34,7 @@ header h1{font-size:17px;margin:0 8px 0 0}
 .badge.bad{background:#c62828}.badge.ok{background:#2e7d32}
 .meta{margin-left:auto;font-size:12px;color:#c9d1d9}
 main{flex:1;display:grid;grid-template-columns:1fr 310px;min-height:0}
-.domains{display:grid;gap:8px;padding:8px;min-height:0;overflow:hidden}
+.domains{display:grid;gap:8px;padding:8px;min-height:0;overflow:auto}
 .domain{background:#fff;border:1px solid #d5dbe1;border-radius:6px;display:flex;flex-direction:column;min-width:0}
 .domain h2{margin:0;padding:5px 8px;font-size:14px;background:#e8edf2;border-radius:6px 6px 0 0;display:flex;
  justify-content:space-between;gap:6px}
@@ -47,12 +50,13 @@ main{flex:1;display:grid;grid-template-columns:1fr 310px;min-height:0}
 .copy.master::before{content:"\\2605";margin-right:2px;font-size:10px}
 .copy.risky{border-color:#d50000;background:#ffcdd2;color:#b71c1c}
 .copy.risky.master{background:#d50000;color:#fff}
+.copy.crowded{border-color:#e65100;background:#ef6c00;color:#fff}
 .copy.unhealthy{border-style:dashed;opacity:.6}
 aside{border-left:1px solid #d5dbe1;background:#fff;padding:8px 10px;overflow:auto;min-height:0}
 aside h3{margin:10px 0 4px;font-size:13px}aside h3:first-child{margin-top:0}
 aside ul,aside ol{margin:0;padding-left:18px}aside li{margin:2px 0}
 .legend span{margin-right:8px;white-space:nowrap}
-.risk{color:#b71c1c}.note{color:#57606a}
+.risk{color:#b71c1c}.risk.writes{color:#e65100}.note{color:#57606a}
 """
 
 
@@ -90,8 +94,10 @@ def page(doc: Mapping[str, Any], title: str = "Redis placement") -> str:
 
 def _chip(key: str, label: str, cp: Mapping[str, Any], risks: list[str], color: str) -> str:
     classes = ["copy", "master" if cp["role"] == "master" else "replica"]
-    if risks:
-        classes.append("risky")
+    if any(not r.startswith(CROWDED) for r in risks):
+        classes.append("risky")  # data at risk: every copy of the shard is marked
+    elif cp["role"] == "master" and risks:
+        classes.append("crowded")  # only writes at risk: the master alone is marked
     if not cp["healthy"]:
         classes.append("unhealthy")
     tip = f"{cp['pod']} ({cp['role']}" + (f", cached {cp['cached_role']}" if cp["cached_role"] != cp["role"] else "")
@@ -105,7 +111,8 @@ def _column(domain: str, nodes: Mapping[str, list[str]], masters: int, crowded: 
     cards = "".join(f"<div class=\"node\" data-node=\"{escape(n)}\"><div class=\"nname\" title=\"{escape(n)}\">"
                     f"{escape(n)}</div>{''.join(nodes[n])}</div>" for n in sorted(nodes, key=natural_key))
     return (f"<div class=\"domain{' crowded' if crowded else ''}\" data-domain=\"{escape(domain)}\">"
-            f"<h2><span title=\"{escape(top or 'level')}\">{escape(domain)}</span><small>{len(nodes)} nodes &middot; {masters} masters"
+            f"<h2><span title=\"{escape(top or 'level')}\">{escape(domain)}</span>"
+            f"<small>{len(nodes)} nodes &middot; {masters} masters"
             f"{' &middot; crowded' if crowded else ''}</small></h2><div class=\"nodes\">{cards}</div></div>")
 
 
@@ -135,11 +142,13 @@ def _side(doc: Mapping[str, Any], colors: Mapping[str, str], risky: Mapping[str,
               for cid, c in colors.items()]
     parts.append("<span><span class=\"copy master\" style=\"--c:#555\">3</span> master</span>"
                  "<span><span class=\"copy replica\" style=\"--c:#555\">3</span> replica</span>"
-                 "<span><span class=\"copy risky\" style=\"--c:#555\">3</span> risky</span></div>")
+                 "<span><span class=\"copy risky\" style=\"--c:#555\">3</span> data at risk</span>"
+                 "<span><span class=\"copy master crowded\" style=\"--c:#555\">3</span> master in crowded domain</span>"
+                 "</div>")
     parts.append(f"<h3>Risky shards ({len(risky)})</h3>")
     if risky:
         items = sorted(risky.items(), key=lambda kv: natural_key(kv[0]))
-        parts.append("<ul>" + "".join(f"<li class=\"risk\" data-shard=\"{escape(k)}\">{escape(k)}: "
+        parts.append("<ul>" + "".join(f"<li class=\"{_risk_class(v)}\" data-shard=\"{escape(k)}\">{escape(k)}: "
                                       f"{escape(', '.join(v))}</li>" for k, v in items[:MAX_SIDE_ITEMS]) + "</ul>")
         if len(items) > MAX_SIDE_ITEMS:
             parts.append(f"<p class=\"note\">and {len(items) - MAX_SIDE_ITEMS} more</p>")
@@ -152,8 +161,8 @@ def _side(doc: Mapping[str, Any], colors: Mapping[str, str], risky: Mapping[str,
             any_step = True
             parts.append(f"<p>{escape(pl['cluster'])}: {len(pl['steps'])} step(s), skew "
                          f"{pl['skew_before']} &rarr; {pl['skew_after']}</p><ol class=\"advice\">")
-            parts += [f"<li data-promote=\"{escape(st['promote'])}\">{escape(plan_line(st, pl['level']).split('. ', 1)[1])}</li>"
-                      for st in pl["steps"]]
+            parts += [f"<li data-promote=\"{escape(st['promote'])}\">"
+                      f"{escape(plan_line(st, pl['level']).split('. ', 1)[1])}</li>" for st in pl["steps"]]
             parts.append("</ol>")
         parts += [f"<p class=\"note\">{escape(pl['cluster'])}: {escape(n)}</p>" for n in pl["notes"]]
     if not any_step and not any(pl["notes"] for pl in doc["advice"]):
@@ -163,11 +172,16 @@ def _side(doc: Mapping[str, Any], colors: Mapping[str, str], risky: Mapping[str,
         parts.append("<h3>Hygiene</h3><ul>")
         parts += [f"<li>{escape(m['pod'])}: {escape(m['kind'])} (cache {escape(m['cached'] or '-')}, "
                   f"live {escape(m['live'] or '-')})</li>" for m in hy["mismatches"][:MAX_SIDE_ITEMS]]
-        parts += [f"<li>{escape(p)}: node not in the state</li>" for p in hy["copies_on_unknown_nodes"][:MAX_SIDE_ITEMS]]
+        parts += [f"<li>{escape(p)}: node not in the state</li>"
+                  for p in hy["copies_on_unknown_nodes"][:MAX_SIDE_ITEMS]]
         parts += [f"<li>{escape(c)}: {escape(e)}</li>" for c, e in hy["live_errors"].items()]
         parts.append("</ul>")
     parts.append("</aside>")
     return "".join(parts)
+
+
+def _risk_class(risks: list[str]) -> str:
+    return "risk" if any(not r.startswith(CROWDED) for r in risks) else "risk writes"
 
 
 def _short(cluster: str) -> str:

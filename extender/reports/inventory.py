@@ -107,7 +107,7 @@ def _s(value: Any) -> str:
 
 
 def _b(value: Any) -> bytes:
-    return value if isinstance(value, (bytes, bytearray)) else str(value).encode()
+    return bytes(value) if isinstance(value, (bytes, bytearray)) else str(value).encode()
 
 
 def _escape_glob(text: str) -> str:

@@ -270,7 +270,7 @@ def report_levels(levels: tuple[str, ...], nodes: Mapping[str, Node],
     for i, key in enumerate(levels):
         if key == HOSTNAME_LABEL:
             continue
-        values = frozenset(n.domains[i] for n in nodes.values() if i < len(n.domains) and n.domains[i])
+        values = frozenset(d for n in nodes.values() if i < len(n.domains) and (d := n.domains[i]))
         result.append(Level(level_title(key), key, i, values))
     return tuple(result)
 

@@ -13,10 +13,12 @@ Keys (P = the store's key prefix, as in state/redis_store.py):
 
 One string per cluster, written whole, so a reader never sees half a refresh. No TTL: the
 report shows its age (hygiene), and an old view is better evidence than none. A failed fetch
-is stored too (error set, no nodes) so the report says why live data is missing.
+records its error next to the last good view (or alone, with no nodes, when there is none),
+so the report says why live data is old or missing.
 
-Sources: `CLUSTER SHARDS` (Redis 7+: roles, health, offsets, slots in one call), else
-`CLUSTER NODES` (roles, fail flags, slots). Sentinel: `SENTINEL MASTERS` then
+Sources: `CLUSTER SHARDS` (Redis 7+: roles, health, offsets, slots in one call) completed by
+`CLUSTER NODES` (every node, even one SHARDS leaves out mid-failover), else `CLUSTER NODES`
+alone (roles, fail flags, slots). Sentinel: `SENTINEL MASTERS` then
 `SENTINEL REPLICAS <name>` per master, each master being a shard. With `probe`, every node is
 also asked `INFO replication` (the replica's own master_link_status and offsets, which the
 gossiped offsets of CLUSTER SHARDS only approximate) and `CONFIG GET maxmemory`.
@@ -34,6 +36,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import orjson
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .metrics import KIND_CLUSTER, KIND_SENTINEL, LiveNode, LiveTopology
 
@@ -49,7 +53,8 @@ def connector(timeout: float = 2.0, password: str | None = None, username: str |
     one node at a time on purpose)."""
     def connect(host: str, port: int) -> redis.Redis:
         return redis.Redis(host=host, port=port, socket_timeout=timeout, socket_connect_timeout=timeout,
-                           password=password, username=username, decode_responses=True, protocol=2)
+                           password=password, username=username, decode_responses=True, protocol=2,
+                           retry=Retry(NoBackoff(), 0))  # a node that does not answer is news, not noise
     return connect
 
 
@@ -157,12 +162,17 @@ def fetch_cluster(seed: str, cluster: str, ip_map: Mapping[str, str] | None = No
         host, port = parse_address(seed)
         client = connect(host, port)
         try:
-            nodes, source = parse_cluster_shards(client.execute_command("CLUSTER", "SHARDS")), "CLUSTER SHARDS"
-        except redis.ResponseError:  # Redis < 7: no CLUSTER SHARDS
-            nodes = parse_cluster_nodes(_text(client.execute_command("CLUSTER", "NODES")))
-            source = "CLUSTER NODES"
+            listed = parse_cluster_nodes(_text(client.execute_command("CLUSTER", "NODES")))
+            try:
+                nodes, source = parse_cluster_shards(client.execute_command("CLUSTER", "SHARDS")), "CLUSTER SHARDS"
+            except redis.ResponseError:  # Redis < 7: no CLUSTER SHARDS
+                nodes, source = listed, "CLUSTER NODES"
         finally:
             client.close()
+        # CLUSTER SHARDS lists masters and their replicas: mid-failover, a replica whose master
+        # just became a replica itself is in no shard. CLUSTER NODES lists every node.
+        known = {n.node_id for n in nodes}
+        nodes += [n for n in listed if n.node_id not in known]
     except (redis.RedisError, ValueError, OSError) as exc:
         return LiveTopology(cluster, KIND_CLUSTER, clock(), seed, (), "", f"{type(exc).__name__}: {exc}")
     nodes = map_pods(nodes, cluster, ip_map)
@@ -244,7 +254,7 @@ def _probe(node: LiveNode, connect: Connect) -> tuple[LiveNode, str]:
         try:
             info = client.info("replication")
             try:
-                maxmemory: int | None = int(client.config_get("maxmemory").get("maxmemory", 0))
+                maxmemory: int | None = int(client.config_get("maxmemory").get("maxmemory") or 0)
             except redis.ResponseError:  # CONFIG renamed or forbidden (ACLs): not essential
                 maxmemory = None
         finally:
@@ -252,9 +262,9 @@ def _probe(node: LiveNode, connect: Connect) -> tuple[LiveNode, str]:
     except (redis.RedisError, OSError):
         return replace(node, link_up=None), ""
     if info.get("role") == "master":
-        offset = int(info.get("master_repl_offset", node.offset or 0))
-        return replace(node, role="master", master_id="", link_up=None, offset=offset, maxmemory=maxmemory), ""
-    offset = info.get("slave_repl_offset", node.offset)
+        own = int(info.get("master_repl_offset", node.offset or 0))
+        return replace(node, role="master", master_id="", link_up=None, offset=own, maxmemory=maxmemory), ""
+    offset: int | None = info.get("slave_repl_offset", node.offset)
     link_up = info.get("master_link_status") == "up"
     health = node.health
     if info.get("master_sync_in_progress"):
@@ -269,6 +279,12 @@ def _probe(node: LiveNode, connect: Connect) -> tuple[LiveNode, str]:
 # --- storing -------------------------------------------------------------------------------------
 
 def store_live(client: redis.Redis, prefix: str, topology: LiveTopology) -> None:
+    """Store a fetched topology. A failed fetch keeps the last good view (with its own, older
+    fetched_at, so its age shows) and only records the error next to it."""
+    if topology.error and not topology.nodes:
+        previous = load_live(client, prefix, topology.cluster)
+        if previous is not None and previous.nodes:
+            topology = replace(previous, error=topology.error)
     client.set(live_key(prefix, topology.cluster), orjson.dumps(topology.to_json()))
 
 

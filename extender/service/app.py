@@ -16,6 +16,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..identity import Identifier
+from ..reports.routes import register as register_reports
 from ..protocol import (ExtenderArgs, NamesMemo, NodeMemo, ProtocolError, bind_reply, filter_reply, parse_binding, parse_extender_args,
                         prioritize_reply)
 from ..settings import Settings
@@ -131,5 +132,8 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
         return Response(orjson.dumps({"Error": f"internal error: {type(exc).__name__}"}),
                         status=500, mimetype=JSON)
 
+    # Reports read the whole placement: their own client, without the 50 ms decision timeout.
+    register_reports(app, settings, redis.Redis.from_url(settings.store.redis_url, socket_timeout=5,
+                                                         socket_connect_timeout=1))
     return app
 
