@@ -286,6 +286,11 @@ def store_live(client: redis.Redis, prefix: str, topology: LiveTopology) -> None
         if previous is not None and previous.nodes:
             topology = replace(previous, error=topology.error)
     client.set(live_key(prefix, topology.cluster), orjson.dumps(topology.to_json()))
+    if topology.nodes and not topology.error:  # the decisions use live roles from now on
+        from ..state.redis_store import RedisStore
+
+        roles = {n.pod: n.role for n in topology.nodes if n.pod and n.role in ("master", "replica")}
+        RedisStore(client, prefix).set_live_roles(topology.cluster, roles)
 
 
 def load_live(client: redis.Redis, prefix: str, cluster: str) -> LiveTopology | None:

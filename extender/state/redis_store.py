@@ -20,6 +20,8 @@ so the Lua scripts stay atomic on a Redis Cluster too):
   P seen:<ns>/<name>        STRING JSON: the pod's identity and the domains its last filter could
                             choose from (expires after 10 min), for the bind-time re-check
   P sync:leader             STRING the syncer holding the leader lock (expires)
+  P liveroles:<cluster>     HASH "<ns>/<name>" -> master|replica seen live in Redis; overrides
+                            the pod's role label in every index (reports/topology.py writes it)
 
 Pod writes go through one Lua script that takes the old record out of every index and puts
 the new one in, so indexes never drift, whoever writes (load, watch, bind, several replicas).
@@ -45,6 +47,10 @@ local o = redis.call('HMGET', podkey, unpack(F))
 local new = {uid=ARGV[4], node=ARGV[5], mem=ARGV[6], cpu=ARGV[7], phase=ARGV[8],
              cluster=ARGV[9], shard=ARGV[10], role=ARGV[11]}
 local expect_version, now, source = ARGV[12], ARGV[13], ARGV[14]
+if new.cluster ~= '' then  -- a role seen live in Redis (after a failover) beats the pod's label
+  local live = redis.call('HGET', P .. 'liveroles:' .. new.cluster, key_id)
+  if live and live ~= '' then new.role = live end
+end
 
 local function active(node, phase)
   return node and node ~= '' and phase ~= 'Succeeded' and phase ~= 'Failed'
@@ -281,6 +287,28 @@ class RedisStore:
         expiry = int((time.time() + ttl) * 1000)
         return bool(self._reserve(keys=[f"{self.p}shard:{cluster}|{shard}"],
                                   args=[pod_key, f"{node}\t{role}\t{expiry}"]))
+
+    def set_live_roles(self, cluster: str, roles: Mapping[str, str]) -> int:
+        """Roles seen in the live topology ("ns/name" -> master|replica), which from now on
+        override the pods' labels in every index (a promoted replica counts as a master).
+        The cluster's stored pods are rewritten through the same script; returns how many."""
+        key = f"{self.p}liveroles:{cluster}"
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(key)
+        if roles:
+            pipe.hset(key, mapping=dict(roles))
+        pipe.execute()
+        rewritten = 0
+        for pod_key in roles:
+            namespace, _, name = pod_key.partition("/")
+            stored = self.pod(namespace, name)
+            if stored and stored.get("cluster") == cluster and stored.get("role") != roles[pod_key]:
+                self.upsert_pod(PodRecord(namespace, name, stored.get("uid", ""), stored.get("node", ""),
+                                          int(stored.get("mem") or 0), int(stored.get("cpu") or 0),
+                                          stored.get("phase", "Pending"), cluster, stored.get("shard", ""),
+                                          stored.get("role", "")), source=stored.get("source", "live"))
+                rewritten += 1
+        return rewritten
 
     def remember_filter(self, pod_key: str, payload: bytes, ttl: float = 600.0) -> None:
         """What a pod's filter saw, for the bind-time re-check (P seen:<ns>/<name>, expiring)."""

@@ -149,3 +149,15 @@ def test_shard_state_reads_cluster_counts_in_one_round_trip(store: RedisStore, s
     state = store.shard_state("redis/cache-a", shard)
     assert state.counts.pods_per_node == {"n1": 1}
     assert bool(state.copies) == (shard is not None)
+
+
+def test_live_roles_override_labels_in_every_index_and_survive_later_writes(store: RedisStore) -> None:
+    store.upsert_pod(copy("cache-a-0", "n1", role="master"))
+    store.upsert_pod(copy("cache-a-1", "n2", role="replica"))
+    # a failover: cache-a-1 is master now, the labels still say otherwise
+    assert store.set_live_roles("redis/cache-a", {"redis/cache-a-0": "replica", "redis/cache-a-1": "master"}) == 2
+    state = store.shard_state("redis/cache-a", "3")
+    assert state.counts.masters_per_node == {"n2": 1}
+    assert {c.pod: c.role.value for c in state.copies} == {"redis/cache-a-0": "replica", "redis/cache-a-1": "master"}
+    store.upsert_pod(copy("cache-a-1", "n2", role="replica"))  # the watch reports the stale label again
+    assert store.shard_state("redis/cache-a", "3").counts.masters_per_node == {"n2": 1}
