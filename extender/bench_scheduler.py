@@ -16,8 +16,9 @@ Time is measured from the first pod create to the last pod seen bound by one API
 (no polling). Per mode it also records: CPU seconds of every process of the run (apiserver,
 etcd, scheduler, extender workers, sync child, redis, this client) from /proc; the extender's
 own /metrics (per-verb latency histogram, placements, decisions, cache events); the
-scheduler's /metrics (schedule attempts by result, algorithm/e2e latency); and node/zone
-violations of the resulting placement.
+scheduler's /metrics (schedule attempts by result, algorithm/e2e latency); Redis commands by
+name (INFO commandstats, Lua-internal calls included); and node/zone violations of the placement.
+The printed "ms/pod" lines split an extender mode's time per pod (see `summarize`).
 
     python -c "from extender.bench_scheduler import run; run()"
     python -m extender.bench_scheduler --nodes 500 --pods 300 --out sched.json
@@ -251,6 +252,7 @@ def cpu_by_component() -> dict[str, float]:
     for pid, (ppid, _, _) in table.items():
         children[ppid].append(pid)
     out: dict[str, float] = defaultdict(float)
+    out["(machine busy)"] = _machine_busy()
     times = os.times()
     out["bench-client"] = times.user + times.system
     stack = list(children[me])
@@ -260,6 +262,17 @@ def cpu_by_component() -> dict[str, float]:
         ppid, cpu, argv = table[pid]
         out[_component(argv, table.get(ppid, (0, 0.0, []))[2])] += cpu
     return dict(out)
+
+
+def _machine_busy() -> float:
+    """CPU seconds every process of the machine spent (user + nice + system). Interrupt time
+    is left out: loopback traffic of this very run is partly accounted there."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system = (int(f) for f in fields[:3])
+    return (user + nice + system) / _TICK
 
 
 def _component(argv: list[str], parent_argv: list[str]) -> str:
@@ -277,9 +290,35 @@ def _component(argv: list[str], parent_argv: list[str]) -> str:
 
 
 def _cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    keys = set(before) | set(after)
-    delta = {k: round(after.get(k, 0.0) - before.get(k, 0.0), 2) for k in keys}
-    return dict(sorted(((k, v) for k, v in delta.items() if v > 0.005), key=lambda kv: -kv[1]))
+    """CPU seconds per component over the window, plus "(other processes)": what the rest of
+    the machine used meanwhile (another test run on the same cores makes a figure noisy)."""
+    keys = (set(before) | set(after)) - {"(machine busy)"}
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in keys}
+    busy = after.get("(machine busy)", 0.0) - before.get("(machine busy)", 0.0)
+    delta["(other processes)"] = max(0.0, busy - sum(delta.values()))
+    return dict(sorted(((k, round(v, 2)) for k, v in delta.items() if v > 0.005), key=lambda kv: -kv[1]))
+
+
+def redis_commandstats(url: str) -> dict[str, tuple[int, int]]:
+    """command -> (calls, usec) so far, from INFO commandstats (all clients, all prefixes)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=5)
+        try:
+            info = client.info("commandstats")
+        finally:
+            client.close()
+    except redis.RedisError:
+        return {}
+    return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"])) for k, v in info.items()
+            if isinstance(v, dict)}
+
+
+def _redis_delta(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> dict[str, int]:
+    """Redis commands run during the measurement, by command (the `info` calls excluded)."""
+    out = {k: calls - before.get(k, (0, 0))[0] for k, (calls, _) in after.items() if k != "info"}
+    return dict(sorted(((k, v) for k, v in out.items() if v > 0), key=lambda kv: -kv[1]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,17 +458,19 @@ class LiveExtender:
             return ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()  # the master stops its workers and the sync child
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()  # the master stops its workers and the sync child
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            # a master that ignores SIGTERM: kill its session (workers, sync child) with it;
+            # the group is the one this object started (start_new_session), while its leader lives
             try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
                 self.proc.kill()
-                self.proc.wait()
-        try:  # leftovers of our own session only (e.g. a sync child whose master was killed)
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+            self.proc.wait()
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,6 +544,7 @@ def run_mode(cp: ControlPlane, mode: str, index: int, pods: int, zone_of: dict[s
 
         watch = BindWatch(cp, cluster, names)
         watch.start_and_wait()
+        redis_before = redis_commandstats(redis_url)
         cpu_before = cpu_by_component()
         started = time.perf_counter()
         _parallel(cp.create_pod, bodies)
@@ -510,6 +552,7 @@ def run_mode(cp: ControlPlane, mode: str, index: int, pods: int, zone_of: dict[s
         finished = watch.done.wait(timeout)
         end = max(watch.bound_at.values(), default=time.perf_counter())
         cpu_after = cpu_by_component()
+        redis_after = redis_commandstats(redis_url)
         watch.close()
         # The scheduler counts a pod as scheduled after its bind returns, which can come a
         # moment after the watch saw the binding: give its counters a moment to catch up.
@@ -535,6 +578,7 @@ def run_mode(cp: ControlPlane, mode: str, index: int, pods: int, zone_of: dict[s
             "steady_pods_per_s": _steady_rate(times),
             "violations": violations(watch.node_of, zone_of),
             "cpu_s": _cpu_delta(cpu_before, cpu_after),
+            "redis_calls": _redis_delta(redis_before, redis_after),
             "scheduler": sched,
         })
         if extender is not None:
@@ -701,7 +745,10 @@ def _breakdown(r: dict[str, Any], baseline: float | None) -> dict[str, float]:
            "outside_handler": algorithm - handler - plugins, "scheduler_plugins": plugins,
            "bind": per_pod(lat.get("bind")),
            "cpu_extender": 1000.0 * sum(v for k, v in r["cpu_s"].items() if k.startswith("extender-w")) / pods,
-           "cpu_scheduler": 1000.0 * r["cpu_s"].get("kube-scheduler", 0.0) / pods}
+           "cpu_scheduler": 1000.0 * r["cpu_s"].get("kube-scheduler", 0.0) / pods,
+           "cpu_all": 1000.0 * sum(v for k, v in r["cpu_s"].items() if not k.startswith("(")) / pods,
+           "cpu_other_processes": 1000.0 * r["cpu_s"].get("(other processes)", 0.0) / pods,
+           "redis_calls": sum((r.get("redis_calls") or {}).values()) / pods}
     if baseline:
         out["added"] = wall - 1000.0 / baseline
     return {k: round(v, 1) for k, v in out.items()}
@@ -713,7 +760,7 @@ def format_table(result: dict[str, Any]) -> str:
              f"({cfg['shards']} shards x {cfg['copies']}), extender workers {cfg['extender_workers']}, "
              f"{result['machine']['cores']} cores, python {result['machine']['python']}",
              f"{'mode':14} {'pods/s':>7} {'ratio':>6} {'steady':>7} {'wall s':>7} {'create s':>8} "
-             f"{'bound':>7} {'node/zone viol.':>15} {'attempts':>9}  extender mean ms f/p/b"]
+             f"{'bound':>7} {'node/zone viol.':>15} {'attempts':>9} {'others%':>7}  extender mean ms f/p/b"]
     baseline = result["summary"].get("none", {}).get("pods_per_s")
     for r in result["runs"]:
         if "error" in r:
@@ -726,12 +773,20 @@ def format_table(result: dict[str, Any]) -> str:
         lat = (r.get("extender") or {}).get("latency") or {}
         verbs = "/".join(f"{lat[v]['mean_ms']:.1f}" if v in lat else "-" for v in ("filter", "prioritize", "bind"))
         steady = r.get("steady_pods_per_s")
+        # CPU used by processes outside this run, as a share of the machine: noise indicator
+        other = r.get("cpu_s", {}).get("(other processes)", 0.0) / max(1e-9, r["seconds"] * (result["machine"]["cores"] or 1))
         lines.append(f"{r['mode']:14} {r['pods_per_s']:7.1f} {ratio} {steady if steady else '-':>7} "
                      f"{r['seconds']:7.2f} {r['create_s']:8.2f} {r['bound']:>3}/{r['pods']:<3} "
-                     f"{v['node']:>7}/{v['zone']:<7} {att:>9}  {verbs if lat else '-'}")
+                     f"{v['node']:>7}/{v['zone']:<7} {att:>9} {100 * other:6.0f}%  {verbs if lat else '-'}")
     lines.append("summary: " + "; ".join(
         f"{m} {s['pods_per_s']:.1f} pods/s" + (f" ({s['ratio'] * 100:.0f} %)" if s["ratio"] and m != "none" else "")
         for m, s in result["summary"].items()) + "  [ratio to the mean of the 'none' runs]")
+    cores = result["machine"]["cores"] or 1
+    noisy = [r["mode"] for r in result["runs"]
+             if r.get("cpu_s", {}).get("(other processes)", 0.0) > 0.1 * r["seconds"] * cores]
+    if noisy:
+        lines.append(f"note: processes outside this run used over 10 % of the machine during: {', '.join(noisy)} "
+                     "(others% column); those figures are low")
     if cfg.get("node_json_bytes"):
         lines.append(f"full Node bodies: ~{cfg['node_json_bytes'] * cfg['nodes'] / 1024:.0f} KB per filter/prioritize "
                      f"call ({cfg['node_json_bytes']} B a Node as the API serves it)")
@@ -740,10 +795,12 @@ def format_table(result: dict[str, Any]) -> str:
         if not b:
             continue
         lines.append(
-            f"{r['mode']} ms/pod: wall {b['wall']:.1f} (+{b.get('added', 0):.1f} vs none); scheduler algorithm "
+            f"{r['mode']} ms/pod: wall {b['wall']:.1f}" + (f" (+{b['added']:.1f} vs none)" if "added" in b else "") +
+            "; scheduler algorithm "
             f"{b['algorithm']:.1f} = extender handlers {b['handler']:.1f} + outside handlers {b['outside_handler']:.1f}"
             f" + own plugins {b['scheduler_plugins']:.1f}; bind {b['bind']:.1f} (async); "
-            f"CPU extender {b['cpu_extender']:.1f}, scheduler {b['cpu_scheduler']:.1f}")
+            f"CPU extender {b['cpu_extender']:.1f}, scheduler {b['cpu_scheduler']:.1f}, all {b['cpu_all']:.1f}"
+            f" (of {cores * b['wall']:.0f} on {cores} cores); Redis commands {b['redis_calls']:.1f}")
         ext = r.get("extender") or {}
         refused = {k: v for k, v in (ext.get("placements") or {}).items() if k != "ok"}
         attempts = (r.get("scheduler") or {}).get("attempts") or {}

@@ -132,8 +132,13 @@ def cmd_sync(ns: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     store = RedisStore.from_url(settings.store.redis_url, settings.store.key_prefix, timeout=5)
+    from .reports.refresher import run_refresher
+
+    def refresher(term: threading.Event) -> None:  # the leader also reads live topology
+        run_refresher(store, settings, term)
+
     run_sync(settings.kube.kubeconfig, settings.kube.in_cluster, store, Identifier(settings.identity),
-             stop, settings.kube.lock_ttl)
+             stop, settings.kube.lock_ttl, refresher if settings.live.refresh > 0 else None)
     return 0
 
 

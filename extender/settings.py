@@ -83,6 +83,15 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True)
+class LiveSettings:
+    """Where each Redis deployment's live topology is read, and how often."""
+
+    refresh: float = 30.0  # seconds; 0: only on demand (report --refresh-live)
+    seeds: Mapping[str, str] = field(default_factory=dict)  # "ns/name" -> host:port | sentinel://...
+    redis_port: int = 6379  # port of discovered pods (pod IP : this)
+
+
+@dataclass(frozen=True)
 class KubeSettings:
     """Live mode: where the API server is, and whether `serve` also runs the syncer."""
 
@@ -104,6 +113,7 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
     kube: KubeSettings = field(default_factory=KubeSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
 
     @property
     def level_weights(self) -> tuple[float, ...]:
@@ -144,6 +154,18 @@ def _bool(text: Any) -> bool:
     if value in ("0", "false", "no", "off", ""):
         return False
     raise ValueError("expected true or false")
+
+
+def _seed_map(text: Any) -> dict[str, str]:
+    if isinstance(text, dict):
+        return {str(k): str(v) for k, v in text.items()}
+    result: dict[str, str] = {}
+    for item in _str_list(text):
+        name, sep, seed = item.partition("=")
+        if not sep or "/" not in name or not seed:
+            raise ValueError(f"expected ns/name=HOST:PORT or ns/name=sentinel://HOST:PORT/MASTER, got {item!r}")
+        result[name.strip()] = seed.strip()
+    return result
 
 
 def _optional_str(text: Any) -> str | None:
@@ -206,6 +228,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("service", "unresolvable_in_failed", "REDIS_EXTENDER_UNRESOLVABLE_IN_FAILED", _bool,
            "Also list unresolvable nodes in FailedNodes (needed for reasons in kube-scheduler <= 1.20 "
            "events; false halves large replies on 1.21+)."),
+    Option("live", "refresh", "REDIS_EXTENDER_LIVE_REFRESH", float,
+           "Seconds between reads of every cluster's live topology by the sync leader; 0 disables."),
+    Option("live", "seeds", "REDIS_EXTENDER_LIVE_SEEDS", _seed_map,
+           "Where to read live topology: 'ns/name=host:port,ns/other=sentinel://host:26379/mymaster'; "
+           "clusters not named are found through their pods' IPs."),
+    Option("live", "redis_port", "REDIS_EXTENDER_REDIS_PORT", int, "Redis port of discovered pods."),
     Option("kube", "kubeconfig", "REDIS_EXTENDER_KUBECONFIG", _optional_str,
            "kubeconfig of the cluster to sync from and bind in (live mode)."),
     Option("kube", "in_cluster", "REDIS_EXTENDER_IN_CLUSTER", _bool,
@@ -313,6 +341,10 @@ def validate(settings: Settings) -> list[str]:
         problems.append("kube.kubeconfig and kube.in_cluster exclude each other")
     if settings.kube.kubeconfig and not Path(settings.kube.kubeconfig).is_file():
         problems.append(f"kube.kubeconfig {settings.kube.kubeconfig!r} is not a file")
+    if settings.live.refresh < 0:
+        problems.append("live.refresh must be >= 0")
+    if not 0 < settings.live.redis_port < 65536:
+        problems.append("live.redis_port must be a port number")
     if settings.kube.lock_ttl < 1:
         problems.append("kube.lock_ttl must be >= 1 second")
     if service.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -248,7 +248,8 @@ class Syncer:
     """Leader-elected list+watch of Nodes and Pods into the store."""
 
     def __init__(self, api: kclient.ApiClient, store: RedisStore, identifier: Identifier,
-                 lock_ttl: float = 15.0):
+                 lock_ttl: float = 15.0, while_leading: Callable[[threading.Event], None] | None = None):
+        self.while_leading = while_leading  # more work for the single leader (live topology)
         self.core = kclient.CoreV1Api(api)
         self.store = store
         self.identifier = identifier
@@ -277,6 +278,8 @@ class Syncer:
                       lambda obj: pod_record(obj, self.identifier), term, selector=POD_SELECTOR),
         ]
         threads = [threading.Thread(target=r.run, name=f"sync-{r.kind}", daemon=True) for r in reflectors]
+        if self.while_leading is not None:
+            threads.append(threading.Thread(target=self.while_leading, args=(term,), name="sync-extra", daemon=True))
         self.leading.set()
         for t in threads:
             t.start()
@@ -300,7 +303,8 @@ class Syncer:
 
 
 def run_sync(kubeconfig: str | None, in_cluster: bool, store: RedisStore, identifier: Identifier,
-             stop: threading.Event | None = None, lock_ttl: float = 15.0) -> None:
+             stop: threading.Event | None = None, lock_ttl: float = 15.0,
+             while_leading: Callable[[threading.Event], None] | None = None) -> None:
     stop = stop or threading.Event()
-    Syncer(api_client(kubeconfig, in_cluster), store, identifier, lock_ttl).run(stop)
+    Syncer(api_client(kubeconfig, in_cluster), store, identifier, lock_ttl, while_leading).run(stop)
 

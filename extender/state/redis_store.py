@@ -6,7 +6,7 @@ so the Lua scripts stay atomic on a Redis Cluster too):
   P nodes                   HASH node -> JSON {"labels", "mem", "cpu", "ready"} (rarely changes)
   P gen:nodes               STRING counter, bumped on every node write (cache revalidation)
   P usage:mem / usage:cpu   HASH node -> summed requests of every non-terminal pod on it
-  P pod:<ns>/<name>         HASH uid node mem cpu phase cluster shard role updated source
+  P pod:<ns>/<name>         HASH uid node mem cpu phase cluster shard role updated source ip
                             (every pod, Redis or not: its requests count toward its node)
   P shard:<cluster>|<shard> HASH "<ns>/<name>" -> "<node>\\t<role>" for placed copies, or
                             "<node>\\t<role>\\t<expiry ms>" for a reservation (a pod's likely
@@ -46,7 +46,7 @@ local F = {'uid','node','mem','cpu','phase','cluster','shard','role'}
 local o = redis.call('HMGET', podkey, unpack(F))
 local new = {uid=ARGV[4], node=ARGV[5], mem=ARGV[6], cpu=ARGV[7], phase=ARGV[8],
              cluster=ARGV[9], shard=ARGV[10], role=ARGV[11]}
-local expect_version, now, source = ARGV[12], ARGV[13], ARGV[14]
+local expect_version, now, source, ip = ARGV[12], ARGV[13], ARGV[14], ARGV[15] or ''
 if new.cluster ~= '' then  -- a role seen live in Redis (after a failover) beats the pod's label
   local live = redis.call('HGET', P .. 'liveroles:' .. new.cluster, key_id)
   if live and live ~= '' then new.role = live end
@@ -104,7 +104,7 @@ end
 if mode ~= 'delete' then
   redis.call('HSET', podkey, 'uid', new.uid, 'node', new.node, 'mem', new.mem, 'cpu', new.cpu,
              'phase', new.phase, 'cluster', new.cluster, 'shard', new.shard, 'role', new.role,
-             'updated', now, 'source', source)
+             'updated', now, 'source', source, 'ip', ip)
   if active(new.node, new.phase) then
     redis.call('HINCRBY', P .. 'usage:mem', new.node, tonumber(new.mem))
     redis.call('HINCRBY', P .. 'usage:cpu', new.node, tonumber(new.cpu))
@@ -150,6 +150,7 @@ class PodRecord:
     cluster: str = ""
     shard: str = ""
     role: str = ""
+    ip: str = ""  # status.podIP: where the live topology of its Redis can be read
 
     @property
     def key(self) -> str:
@@ -249,7 +250,7 @@ class RedisStore:
     def _call(self, mode: str, pod: PodRecord, expect_version: str = "", source: str = "") -> RecordResult:
         status, detail = self._apply(args=[
             self.p, pod.key, mode, pod.uid, pod.node, pod.memory, pod.cpu, pod.phase,
-            pod.cluster, pod.shard, pod.role, expect_version, f"{time.time():.3f}", source])
+            pod.cluster, pod.shard, pod.role, expect_version, f"{time.time():.3f}", source, pod.ip])
         status, detail = status.decode(), detail.decode()
         return RecordResult(ok=status == "ok", status=status, detail=detail)
 
@@ -273,7 +274,7 @@ class RedisStore:
         for pod in pods:
             self._apply(args=[self.p, pod.key, "upsert", pod.uid, pod.node, pod.memory, pod.cpu,
                               pod.phase, pod.cluster, pod.shard, pod.role, "", f"{time.time():.3f}",
-                              source], client=pipe)
+                              source, pod.ip], client=pipe)
             count += 1
             if count % batch == 0:
                 pipe.execute()
@@ -345,6 +346,17 @@ class RedisStore:
         pods = {k.decode(): int(v) for k, v in out[0].items() if int(v) > 0}
         masters = {k.decode(): int(v) for k, v in out[1].items() if int(v) > 0}
         return ShardState(copies=copies, version=version, counts=ClusterCounts(pods, masters))
+
+    def cluster_pod_ips(self, cluster: str) -> dict[str, str]:
+        """The placed pods of a cluster with their IPs ("ns/name" -> ip), to find its Redis."""
+        keys: list[str] = []
+        head = _escape_glob(f"{self.p}shard:{cluster}|") + "*"
+        for shard_key in self.r.scan_iter(match=head, count=1000):
+            keys.extend(k.decode() for k in self.r.hkeys(shard_key))
+        pipe = self.r.pipeline(transaction=False)
+        for key in keys:
+            pipe.hget(f"{self.p}pod:{key}", "ip")
+        return {k: ip.decode() for k, ip in zip(keys, pipe.execute()) if ip}
 
     def clusters(self) -> list[str]:
         return sorted(m.decode() for m in self.r.smembers(self.p + "clusters"))

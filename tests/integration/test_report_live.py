@@ -366,3 +366,30 @@ def test_sentinel_topology(tmp_path: Path) -> None:
             proc.wait(10)
         replica.stop()
         master.stop()
+
+
+def test_the_refresher_finds_a_cluster_through_its_pods_ips(cluster: RedisCluster, loaded, store, prefix: str) -> None:
+    from dataclasses import replace as dc_replace
+
+    from extender import settings as settings_mod
+    from extender.reports.refresher import discovered_seeds, refresh_all
+    from extender.state.redis_store import PodRecord
+
+    for pods in loaded["layout"]:  # as the watch stores them: with status.podIP
+        for pod in pods:
+            ns, name = pod.split("/")
+            r = store.pod(ns, name)
+            store.upsert_pod(PodRecord(ns, name, r["uid"], r["node"], int(r["mem"]), int(r["cpu"]), r["phase"],
+                                       r["cluster"], r["shard"], r["role"], ip="127.0.0.1"))
+    assert set(store.cluster_pod_ips(CLUSTER).values()) == {"127.0.0.1"}
+    assert discovered_seeds({"a/x": "10.0.0.2", "a/w": "10.0.0.1", "a/y": "10.0.0.2"}, 6379) == \
+        ["10.0.0.1:6379", "10.0.0.2:6379"]
+    store.r.delete(f"{prefix}live:{CLUSTER}")
+    base = settings_mod.load(env={"REDIS_EXTENDER_KEY_PREFIX": prefix})
+    port = cluster.servers[0].port
+    settings = dc_replace(base, live=dc_replace(base.live, redis_port=port))
+    assert refresh_all(store, settings) == {CLUSTER: ""}
+    topology = load_live(store.r, prefix, CLUSTER)
+    assert topology is not None and len(topology.nodes) == 9 and topology.seed == f"127.0.0.1:{port}"
+    wrong = dc_replace(base, live=dc_replace(base.live, redis_port=1))
+    assert "Error" in refresh_all(store, wrong)[CLUSTER]  # recorded, never raised

@@ -1,0 +1,61 @@
+"""Every cluster's live topology, read periodically by the sync leader (one reader for all
+replicas, so N extenders do not all poll every Redis).
+
+Seeds: configured per cluster (live.seeds), else discovered from the cluster's pods: their
+IPs (from the API, kept in the store) on live.redis_port, tried in order until one answers.
+The IPs also map Redis nodes that announce no hostname to their pods.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Mapping
+
+from ..settings import Settings
+from ..state.redis_store import RedisStore
+from .topology import fetch, store_live
+
+log = logging.getLogger(__name__)
+
+
+def discovered_seeds(pod_ips: Mapping[str, str], port: int) -> list[str]:
+    """Addresses to try, in a stable order (the pods' names), each IP once."""
+    seen, seeds = set(), []
+    for pod in sorted(pod_ips):
+        ip = pod_ips[pod]
+        if ip not in seen:
+            seen.add(ip)
+            seeds.append(f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}")
+    return seeds
+
+
+def refresh_cluster(store: RedisStore, cluster: str, settings: Settings, max_tries: int = 3) -> str:
+    """Read and store one cluster's live topology; returns "" or the last error."""
+    pod_ips = store.cluster_pod_ips(cluster)
+    ip_map = {ip: pod for pod, ip in pod_ips.items()}
+    configured = settings.live.seeds.get(cluster)
+    seeds = [configured] if configured else discovered_seeds(pod_ips, settings.live.redis_port)[:max_tries]
+    error = "no seed: no configured seed and no pod IP known"
+    for seed in seeds:
+        topology = fetch(cluster, seed, ip_map)
+        store_live(store.r, store.p, topology)
+        if not topology.error:
+            return ""
+        error = topology.error
+    return error
+
+
+def refresh_all(store: RedisStore, settings: Settings) -> dict[str, str]:
+    return {cluster: refresh_cluster(store, cluster, settings) for cluster in store.clusters()}
+
+
+def run_refresher(store: RedisStore, settings: Settings, stop: threading.Event) -> None:
+    """Until `stop`: refresh every cluster, then wait live.refresh seconds."""
+    while not stop.is_set():
+        try:
+            for cluster, error in refresh_all(store, settings).items():
+                if error:
+                    log.info("live topology of %s: %s", cluster, error)
+        except Exception as exc:  # Redis down, a bad reply: try again next round
+            log.warning("live topology refresh failed: %s", exc)
+        stop.wait(settings.live.refresh)
