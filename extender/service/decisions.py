@@ -59,8 +59,8 @@ class Decider:
             if (rows < 0).any():  # a node added since the last check?
                 table = self.cache.node_table(revalidate=True)
                 rows = self._rows(args, table)
-        if fresh:
-            usage = self.cache.store.usage()
+        if fresh:  # bind re-checks the spread rules only (room was judged): no usage read
+            usage: tuple[dict[str, int], dict[str, int]] = ({}, {})
             shard = self.cache.store.shard_state(member.cluster, member.shard)
         else:
             usage = self.cache.usage()
