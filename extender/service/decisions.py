@@ -141,18 +141,19 @@ class Decider:
     def _reserve(self, pod: PodRequest, node: str) -> None:
         member = pod.member
         ttl = self.settings.store.reservation_ttl
-        if member is None or member.shard is None or ttl <= 0:
+        if member is None or member.shard is None or ttl <= 0 or self.cache.redis_down:
             return
         try:
             self.cache.store.reserve(pod.key, member.cluster, member.shard, node, member.role.value, ttl)
         except redis.RedisError as exc:
+            self.cache.note_failure()  # the next calls skip Redis instead of waiting on it
             log.debug("cannot reserve %s for %s: %s", node, pod.key, exc)
 
     def _remember(self, pod: PodRequest, result: FilterResult) -> None:
         """Keep what this filter saw for the bind-time re-check (best effort: a bind without it
         still checks the node rule atomically)."""
         member = pod.member
-        if member is None or member.shard is None:
+        if member is None or member.shard is None or self.cache.redis_down:
             return
         memory = FilterMemory(member.cluster, member.shard, member.role.value, pod.uid,
                               pod.memory_request, pod.cpu_request,
@@ -160,6 +161,7 @@ class Decider:
         try:
             self.cache.store.remember_filter(pod.key, memory.encode())
         except redis.RedisError as exc:
+            self.cache.note_failure()
             log.debug("cannot remember the filter of %s: %s", pod.key, exc)
 
     def bind(self, namespace: str, name: str, uid: str, node: str, binder: Binder | None) -> str:

@@ -271,3 +271,74 @@ def test_redis_down_answers_fast_from_memory_then_by_policy(serve_extender, lone
     status, reply = post(extender.url + "/filter", sample("ncc-true-filter"))
     assert reply["NodeNames"] == ["node-a", "node-b", "node-c"]  # non-Redis pods never need Redis
     assert get(extender.url + "/readyz")[0] == 503
+
+
+class WedgingProxy:
+    """A TCP proxy to a real redis-server that can be wedged: from `wedge()` on it accepts and
+    reads but never answers, like a Redis stuck in a long command or behind dropped packets."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        import threading
+
+        self.target = port
+        self.wedged = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[Any] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any) -> None:
+        try:
+            while data := src.recv(65536):
+                if not self.wedged.is_set():
+                    dst.sendall(data)
+        except OSError:
+            pass
+
+    def wedge(self) -> None:
+        self.wedged.set()
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_a_wedged_redis_never_makes_the_scheduler_wait(serve_extender, redis_server, store, prefix) -> None:
+    load_list(store, world({"cache-a-0": "node-a", "cache-a-1": "node-b", "cache-a-2": None}),
+              Identifier(IdentitySettings()))
+    proxy = WedgingProxy(redis_server.port)
+    try:
+        extender = serve_extender(redis_url=f"redis://127.0.0.1:{proxy.port}/0")
+        body = {"Pod": redis_pod(), "NodeNames": list(ZONES)}
+        assert post(extender.url + "/filter", body)[1]["NodeNames"] == ["node-c", "node-c2"]
+        post(extender.url + "/prioritize", body)
+        proxy.wedge()
+        time.sleep(1.2)  # past the cache TTL: reads must go to Redis, which no longer answers
+        bind = {"PodName": "cache-a-2", "PodNamespace": "redis", "PodUID": "u", "Node": "node-c"}
+        for verb, payload in (("filter", body), ("prioritize", body), ("filter", body), ("bind", bind)):
+            started = time.perf_counter()
+            status, reply = post(f"{extender.url}/{verb}", payload)
+            assert time.perf_counter() - started < 0.1, verb  # reads, then writes, each could wait
+            assert status == 200
+            if verb == "filter":
+                assert reply["NodeNames"] == ["node-c", "node-c2"]  # from the last known state
+    finally:
+        proxy.close()
