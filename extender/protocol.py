@@ -38,12 +38,11 @@ class CandidateList:
     """One NodeNames list, shared by every request that sends the same bytes, with what was
     derived from it (rows in the node table, per table generation)."""
 
-    __slots__ = ("names", "generation", "rows")
+    __slots__ = ("names", "derived")
 
     def __init__(self, names: list[str]):
         self.names = names
-        self.generation: int | None = None
-        self.rows: Any = None
+        self.derived: tuple[int, Any] | None = None  # (node table generation, rows): one atomic swap
 
 
 class NamesMemo:
@@ -89,7 +88,8 @@ class NodeMemo:
         for i, obj in enumerate(items):
             meta = obj.get("metadata") if isinstance(obj, dict) else None
             version = meta.get("resourceVersion") if isinstance(meta, dict) else None
-            key = (meta.get("name"), version) if isinstance(version, str) and version else None
+            name = meta.get("name") if isinstance(meta, dict) else None
+            key = (name, version) if isinstance(name, str) and isinstance(version, str) and version else None
             node = self._nodes.get(key) if key else None  # type: ignore[arg-type]
             if node is None:
                 _check_node(obj, i)
@@ -240,8 +240,8 @@ def parse_pod(pod: Any, identifier: Identifier) -> tuple[PodRequest, Mapping[str
     if not isinstance(namespace, str):
         raise ProtocolError("'Pod.metadata.namespace' must be a string")
     labels = meta.get("labels") or {}
-    if not isinstance(labels, dict):
-        raise ProtocolError("'Pod.metadata.labels' must be an object")
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise ProtocolError("'Pod.metadata.labels' must be an object of strings")
     spec = pod.get("spec") or {}
     if not isinstance(spec, dict):
         raise ProtocolError("'Pod.spec' must be an object")
@@ -306,6 +306,8 @@ def parse_binding(data: bytes) -> BindingArgs:
         value = body.get(key)
         if not isinstance(value, str) or (key != "poduid" and not value):
             raise ProtocolError(f"ExtenderBindingArgs needs a string '{_CAPS[key]}'")
+        if key in ("podname", "podnamespace") and "/" in value:
+            raise ProtocolError(f"'{_CAPS[key]}' is not a Kubernetes name: {value!r}")
         values[key] = value
     return BindingArgs(values["podname"], values["podnamespace"], values["poduid"], values["node"])
 

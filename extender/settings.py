@@ -188,7 +188,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("store", "socket_timeout", "REDIS_EXTENDER_REDIS_TIMEOUT", float,
            "Seconds per Redis call before it counts as down (keeps answers under 100 ms)."),
     Option("store", "cache_ttl", "REDIS_EXTENDER_CACHE_TTL", float,
-           "Seconds a shard/cluster/usage read is served from process memory."),
+           "Seconds the nodes' usage is served from process memory (then reloaded in the background)."),
     Option("store", "node_cache_ttl", "REDIS_EXTENDER_NODE_CACHE_TTL", float,
            "Seconds between checks of the node table's generation."),
     Option("store", "shard_cache_ttl", "REDIS_EXTENDER_SHARD_CACHE_TTL", float,

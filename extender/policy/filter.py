@@ -11,7 +11,7 @@ Order of the rules, each applied to the survivors of the previous one:
    domain holding a copy (and every unknown domain); when all hold some, the least crowded
    stay, so the pod is never left Pending for want of a perfect spot. Levels with a single
    known domain constrain nothing.
-Rules 2 and 3 reject as FailedAndUnresolvableNodes: evicting a sibling copy is never a fix.
+Rules 1 and 3 reject as FailedAndUnresolvableNodes: evicting a sibling copy is never a fix.
 """
 from __future__ import annotations
 

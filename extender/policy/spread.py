@@ -1,7 +1,8 @@
 """Per-request precomputation shared by filter and score: counts per domain at each level.
 
-Built once from a Snapshot (as kube-scheduler's PodTopologySpread does in PreFilter), so a
-verdict or score per candidate is a few dictionary lookups.
+Built once from a Snapshot (as kube-scheduler's PodTopologySpread does in PreFilter): a few
+counts per domain value, which filter and score turn into per-code tables and gather for all
+candidates at once (policy/candidates.py).
 
 Unknown domains are pessimistic: a candidate whose domain at a level is unknown is counted
 as holding as many copies as the most crowded domain (or the copies whose own domain is
@@ -91,7 +92,8 @@ def build(member: Member, snapshot: Snapshot, pod_key: str, own_node: str | None
             if count:
                 view.masters.add(snapshot.node(node).domains[index], count)
         known = snapshot.level_domains[index] if index < len(snapshot.level_domains) else frozenset()
-        view.active = len(known | view.holders.keys()) > 1
+        unseen = sum(1 for h in view.holders if h not in known)  # (no copy of a 5,000-name set)
+        view.active = len(known) + unseen > 1
         levels.append(view)
 
     copy_nodes: dict[str, list[Copy]] = {}

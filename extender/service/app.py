@@ -37,8 +37,11 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
         store = RedisStore.from_url(settings.store.redis_url, settings.store.key_prefix,
                                     settings.store.socket_timeout)
         s = settings.store
+        bulk = RedisStore.from_url(s.redis_url, s.key_prefix, timeout=5.0)  # background reloads only
         cache = StateCache(store, settings.domains.levels, ttl=s.cache_ttl, node_ttl=s.node_cache_ttl,
-                           max_staleness=s.max_staleness, retry_after=s.retry_after, shard_ttl=s.shard_cache_ttl)
+                           max_staleness=s.max_staleness, retry_after=s.retry_after, shard_ttl=s.shard_cache_ttl,
+                           bulk=bulk)
+        cache.warm()
     cache.stats.listeners.append(metrics.cache_listener)
     identifier = Identifier(settings.identity)
     decider = Decider(settings, cache, identifier)

@@ -89,12 +89,13 @@ class Decider:
     def _rows(args: ExtenderArgs, table: NodeTable) -> np.ndarray:
         """The candidates' rows in the node table, shared by requests with the same list."""
         entry = args.candidates
-        if entry is not None and entry.generation == table.generation:
-            return entry.rows
+        derived = entry.derived if entry is not None else None
+        if derived is not None and derived[0] == table.generation:
+            return derived[1]
         index = table.arrays.index
         rows = np.fromiter(map(index.get, args.node_names, repeat(-1)), dtype=np.int64, count=len(args.node_names))
         if entry is not None:
-            entry.generation, entry.rows = table.generation, rows
+            entry.derived = (table.generation, rows)
         return rows
 
     def filter(self, args: ExtenderArgs) -> tuple[FilterResult, str]:
@@ -166,6 +167,8 @@ class Decider:
 
     def bind(self, namespace: str, name: str, uid: str, node: str, binder: Binder | None) -> str:
         """Re-check, record atomically, then create the Binding. Returns an Error text or ""."""
+        if self.cache.redis_down:  # never wait on a Redis that just failed: the scheduler retries
+            return f"redis-extender: cannot record the placement of {namespace}/{name}: Redis unavailable"
         try:
             pod, memory = self._bound_pod(namespace, name, uid)
             if pod is not None:

@@ -23,7 +23,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -37,7 +36,7 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from ..identity import Identifier
 from .loader import node_record, pod_record
-from .redis_store import NodeRecord, PodRecord, RedisStore
+from .redis_store import NodeRecord, RedisStore
 
 log = logging.getLogger(__name__)
 POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"

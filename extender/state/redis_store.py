@@ -6,7 +6,8 @@ so the Lua scripts stay atomic on a Redis Cluster too):
   P nodes                   HASH node -> JSON {"labels", "mem", "cpu", "ready"} (rarely changes)
   P gen:nodes               STRING counter, bumped on every node write (cache revalidation)
   P usage:mem / usage:cpu   HASH node -> summed requests of every non-terminal pod on it
-  P pod:<ns>/<name>         HASH uid node mem cpu phase cluster shard role updated source ip
+  P pod:<ns>/<name>         HASH uid node mem cpu phase cluster shard role (effective) lrole (label)
+                            updated source ip
                             (every pod, Redis or not: its requests count toward its node)
   P shard:<cluster>|<shard> HASH "<ns>/<name>" -> "<node>\\t<role>" for placed copies, or
                             "<node>\\t<role>\\t<expiry ms>" for a reservation (a pod's likely
@@ -15,7 +16,6 @@ so the Lua scripts stay atomic on a Redis Cluster too):
   P cpods:<cluster>         HASH node -> pods of the cluster on it
   P cmasters:<cluster>      HASH node -> masters of the cluster on it
   P clusters                SET of cluster ids ("ns/name")
-  P gen:pods                STRING counter, bumped on every pod write
   P meta                    HASH loaded_at, source, nodes, pods
   P seen:<ns>/<name>        STRING JSON: the pod's identity and the domains its last filter could
                             choose from (expires after 10 min), for the bind-time re-check
@@ -42,15 +42,11 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 _APPLY_POD = r"""
 local P, key_id, mode = ARGV[1], ARGV[2], ARGV[3]
 local podkey = P .. 'pod:' .. key_id
-local F = {'uid','node','mem','cpu','phase','cluster','shard','role'}
-local o = redis.call('HMGET', podkey, unpack(F))
+local o = redis.call('HMGET', podkey, 'uid', 'node', 'mem', 'cpu', 'phase', 'cluster', 'shard', 'role',
+                     'lrole', 'ip', 'source')
 local new = {uid=ARGV[4], node=ARGV[5], mem=ARGV[6], cpu=ARGV[7], phase=ARGV[8],
-             cluster=ARGV[9], shard=ARGV[10], role=ARGV[11]}
+             cluster=ARGV[9], shard=ARGV[10], lrole=ARGV[11]}
 local expect_version, now, source, ip = ARGV[12], ARGV[13], ARGV[14], ARGV[15] or ''
-if new.cluster ~= '' then  -- a role seen live in Redis (after a failover) beats the pod's label
-  local live = redis.call('HGET', P .. 'liveroles:' .. new.cluster, key_id)
-  if live and live ~= '' then new.role = live end
-end
 
 local function active(node, phase)
   return node and node ~= '' and phase ~= 'Succeeded' and phase ~= 'Failed'
@@ -59,67 +55,83 @@ end
 if mode == 'delete' then
   if not o[1] then return {'gone', ''} end
   if new.uid ~= '' and o[1] ~= new.uid then return {'gone', o[1]} end
+elseif mode == 'relabel' then  -- the stored record again, under the current live roles
+  if not o[1] then return {'gone', ''} end
+  new = {uid=o[1], node=o[2], mem=o[3], cpu=o[4], phase=o[5], cluster=o[6], shard=o[7],
+         lrole=o[9] or o[8]}
+  ip, source = o[10] or '', o[11] or 'relabel'
+end
+new.role = new.lrole  -- the role label, unless Redis itself says otherwise (after a failover)
+if mode ~= 'delete' and new.cluster ~= '' then
+  local live = redis.call('HGET', P .. 'liveroles:' .. new.cluster, key_id)
+  if live and live ~= '' then new.role = live end
 end
 
-if mode == 'record' then
+if mode == 'record' and new.shard ~= '' then
   -- the check of check-and-record: the node rule, and the caller's view of the shard
-  if new.shard ~= '' then
-    local skey = P .. 'shard:' .. new.cluster .. '|' .. new.shard
-    if expect_version ~= '' then
-      local v = redis.call('GET', P .. 'shardv:' .. new.cluster .. '|' .. new.shard) or '0'
-      if v ~= expect_version then return {'stale', v} end
-    end
-    local copies = redis.call('HGETALL', skey)
-    for i = 1, #copies, 2 do
-      if copies[i] ~= key_id then
-        local v = copies[i+1]
-        local tab = string.find(v, '\t', 1, true)
-        local reserved = string.find(v, '\t', tab + 1, true)  -- reservations never block a bind
-        if not reserved and string.sub(v, 1, tab - 1) == new.node then
-          return {'conflict', copies[i] .. '\t' .. string.sub(v, tab + 1)}
-        end
+  if expect_version ~= '' then
+    local v = redis.call('GET', P .. 'shardv:' .. new.cluster .. '|' .. new.shard) or '0'
+    if v ~= expect_version then return {'stale', v} end
+  end
+  local copies = redis.call('HGETALL', P .. 'shard:' .. new.cluster .. '|' .. new.shard)
+  for i = 1, #copies, 2 do
+    if copies[i] ~= key_id then
+      local v = copies[i+1]
+      local tab = string.find(v, '\t', 1, true)
+      local reserved = string.find(v, '\t', tab + 1, true)  -- reservations never block a bind
+      if not reserved and string.sub(v, 1, tab - 1) == new.node then
+        return {'conflict', copies[i] .. '\t' .. string.sub(v, tab + 1)}
       end
     end
   end
 end
 
--- take the old record out of every index
-if o[1] then
-  if active(o[2], o[5]) then
-    redis.call('HINCRBY', P .. 'usage:mem', o[2], -tonumber(o[3] or '0'))
-    redis.call('HINCRBY', P .. 'usage:cpu', o[2], -tonumber(o[4] or '0'))
-    if o[6] and o[6] ~= '' then
-      redis.call('HINCRBY', P .. 'cpods:' .. o[6], o[2], -1)
-      if o[8] == 'master' then redis.call('HINCRBY', P .. 'cmasters:' .. o[6], o[2], -1) end
-    end
+-- counters: take the old record out, put the new one in
+if o[1] and active(o[2], o[5]) then
+  redis.call('HINCRBY', P .. 'usage:mem', o[2], -tonumber(o[3] or '0'))
+  redis.call('HINCRBY', P .. 'usage:cpu', o[2], -tonumber(o[4] or '0'))
+  if o[6] and o[6] ~= '' then
+    redis.call('HINCRBY', P .. 'cpods:' .. o[6], o[2], -1)
+    if o[8] == 'master' then redis.call('HINCRBY', P .. 'cmasters:' .. o[6], o[2], -1) end
   end
-  if o[2] and o[2] ~= '' and o[6] and o[6] ~= '' and o[7] and o[7] ~= '' then
-    if redis.call('HDEL', P .. 'shard:' .. o[6] .. '|' .. o[7], key_id) == 1 then
-      redis.call('INCR', P .. 'shardv:' .. o[6] .. '|' .. o[7])
-    end
+end
+if mode ~= 'delete' and active(new.node, new.phase) then
+  redis.call('HINCRBY', P .. 'usage:mem', new.node, tonumber(new.mem))
+  redis.call('HINCRBY', P .. 'usage:cpu', new.node, tonumber(new.cpu))
+  if new.cluster ~= '' then
+    redis.call('HINCRBY', P .. 'cpods:' .. new.cluster, new.node, 1)
+    if new.role == 'master' then redis.call('HINCRBY', P .. 'cmasters:' .. new.cluster, new.node, 1) end
   end
-  redis.call('DEL', podkey)
 end
 
-if mode ~= 'delete' then
+-- the shard's copies: touched (and its version moved) only when the copy really changes,
+-- so status updates of a sibling never make a concurrent check-and-record stale
+local oldk, oldv, newk, newv
+if o[1] and o[6] and o[6] ~= '' and o[7] and o[7] ~= '' and active(o[2], o[5]) then
+  oldk, oldv = o[6] .. '|' .. o[7], o[2] .. '\t' .. (o[8] or '')
+end
+if mode ~= 'delete' and new.cluster ~= '' and new.shard ~= '' and active(new.node, new.phase) then
+  newk, newv = new.cluster .. '|' .. new.shard, new.node .. '\t' .. new.role
+end
+if oldk and oldk ~= newk then
+  if redis.call('HDEL', P .. 'shard:' .. oldk, key_id) == 1 then redis.call('INCR', P .. 'shardv:' .. oldk) end
+end
+if newk and (oldk ~= newk or oldv ~= newv) then
+  redis.call('HSET', P .. 'shard:' .. newk, key_id, newv)
+  redis.call('INCR', P .. 'shardv:' .. newk)
+end
+if mode == 'delete' and not oldk and o[6] and o[6] ~= '' and o[7] and o[7] ~= '' then
+  redis.call('HDEL', P .. 'shard:' .. o[6] .. '|' .. o[7], key_id)  -- the reservation of a pod that never ran
+end
+
+if mode == 'delete' then
+  redis.call('DEL', podkey)
+else
   redis.call('HSET', podkey, 'uid', new.uid, 'node', new.node, 'mem', new.mem, 'cpu', new.cpu,
              'phase', new.phase, 'cluster', new.cluster, 'shard', new.shard, 'role', new.role,
-             'updated', now, 'source', source, 'ip', ip)
-  if active(new.node, new.phase) then
-    redis.call('HINCRBY', P .. 'usage:mem', new.node, tonumber(new.mem))
-    redis.call('HINCRBY', P .. 'usage:cpu', new.node, tonumber(new.cpu))
-    if new.cluster ~= '' then
-      redis.call('HINCRBY', P .. 'cpods:' .. new.cluster, new.node, 1)
-      if new.role == 'master' then redis.call('HINCRBY', P .. 'cmasters:' .. new.cluster, new.node, 1) end
-    end
-    if new.cluster ~= '' and new.shard ~= '' then
-      redis.call('HSET', P .. 'shard:' .. new.cluster .. '|' .. new.shard, key_id, new.node .. '\t' .. new.role)
-      redis.call('INCR', P .. 'shardv:' .. new.cluster .. '|' .. new.shard)
-    end
-  end
+             'lrole', new.lrole, 'updated', now, 'source', source, 'ip', ip)
   if new.cluster ~= '' then redis.call('SADD', P .. 'clusters', new.cluster) end
 end
-redis.call('INCR', P .. 'gen:pods')
 return {'ok', ''}
 """
 
@@ -291,25 +303,21 @@ class RedisStore:
 
     def set_live_roles(self, cluster: str, roles: Mapping[str, str]) -> int:
         """Roles seen in the live topology ("ns/name" -> master|replica), which from now on
-        override the pods' labels in every index (a promoted replica counts as a master).
-        The cluster's stored pods are rewritten through the same script; returns how many."""
+        override the pods' role labels in every index (a promoted replica counts as a
+        master). Each affected stored pod is re-applied inside the write script, so nothing
+        else of it (node, IP) changes and a concurrent delete wins. Returns how many."""
         key = f"{self.p}liveroles:{cluster}"
+        before = {k.decode() for k in self.r.hkeys(key)}
         pipe = self.r.pipeline(transaction=True)
         pipe.delete(key)
         if roles:
             pipe.hset(key, mapping=dict(roles))
         pipe.execute()
-        rewritten = 0
-        for pod_key in roles:
+        touched = 0
+        for pod_key in sorted(before | set(roles)):
             namespace, _, name = pod_key.partition("/")
-            stored = self.pod(namespace, name)
-            if stored and stored.get("cluster") == cluster and stored.get("role") != roles[pod_key]:
-                self.upsert_pod(PodRecord(namespace, name, stored.get("uid", ""), stored.get("node", ""),
-                                          int(stored.get("mem") or 0), int(stored.get("cpu") or 0),
-                                          stored.get("phase", "Pending"), cluster, stored.get("shard", ""),
-                                          stored.get("role", "")), source=stored.get("source", "live"))
-                rewritten += 1
-        return rewritten
+            touched += self._call("relabel", PodRecord(namespace=namespace, name=name)).ok
+        return touched
 
     def remember_filter(self, pod_key: str, payload: bytes, ttl: float = 600.0) -> None:
         """What a pod's filter saw, for the bind-time re-check (P seen:<ns>/<name>, expiring)."""

@@ -37,7 +37,7 @@ def make_cache(store: RedisStore, clock: Clock, **kw) -> StateCache:
                       retry_after=1.0, clock=clock, **kw)
 
 
-def test_usage_within_the_ttl_comes_from_memory(store: RedisStore) -> None:
+def test_usage_within_the_ttl_comes_from_memory_then_reloads_in_the_background(store: RedisStore) -> None:
     clock = Clock()
     cache = make_cache(store, clock)
     store.upsert_pod(pod("a", "n1"))
@@ -45,8 +45,15 @@ def test_usage_within_the_ttl_comes_from_memory(store: RedisStore) -> None:
     store.upsert_pod(pod("b", "n2"))  # another replica writes
     assert cache.usage()[0] == {"n1": 1}  # still the cached view
     clock.now += 1.5
-    assert cache.usage()[0] == {"n1": 1, "n2": 1}
-    assert cache.stats.hits == 1 and cache.stats.misses == 2
+    assert cache.usage()[0] == {"n1": 1}  # past the TTL: served while one reload runs
+    wait_until(lambda: cache.usage()[0] == {"n1": 1, "n2": 1})
+
+
+def wait_until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def test_shards_are_read_fresh_by_default_so_siblings_are_seen_at_once(store: RedisStore) -> None:
@@ -86,10 +93,21 @@ def test_node_table_reloads_only_when_its_generation_moves(store: RedisStore) ->
     assert cache.node_table() is first  # generation unchanged: same object, no reload
     store.put_nodes([NodeRecord("n2", {}, 10, 10)])
     clock.now += 3
+    assert cache.node_table() is first  # changed: served while it reloads in the background
+    wait_until(lambda: set(cache.node_table().nodes) == {"n1", "n2"})
     table = cache.node_table()
-    assert set(table.nodes) == {"n1", "n2"}
     assert table.nodes["n2"].domains == ("n2", None, None)  # hostname falls back to the node name
     assert table.unknown_by_level == (0, 1, 2)
+
+
+def test_a_missing_candidate_reloads_the_node_table_at_once(store: RedisStore) -> None:
+    clock = Clock()
+    cache = make_cache(store, clock)
+    store.put_nodes([NodeRecord("n1", {}, 10, 10)])
+    cache.node_table()
+    store.put_nodes([NodeRecord("n2", {}, 10, 10)])  # a node just added, already a candidate
+    clock.now += 0.5
+    assert "n2" in cache.node_table(revalidate=True).nodes
 
 
 def test_redis_down_serves_last_known_state_fast_then_gives_up(own_redis: LocalRedis) -> None:

@@ -2,7 +2,6 @@
 with the bodies a real kube-scheduler v1.20.2 sent and bodies of Redis pods of our own."""
 from __future__ import annotations
 
-import copy as copymod
 import json
 import time
 import urllib.error

@@ -161,3 +161,33 @@ def test_live_roles_override_labels_in_every_index_and_survive_later_writes(stor
     assert {c.pod: c.role.value for c in state.copies} == {"redis/cache-a-0": "replica", "redis/cache-a-1": "master"}
     store.upsert_pod(copy("cache-a-1", "n2", role="replica"))  # the watch reports the stale label again
     assert store.shard_state("redis/cache-a", "3").counts.masters_per_node == {"n2": 1}
+
+
+def test_a_siblings_status_update_does_not_move_the_shard_version(store: RedisStore) -> None:
+    store.upsert_pod(copy("cache-a-0", "n1"))
+    version = store.shard_state("redis/cache-a", "3").version
+    running = copy("cache-a-0", "n1")
+    store.upsert_pod(PodRecord(**{**running.__dict__, "ip": "10.0.0.7"}))  # new IP, same copy
+    assert store.shard_state("redis/cache-a", "3").version == version
+    assert store.record_placement(copy("cache-a-1", "n2"), expect_version=version).ok
+
+
+def test_deleting_a_pod_that_never_ran_removes_its_reservation(store: RedisStore) -> None:
+    store.upsert_pod(copy("cache-a-1", ""))  # pending, as the watch stores it
+    store.reserve("redis/cache-a-1", "redis/cache-a", "3", "n2", "replica", ttl=30)
+    assert [c.reserved for c in store.shard_state("redis/cache-a", "3").copies] == [True]
+    store.delete_pod("redis", "cache-a-1")
+    assert store.r.hgetall(f"{store.p}shard:redis/cache-a|3") == {}
+
+
+def test_live_roles_keep_everything_else_and_lapse_back_to_the_label(store: RedisStore) -> None:
+    store.upsert_pod(PodRecord(**{**copy("cache-a-1", "n2", role="replica").__dict__, "ip": "10.0.0.9"}))
+    store.set_live_roles("redis/cache-a", {"redis/cache-a-1": "master"})
+    assert store.pod("redis", "cache-a-1")["ip"] == "10.0.0.9"
+    assert store.shard_state("redis/cache-a", "3").counts.masters_per_node == {"n2": 1}
+    store.set_live_roles("redis/cache-a", {})  # Redis no longer reports it: the label applies again
+    assert store.pod("redis", "cache-a-1")["role"] == "replica"
+    assert store.shard_state("redis/cache-a", "3").counts.masters_per_node == {}
+    store.delete_pod("redis", "cache-a-1")
+    assert store.set_live_roles("redis/cache-a", {"redis/cache-a-1": "master"}) == 0  # no ghost
+    assert store.pod("redis", "cache-a-1") is None

@@ -395,3 +395,20 @@ def test_node_bodies_are_read_once_per_resource_version():
     assert memo.read([moved])[0].domains == ("n1", "b")
     with pytest.raises(ProtocolError, match="metadata.labels must be an object"):
         memo.read([{"metadata": {"name": "n2", "resourceVersion": "1", "labels": []}}])
+
+
+@pytest.mark.parametrize("body", [
+    b'{"Pod":{"metadata":{"name":"p"}},"Nodes":{"items":[{"metadata":{"name":["x"],"resourceVersion":"1"}}]}}',
+    b'{"Pod":{"metadata":{"name":"p","labels":{"redis-extender.io/cluster":"c","redis-extender.io/role":1}}},"NodeNames":[]}',
+    b'{"Pod":{"metadata":{"name":"p","labels":{"redis-extender.io/cluster":"c","redis-extender.io/shard":["0"]}}},"NodeNames":[]}',
+], ids=["node-name-a-list", "role-label-a-number", "shard-label-a-list"])
+def test_wrongly_typed_names_and_labels_are_protocol_errors(body):
+    from extender.protocol import NodeMemo
+
+    with pytest.raises(ProtocolError):
+        parse_extender_args(body, IDENTIFIER, node_memo=NodeMemo(("kubernetes.io/hostname",)))
+
+
+def test_binding_names_with_a_slash_are_refused():
+    with pytest.raises(ProtocolError, match="not a Kubernetes name"):
+        parse_binding(b'{"PodName":"a/b","PodNamespace":"ns","PodUID":"u","Node":"n"}')

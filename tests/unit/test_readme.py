@@ -7,7 +7,7 @@ README = Path(__file__).parents[2] / "README.md"
 
 
 def test_readme_configuration_table_is_generated_from_the_options() -> None:
-    assert markdown_table() in README.read_text()
+    assert markdown_table() in README.read_text(), "run scripts/update-readme"
 
 
 def test_ci_runs_the_readme_test_command() -> None:
