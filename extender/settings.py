@@ -182,7 +182,9 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("store", "redis_url", "REDIS_URL", str, "Redis holding the shared state (redis://, rediss://, unix://)."),
+    Option("store", "redis_url", "REDIS_URL", str,
+           "Redis holding the shared state: redis://, rediss://, unix://, or "
+           "redis+sentinel://host:26379[,host2:26379]/mymaster[/db] (Sentinel-managed)."),
     Option("store", "key_prefix", "REDIS_EXTENDER_KEY_PREFIX", str,
            "Prefix of every key; its {hash tag} keeps all keys in one slot so Lua stays atomic on a Redis Cluster."),
     Option("store", "socket_timeout", "REDIS_EXTENDER_REDIS_TIMEOUT", float,
@@ -319,8 +321,9 @@ def validate(settings: Settings) -> list[str]:
                         f"{len(settings.domains.levels)} levels")
     if any(w < 0 for w in (score.shard, score.cluster, score.masters, score.headroom, *score.level_weights)):
         problems.append("score weights must be >= 0")
-    if not store.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        problems.append(f"store.redis_url {store.redis_url!r} must start with redis://, rediss:// or unix://")
+    if not store.redis_url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
+        problems.append(f"store.redis_url {store.redis_url!r} must start with redis://, rediss://, unix:// "
+                        "or redis+sentinel://")
     if not 0 < store.socket_timeout <= 1:
         problems.append("store.socket_timeout must be in (0, 1] seconds: the scheduler waits 5 s at most")
     for name in ("cache_ttl", "node_cache_ttl", "shard_cache_ttl", "reservation_ttl", "max_staleness", "retry_after"):

@@ -23,6 +23,7 @@ import redis
 
 from .. import settings as settings_mod
 from ..settings import Settings, SettingsError
+from ..state.redis_store import connect
 from .metrics import DEFAULT_MAX_LAG, place
 from .render import (EXIT_BREACH, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, THRESHOLDS, compose, document,
                      parse_fail_on, table)
@@ -95,7 +96,7 @@ def _settings(ns: argparse.Namespace) -> Settings:
 def _client(settings: Settings) -> redis.Redis:
     """A client of its own: a report reads much more than a filter, so the filter's 50 ms socket
     timeout does not fit."""
-    return redis.Redis.from_url(settings.store.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    return connect(settings.store.redis_url, timeout=10)
 
 
 def _ip_map(items: Sequence[str]) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 Wiring (extender/service/app.py, inside create_app, before `return app`):
     from ..reports.routes import register as register_reports
-    register_reports(app, settings, redis.Redis.from_url(settings.store.redis_url, socket_timeout=5))
+    register_reports(app, settings, connect(settings.store.redis_url, timeout=5))
 
 A separate client on purpose: the filter's 50 ms socket timeout suits one small pipeline, not
 a read of every shard. The gauges are refreshed whenever a report is computed (a scrape does

@@ -21,7 +21,7 @@ from ..protocol import (ExtenderArgs, NamesMemo, NodeMemo, ProtocolError, bind_r
                         prioritize_reply)
 from ..settings import Settings
 from ..state.cache import StateCache
-from ..state.redis_store import RedisStore
+from ..state.redis_store import RedisStore, connect
 from . import metrics
 from .decisions import Binder, Decider
 
@@ -136,7 +136,6 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
                         status=500, mimetype=JSON)
 
     # Reports read the whole placement: their own client, without the 50 ms decision timeout.
-    register_reports(app, settings, redis.Redis.from_url(settings.store.redis_url, socket_timeout=5,
-                                                         socket_connect_timeout=1))
+    register_reports(app, settings, connect(settings.store.redis_url, timeout=5))
     return app
 

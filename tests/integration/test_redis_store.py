@@ -1,11 +1,13 @@
 """The key schema and the Lua check-and-record, against a real redis-server."""
 from __future__ import annotations
 
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import get_context
 
 import pytest
+import redis as redis_py
 
 from extender.state.redis_store import NodeRecord, PodRecord, RedisStore
 
@@ -191,3 +193,54 @@ def test_live_roles_keep_everything_else_and_lapse_back_to_the_label(store: Redi
     store.delete_pod("redis", "cache-a-1")
     assert store.set_live_roles("redis/cache-a", {"redis/cache-a-1": "master"}) == 0  # no ghost
     assert store.pod("redis", "cache-a-1") is None
+
+
+def test_a_sentinel_managed_redis_is_found_through_its_sentinels_and_after_a_failover(tmp_path) -> None:
+    """redis+sentinel://: the state's Redis as users run it with Sentinel."""
+    import time
+
+    from extender.localredis import LocalRedis, free_port
+    from extender.state.redis_store import connect
+
+    primary = LocalRedis().start()
+    replica = LocalRedis(extra=("--replicaof", "127.0.0.1", str(primary.port))).start()
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\nsentinel monitor state 127.0.0.1 {primary.port} 1\n"
+                    "sentinel down-after-milliseconds state 1000\nsentinel failover-timeout state 5000\n")
+    sentinel = subprocess.Popen(["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.STDOUT)
+
+    def eventually(action, what: str, timeout: float = 20):
+        deadline = time.time() + timeout
+        while True:
+            try:
+                result = action()
+                if result:
+                    return result
+            except redis_py.RedisError:
+                pass
+            assert time.time() < deadline, what
+            time.sleep(0.2)
+
+    try:
+        store = eventually(lambda: RedisStore(connect(f"redis+sentinel://127.0.0.1:{port}/state", timeout=1),
+                                              "rxsentinel:{t}:"), "sentinel answers")
+        eventually(lambda: store.upsert_pod(copy("cache-a-0", "n1")) or True, "first write")
+        assert store.pod("redis", "cache-a-0")["node"] == "n1"
+        assert store.r.connection_pool.get_master_address() == ("127.0.0.1", primary.port)
+        eventually(lambda: store.r.execute_command("WAIT", 1, 500) == 1, "replicated")  # async replication
+        admin = redis_py.Redis(port=port)
+        eventually(lambda: admin.execute_command("SENTINEL", "FAILOVER", "state"), "sentinel knows the replica")
+
+        eventually(lambda: store.r.connection_pool.get_master_address() == ("127.0.0.1", replica.port),
+                   "sentinel reports the promoted replica")
+        eventually(lambda: store.upsert_pod(copy("cache-a-1", "n2")) or True, "a write after the failover")
+        assert store.pod("redis", "cache-a-1")["node"] == "n2"  # the same client, the new master
+        assert redis_py.Redis(port=replica.port).hget("rxsentinel:{t}:pod:redis/cache-a-1", "node") == b"n2"
+        assert store.pod("redis", "cache-a-0")["node"] == "n1"  # replicated before the failover
+    finally:
+        sentinel.terminate()
+        sentinel.wait(5)
+        replica.stop()
+        primary.stop()
