@@ -186,7 +186,7 @@ OPTIONS: tuple[Option, ...] = (
            "Redis holding the shared state: redis://, rediss://, unix://, or "
            "redis+sentinel://host:26379[,host2:26379]/mymaster[/db] (Sentinel-managed)."),
     Option("store", "key_prefix", "REDIS_EXTENDER_KEY_PREFIX", str,
-           "Prefix of every key; its {hash tag} keeps all keys in one slot so Lua stays atomic on a Redis Cluster."),
+           "Prefix of every key: several installations can share one Redis under different prefixes."),
     Option("store", "socket_timeout", "REDIS_EXTENDER_REDIS_TIMEOUT", float,
            "Seconds per Redis call before it counts as down (keeps answers under 100 ms)."),
     Option("store", "cache_ttl", "REDIS_EXTENDER_CACHE_TTL", float,

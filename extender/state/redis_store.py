@@ -1,7 +1,8 @@
 """The shared state in Redis: the one module that knows the key schema.
 
-Key schema (P = key prefix, default "rx:{main}:"; the {hash tag} keeps every key in one slot,
-so the Lua scripts stay atomic on a Redis Cluster too):
+Key schema (P = key prefix, default "rx:{main}:"). The state's Redis is one instance or a
+Sentinel-managed one (see connect()); the scripts compute their keys, so a Redis Cluster is
+not supported as the state's store:
 
   P nodes                   HASH node -> JSON {"labels", "mem", "cpu", "ready"} (rarely changes)
   P gen:nodes               STRING counter, bumped on every node write (cache revalidation)
