@@ -129,8 +129,3 @@ class Snapshot:
             return found
         domains = tuple(name if level == HOSTNAME_LABEL else UNKNOWN for level in self.level_names)
         return Node(name=name, domains=domains, known=False)
-
-    def memory_headroom(self, node: Node) -> int | None:
-        if node.allocatable_memory is None:
-            return None
-        return node.allocatable_memory - self.requested_memory.get(node.name, 0)

@@ -26,7 +26,6 @@ class ProtocolError(ValueError):
 @dataclass
 class ExtenderArgs:
     pod: PodRequest
-    pod_labels: Mapping[str, str]
     node_names: list[str]
     nodes: list[dict[str, Any]] | None  # full Node objects (nodeCacheCapable=false), else None
     names_mode: bool  # the request carried NodeNames: reply with NodeNames
@@ -174,7 +173,7 @@ def _parse_body(raw: Any, identifier: Identifier, node_memo: NodeMemo | None = N
     pod = body.get("pod")
     if pod is None:
         raise ProtocolError("missing 'Pod': ExtenderArgs must carry the pod being scheduled")
-    pod_request, labels = parse_pod(pod, identifier)
+    pod_request = parse_pod(pod, identifier)
 
     names = body.get("nodenames")
     nodes_list = body.get("nodes")
@@ -200,7 +199,7 @@ def _parse_body(raw: Any, identifier: Identifier, node_memo: NodeMemo | None = N
         node_names = list(names)
     else:
         node_names = [n["metadata"]["name"] for n in full_nodes or []]
-    return ExtenderArgs(pod=pod_request, pod_labels=labels, node_names=node_names,
+    return ExtenderArgs(pod=pod_request, node_names=node_names,
                         nodes=full_nodes, names_mode=names is not None, node_objects=node_objects)
 
 
@@ -228,7 +227,7 @@ def _check_node(node: Any, i: int) -> None:
             raise ProtocolError(f"{where}.status.conditions[{j}] must be an object")
 
 
-def parse_pod(pod: Any, identifier: Identifier) -> tuple[PodRequest, Mapping[str, str]]:
+def parse_pod(pod: Any, identifier: Identifier) -> PodRequest:
     if not isinstance(pod, dict):
         raise ProtocolError(f"'Pod' must be a JSON object, got {type(pod).__name__}")
     meta = pod.get("metadata")
@@ -252,7 +251,7 @@ def parse_pod(pod: Any, identifier: Identifier) -> tuple[PodRequest, Mapping[str
     member = identifier.member(namespace, name, labels)
     uid = meta.get("uid") or ""
     return PodRequest(namespace=namespace, name=name, uid=str(uid), member=member,
-                      memory_request=memory, cpu_request=cpu), labels
+                      memory_request=memory, cpu_request=cpu)
 
 
 def pod_requests(spec: Mapping[str, Any]) -> tuple[int, int]:
@@ -333,11 +332,6 @@ def filter_reply(args: ExtenderArgs, accepted: list[str], failed: Mapping[str, s
         "Error": error,
     }
     return orjson.dumps(reply)
-
-
-def error_filter_reply(args: ExtenderArgs | None, error: str) -> bytes:
-    return orjson.dumps({"Nodes": None, "NodeNames": [], "FailedNodes": {},
-                         "FailedAndUnresolvableNodes": {}, "Error": error})
 
 
 def prioritize_reply(node_names: list[str], scores: list[int]) -> bytes:

@@ -23,6 +23,11 @@ from ..model import Node, Snapshot
 UNKNOWN_CODE = -1  # indexes the last slot of every per-code table: the pessimistic value
 
 
+def _float(value: int | None) -> float:
+    """Unknown figures are nan: comparisons with nan are False, so they never reject."""
+    return np.nan if value is None else float(value)
+
+
 @dataclass(frozen=True)
 class NodeArrays:
     names: list[str]
@@ -43,13 +48,11 @@ class NodeArrays:
             for level, value in enumerate(nodes[name].domains):
                 if value is not None:
                     codes[level, row] = values[level].setdefault(value, len(values[level]))
-        def nan_if_none(v: int | None) -> float:
-            return np.nan if v is None else float(v)
         return cls(
             names=names, index={n: i for i, n in enumerate(names)}, codes=codes,
             values=tuple(tuple(v) for v in values), value_codes=tuple(values),
-            alloc_mem=np.array([nan_if_none(nodes[n].allocatable_memory) for n in names], dtype=np.float64),
-            alloc_cpu=np.array([nan_if_none(nodes[n].allocatable_cpu) for n in names], dtype=np.float64),
+            alloc_mem=np.array([_float(nodes[n].allocatable_memory) for n in names], dtype=np.float64),
+            alloc_cpu=np.array([_float(nodes[n].allocatable_cpu) for n in names], dtype=np.float64),
             ready=np.array([nodes[n].ready for n in names], dtype=bool))
 
 
@@ -181,13 +184,11 @@ def view(snapshot: Snapshot, names: Sequence[str]) -> Candidates:
     nodes = [snapshot.node(n) for n in names]
     codes = np.array([[coder.code(level, node.domains[level]) for node in nodes] for level in range(levels)],
                      dtype=np.int64).reshape(levels, len(nodes))
-    def f(v: int | None) -> float:
-        return np.nan if v is None else float(v)
     return Candidates(
         names=list(names), rows=np.full(len(nodes), -1, dtype=np.int64), codes=codes,
         known=np.array([n.known for n in nodes], dtype=bool),
-        alloc_mem=np.array([f(n.allocatable_memory) for n in nodes], dtype=np.float64),
-        alloc_cpu=np.array([f(n.allocatable_cpu) for n in nodes], dtype=np.float64),
+        alloc_mem=np.array([_float(n.allocatable_memory) for n in nodes], dtype=np.float64),
+        alloc_cpu=np.array([_float(n.allocatable_cpu) for n in nodes], dtype=np.float64),
         req_mem=np.array([snapshot.requested_memory.get(n, 0) for n in names], dtype=np.float64),
         req_cpu=np.array([snapshot.requested_cpu.get(n, 0) for n in names], dtype=np.float64),
         ready=np.array([n.ready for n in nodes], dtype=bool), coder=coder)

@@ -62,9 +62,6 @@ class Step:
                 "promote": self.promote, "demote": self.demote, "promote_node": self.promote_node,
                 "from_domain": self.from_domain, "to_domain": self.to_domain, "lag": self.lag}
 
-    def describe(self, level: str) -> str:
-        return (f"promote {self.promote} ({self.promote_node}, {level} {self.to_domain}) to master of shard "
-                f"{self.shard}; {self.demote} ({level} {self.from_domain}) becomes its replica")
 
 
 @dataclass(frozen=True)

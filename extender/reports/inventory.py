@@ -16,7 +16,7 @@ import redis
 
 from ..model import Copy, Role
 from ..state.cache import build_node_table
-from ..state.redis_store import NodeRecord
+from ..state.redis_store import NodeRecord, escape_glob
 from .metrics import Inventory, LiveTopology
 from .topology import live_key
 
@@ -40,7 +40,7 @@ def read_inventory(client: redis.Redis, prefix: str, levels: tuple[str, ...],
     table = build_node_table(int(gen or 0), records, levels)
     clusters = {_s(c) for c in clusters_raw}
     shard_prefix = prefix + "shard:"
-    shard_keys = sorted({_s(k) for k in client.scan_iter(match=_escape_glob(shard_prefix) + "*", count=SCAN_COUNT)})
+    shard_keys = sorted({_s(k) for k in client.scan_iter(match=escape_glob(shard_prefix) + "*", count=SCAN_COUNT)})
     ids: list[tuple[str, str]] = []
     for key in shard_keys:
         cluster, sep, shard = key[len(shard_prefix):].partition("|")
@@ -108,7 +108,3 @@ def _s(value: Any) -> str:
 
 def _b(value: Any) -> bytes:
     return bytes(value) if isinstance(value, (bytes, bytearray)) else str(value).encode()
-
-
-def _escape_glob(text: str) -> str:
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

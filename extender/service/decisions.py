@@ -210,7 +210,7 @@ class Decider:
         for _ in range(attempts):
             version = ""
             if memory is not None and pod.member.shard is not None:
-                args = ExtenderArgs(pod=pod, pod_labels={}, node_names=[node], nodes=None, names_mode=True)
+                args = ExtenderArgs(pod=pod, node_names=[node], nodes=None, names_mode=True)
                 prepared = self.prepare(args, fresh=True)
                 reason = recheck(pod, node, memory.paths, prepared.snapshot, prepared.own_node)
                 if reason:

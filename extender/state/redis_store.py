@@ -358,7 +358,7 @@ class RedisStore:
     def pod_keys(self) -> list[str]:
         """Every stored pod as "ns/name" (a SCAN: for relists, not for decisions)."""
         head = len(self.p) + len("pod:")
-        return [k.decode()[head:] for k in self.r.scan_iter(match=_escape_glob(self.p + "pod:") + "*", count=1000)]
+        return [k.decode()[head:] for k in self.r.scan_iter(match=escape_glob(self.p + "pod:") + "*", count=1000)]
 
     def pod(self, namespace: str, name: str) -> dict[str, str] | None:
         raw = self.r.hgetall(f"{self.p}pod:{namespace}/{name}")
@@ -387,7 +387,7 @@ class RedisStore:
     def cluster_pod_ips(self, cluster: str) -> dict[str, str]:
         """The placed pods of a cluster with their IPs ("ns/name" -> ip), to find its Redis."""
         keys: list[str] = []
-        head = _escape_glob(f"{self.p}shard:{cluster}|") + "*"
+        head = escape_glob(f"{self.p}shard:{cluster}|") + "*"
         for shard_key in self.r.scan_iter(match=head, count=1000):
             keys.extend(k.decode() for k in self.r.hkeys(shard_key))
         pipe = self.r.pipeline(transaction=False)
@@ -410,7 +410,7 @@ class RedisStore:
     def clear(self) -> int:
         """Delete every key under the prefix (a fresh load replaces, never merges)."""
         deleted = 0
-        for batch in _chunks(self.r.scan_iter(match=_escape_glob(self.p) + "*", count=1000), 500):
+        for batch in _chunks(self.r.scan_iter(match=escape_glob(self.p) + "*", count=1000), 500):
             deleted += self.r.delete(*batch)
         return deleted
 
@@ -431,7 +431,8 @@ def _copy(key: str, value: str, now_ms: float) -> Copy | None:
     return Copy(pod=key, node=node, role=parsed, reserved=bool(expiry))
 
 
-def _escape_glob(text: str) -> str:
+def escape_glob(text: str) -> str:
+    """A literal for SCAN MATCH: prefixes and cluster names may hold glob characters."""
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from extender.identity import Identifier
 from extender.model import Member, Role
-from extender.protocol import (ProtocolError, error_filter_reply, filter_reply, node_from_object, parse_binding,
+from extender.protocol import (ProtocolError, filter_reply, node_from_object, parse_binding,
                                parse_extender_args, pod_requests, prioritize_reply)
 from extender.settings import DEFAULT_LEVELS, IdentitySettings
 
@@ -50,7 +50,6 @@ def test_nodes_mode_capture_is_parsed_with_full_node_objects(verb, names):
     assert args.pod.key == "default/probe-pod"
     assert args.pod.member is None  # labels app=probe: not a Redis pod
     assert (args.pod.memory_request, args.pod.cpu_request) == (64 * Mi, 100)
-    assert args.pod_labels == {"app": "probe"}
 
 
 @pytest.mark.parametrize("verb, names", [
@@ -234,12 +233,6 @@ def test_unresolvable_reasons_appear_in_both_failed_maps():
 def test_filter_reply_carries_the_error():
     args = parse_extender_args(captured("true", "filter"), IDENTIFIER)
     assert reply(filter_reply(args, [], {}, {}, error="state unavailable"))["Error"] == "state unavailable"
-
-
-def test_error_filter_reply_has_every_key_and_no_null_lists():
-    out = reply(error_filter_reply(None, "redis-extender: placement state unavailable"))
-    assert out == {"Nodes": None, "NodeNames": [], "FailedNodes": {}, "FailedAndUnresolvableNodes": {},
-                   "Error": "redis-extender: placement state unavailable"}
 
 
 # --- prioritize replies -------------------------------------------------------------------
