@@ -47,7 +47,7 @@ class Decider:
         self.levels = settings.domains.levels
         self.fail_open = settings.store.on_unavailable == "fail-open"
 
-    def prepare(self, args: ExtenderArgs, fresh: bool = False) -> Prepared:
+    def prepare(self, args: ExtenderArgs, fresh: bool = False, counts: bool = True) -> Prepared:
         """Build the snapshot; raises StateUnavailable when Redis and the cache both fail.
         `fresh` reads the shard and usage from Redis itself (bind), not from the TTL cache."""
         member = args.pod.member
@@ -61,10 +61,10 @@ class Decider:
                 rows = self._rows(args, table)
         if fresh:  # bind re-checks the spread rules only (room was judged): no usage read
             usage: tuple[dict[str, int], dict[str, int]] = ({}, {})
-            shard = self.cache.store.shard_state(member.cluster, member.shard)
+            shard = self.cache.store.shard_state(member.cluster, member.shard, counts=False)
         else:
             usage = self.cache.usage()
-            shard = self.cache.shard(member.cluster, member.shard)
+            shard = self.cache.shard(member.cluster, member.shard, counts)
         mem, cpu = usage
         nodes: ChainMap[str, Node] | dict[str, Node] = table.nodes
         level_domains = table.level_domains
@@ -104,7 +104,7 @@ class Decider:
             return filter_nodes(args.pod, args.node_names, _EMPTY), ""
         try:
             with metrics.PHASE.labels("state").time():
-                prepared = self.prepare(args)
+                prepared = self.prepare(args, counts=False)  # filter spreads copies; counts only score
         except StateUnavailable as exc:
             if self.fail_open:
                 log.warning("filter %s: %s; failing open (all nodes accepted)", args.pod.key, exc)

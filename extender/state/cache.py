@@ -107,10 +107,10 @@ class StateCache:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def shard(self, cluster: str, shard: str | None) -> ShardState:
+    def shard(self, cluster: str, shard: str | None, counts: bool = True) -> ShardState:
         """Read fresh by default (shard_ttl 0): a sibling bound or reserved by another worker
         or replica a millisecond ago must be seen. The last good value still serves outages."""
-        return self._get(("shard", cluster, shard), lambda: self.store.shard_state(cluster, shard),
+        return self._get(("shard", cluster, shard, counts), lambda: self.store.shard_state(cluster, shard, counts),
                          fresh=self.shard_ttl <= 0)
 
     def usage(self) -> tuple[dict[str, int], dict[str, int]]:
@@ -253,7 +253,7 @@ class StateCache:
 
     def invalidate_shard(self, cluster: str, shard: str | None) -> None:
         with self._lock:
-            for key in (("shard", cluster, shard), ("shard", cluster, None)):
+            for key in (("shard", cluster, s, c) for s in (shard, None) for c in (True, False)):
                 self._fresh["shard"].pop(key, None)
             self._fresh["usage"].pop(("usage",), None)
 

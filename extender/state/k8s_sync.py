@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -125,6 +126,7 @@ class Reflector:
     def relist(self) -> None:
         items: list[dict[str, Any]] = []
         cont = None
+        started = time.time()
         while True:
             resp = self.list_call(limit=500, _continue=cont, _preload_content=False,
                                   _request_timeout=60, **self._kwargs())
@@ -138,7 +140,9 @@ class Reflector:
         for obj in items:
             record = self.to_record(obj)
             seen[self._key(record)] = record
-        self._apply_list(seen)
+        if self.stop.is_set():  # leadership lost meanwhile: the new leader lists for itself
+            return
+        self._apply_list(seen, started)
         log.info("%s: listed %d at resourceVersion %s", self.kind, len(seen), self.resource_version)
 
     def watch_once(self) -> None:
@@ -194,7 +198,7 @@ class Reflector:
         else:
             self.store.delete_pod(record.namespace, record.name, record.uid)
 
-    def _apply_list(self, seen: dict[str, Any]) -> None:
+    def _apply_list(self, seen: dict[str, Any], started: float) -> None:
         if self.kind == "nodes":
             stored = set(self.store.node_names())
             changed = [r for k, r in seen.items() if self.known.get(k) != r]
@@ -207,7 +211,12 @@ class Reflector:
             self.store.upsert_pods(changed, source="list")
             for key in stored - seen.keys():
                 namespace, _, name = key.partition("/")
-                self.store.delete_pod(namespace, name)
+                record = self.store.pod(namespace, name)
+                if not record:
+                    continue
+                if record.get("source") == "placement" and float(record.get("updated") or 0) >= started - 1:
+                    continue  # bound by us while the list was read (1 s of slack): the watch reports it
+                self.store.delete_pod(namespace, name, record.get("uid", ""))
         self.known = seen
         self.store.mark_loaded(f"kubernetes {self.kind} list", **{self.kind: len(seen)})
 

@@ -364,13 +364,16 @@ class RedisStore:
         raw = self.r.hgetall(f"{self.p}pod:{namespace}/{name}")
         return {k.decode(): v.decode() for k, v in raw.items()} or None
 
-    def shard_state(self, cluster: str, shard: str | None) -> ShardState:
+    def shard_state(self, cluster: str, shard: str | None, counts: bool = True) -> ShardState:
+        """The shard's copies and version, and (`counts`) the cluster's pods and masters per
+        node, which only scores need."""
         pipe = self.r.pipeline(transaction=True)
         if shard is not None:
             pipe.hgetall(f"{self.p}shard:{cluster}|{shard}")
             pipe.get(f"{self.p}shardv:{cluster}|{shard}")
-        pipe.hgetall(f"{self.p}cpods:{cluster}")
-        pipe.hgetall(f"{self.p}cmasters:{cluster}")
+        if counts:
+            pipe.hgetall(f"{self.p}cpods:{cluster}")
+            pipe.hgetall(f"{self.p}cmasters:{cluster}")
         out = pipe.execute()
         copies: tuple[Copy, ...] = ()
         version = ""
@@ -380,6 +383,8 @@ class RedisStore:
             now_ms = time.time() * 1000
             copies = tuple(c for c in (_copy(k.decode(), val.decode(), now_ms) for k, val in raw.items()) if c)
             version = (v or b"0").decode()
+        if not counts:
+            return ShardState(copies=copies, version=version, counts=ClusterCounts())
         pods = {k.decode(): int(v) for k, v in out[0].items() if int(v) > 0}
         masters = {k.decode(): int(v) for k, v in out[1].items() if int(v) > 0}
         return ShardState(copies=copies, version=version, counts=ClusterCounts(pods, masters))

@@ -106,3 +106,24 @@ def test_pods_of_every_kind_count_toward_usage_only_redis_pods_carry_identity(co
     finally:
         cp.delete("/api/v1/namespaces/default/pods/web-1")
         cp.delete("/api/v1/nodes/usage-1")
+
+
+def test_a_relist_keeps_a_placement_recorded_after_it_began(control_plane, store: RedisStore) -> None:
+    """/bind recorded a pod while the list was being read: the list cannot know it yet, and
+    deleting it would hide the copy from its siblings until the watch replays it."""
+    import time
+
+    from kubernetes import client
+
+    from extender.state.redis_store import PodRecord
+
+    api = api_client(str(control_plane.kubeconfig))
+    pods = Reflector("pods", client.CoreV1Api(api).list_pod_for_all_namespaces, store,
+                     lambda obj: pod_record(obj, Identifier(IdentitySettings())), threading.Event())
+    began = time.time()
+    bound = PodRecord("redis", "just-bound", "u1", "n1", 1, 1, "Pending", "redis/c", "0", "replica")
+    assert store.record_placement(bound).ok
+    pods._apply_list({}, began)
+    assert store.pod("redis", "just-bound") is not None
+    pods._apply_list({}, time.time() + 2)  # a later list that still lacks it: really gone
+    assert store.pod("redis", "just-bound") is None
