@@ -68,11 +68,17 @@ def score_list(pod: PodRequest, candidates: list[str], snapshot: Snapshot, setti
 
 
 def _fewest(counts: np.ndarray) -> np.ndarray:
-    """1 for the fewest, 0 for the most, by dense rank among the candidates' counts."""
-    ranks = np.unique(counts)
-    if ranks.size == 1:
+    """1 for the fewest, 0 for the most, by dense rank among the candidates' counts.
+
+    Counts are whole numbers, or halves (unknown domains): doubled they index a bincount, so
+    the ranks cost one pass instead of a sort of thousands of candidates."""
+    halves = np.rint(counts * 2).astype(np.int64)
+    present = np.bincount(halves) > 0
+    distinct = int(present.sum())
+    if distinct == 1:
         return np.ones_like(counts)
-    return 1.0 - np.searchsorted(ranks, counts) / (ranks.size - 1)
+    rank_of = np.cumsum(present) - 1  # dense rank of every possible doubled count
+    return 1.0 - rank_of[halves] / (distinct - 1)
 
 
 def _headroom(cand: Candidates, pod: PodRequest) -> np.ndarray:
