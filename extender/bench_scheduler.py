@@ -48,6 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from . import controlplane
 from .controlplane import ApiError, ControlPlane, kube_bin_dir
 from .localredis import LocalRedis, free_port
 
@@ -61,38 +62,10 @@ COPIES = 3
 CLIENT_THREADS = 4  # pod/node creators: enough to outrun the scheduler, sane on 2 cores
 LABEL_CLUSTER = "redis-extender.io/cluster"
 
-_SCHEDULER_HEAD = """\
-apiVersion: kubescheduler.config.k8s.io/v1beta1
-kind: KubeSchedulerConfiguration
-clientConnection:
-  kubeconfig: "{kubeconfig}"
-percentageOfNodesToScore: 100
-healthzBindAddress: 127.0.0.1:%(port)d
-metricsBindAddress: 127.0.0.1:%(port)d
-profiles:
-- schedulerName: %(name)s
-"""
-
-_EXTENDER_BLOCK = """\
-extenders:
-- urlPrefix: "http://127.0.0.1:%(port)d"
-  filterVerb: filter
-  prioritizeVerb: prioritize
-  bindVerb: bind
-  weight: 12
-  nodeCacheCapable: %(ncc)s
-  httpTimeout: 2s
-"""
-
-
 def scheduler_config(metrics_port: int, extender_port: int | None = None,
                      node_cache_capable: bool = True) -> str:
-    """A v1beta1 config; its own insecure healthz/metrics port so /metrics needs no token."""
-    text = _SCHEDULER_HEAD % {"port": metrics_port, "name": SCHEDULER_NAME}
-    if extender_port is not None:
-        text += _EXTENDER_BLOCK % {"port": extender_port,
-                                   "ncc": "true" if node_cache_capable else "false"}
-    return text
+    """Its own insecure healthz/metrics port, so /metrics needs no token."""
+    return controlplane.scheduler_config(SCHEDULER_NAME, extender_port, node_cache_capable, metrics_port)
 
 
 # --------------------------------------------------------------------------------------------

@@ -596,6 +596,22 @@ current-context: test
         self.timings["apiserver"] = time.monotonic() - t0
 
 
+def scheduler_config(profile: str = "redis-scheduler", extender_port: int | None = None,
+                     node_cache_capable: bool = True, metrics_port: int | None = None) -> str:
+    """A v1beta1 KubeSchedulerConfiguration (what v1.20 reads) with one profile, and with the
+    extender on 127.0.0.1:`extender_port` (filter, prioritize, bind) when given."""
+    text = ("apiVersion: kubescheduler.config.k8s.io/v1beta1\nkind: KubeSchedulerConfiguration\n"
+            'clientConnection:\n  kubeconfig: "{kubeconfig}"\npercentageOfNodesToScore: 100\n')
+    if metrics_port is not None:
+        text += f"healthzBindAddress: 127.0.0.1:{metrics_port}\nmetricsBindAddress: 127.0.0.1:{metrics_port}\n"
+    text += f"profiles:\n- schedulerName: {profile}\n"
+    if extender_port is not None:
+        text += (f'extenders:\n- urlPrefix: "http://127.0.0.1:{extender_port}"\n  filterVerb: filter\n'
+                 "  prioritizeVerb: prioritize\n  bindVerb: bind\n  weight: 12\n"
+                 f"  nodeCacheCapable: {'true' if node_cache_capable else 'false'}\n  httpTimeout: 2s\n")
+    return text
+
+
 # --------------------------------------------------------------------------------------------
 # Self-check
 

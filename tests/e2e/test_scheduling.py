@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from extender.controlplane import scheduler_config
 from extender.localredis import free_port
 from extender.state.redis_store import RedisStore
 
@@ -25,35 +26,6 @@ pytestmark = pytest.mark.e2e
 NS = "redis"
 SCHED = "redis-scheduler"
 ZONE = "topology.kubernetes.io/zone"
-
-EXTENDER_SCHEDULER = """\
-apiVersion: kubescheduler.config.k8s.io/v1beta1
-kind: KubeSchedulerConfiguration
-clientConnection:
-  kubeconfig: "{{kubeconfig}}"
-percentageOfNodesToScore: 100
-profiles:
-- schedulerName: redis-scheduler
-extenders:
-- urlPrefix: "http://127.0.0.1:{port}"
-  filterVerb: filter
-  prioritizeVerb: prioritize
-  bindVerb: bind
-  weight: 12
-  nodeCacheCapable: true
-  httpTimeout: 2s
-"""
-
-NATIVE_SCHEDULER = """\
-apiVersion: kubescheduler.config.k8s.io/v1beta1
-kind: KubeSchedulerConfiguration
-clientConnection:
-  kubeconfig: "{kubeconfig}"
-percentageOfNodesToScore: 100
-profiles:
-- schedulerName: redis-scheduler
-"""
-
 
 class LiveExtender:
     """`redis-extender serve --kubeconfig` (sync child + binder) in a subprocess."""
@@ -187,11 +159,11 @@ def run_workload(live, world, tag: str, zones: int, per_zone: int, shards: int, 
     cp, extender, store = live
     zone_of = make_nodes(cp, world, zones, per_zone, tag)
     if native:
-        cp.start_scheduler(NATIVE_SCHEDULER)
+        cp.start_scheduler(scheduler_config(SCHED))
     else:
         # the cache must know the nodes before the first pod: the sync is live
         cp.wait_for(lambda: set(zone_of) <= set(store.node_names()), timeout=20, what="nodes synced")
-        cp.start_scheduler(EXTENDER_SCHEDULER.format(port=extender.port))
+        cp.start_scheduler(scheduler_config(SCHED, extender.port))
     names = create_burst(cp, world, tag, shards, copies, native)
     try:
         placement = wait_bound(cp, names, timeout=60 if native else 120)
