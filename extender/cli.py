@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--nodes", type=int, default=30)
     run.add_argument("--workers", type=int, default=2)
     run.add_argument("--no-serve", action="store_true", help="prepare and print, then stop (for tests)")
+    run.add_argument("--kubeconfig", help="a real cluster instead of the simulation: sync from it and bind in it")
 
     bench = sub.add_parser("bench", help="latency and throughput at scale over loopback HTTP")
     bench.add_argument("--nodes", type=int, default=5000)

@@ -1,7 +1,9 @@
 """`redis-extender run`: the embedded default a new user starts with.
 
-Starts a private redis-server (unless --redis-url points at one), generates a simulated
-cluster, loads it, prints how to call the extender and what kube-scheduler needs, then serves.
+Starts a private redis-server (unless --redis-url points at one). Without --kubeconfig it
+generates a simulated cluster and loads it; with one, it serves in live mode (syncing that
+cluster into the private Redis and binding in it). Prints how to call the extender and what
+kube-scheduler needs, then serves.
 """
 from __future__ import annotations
 
@@ -27,7 +29,16 @@ def run(ns: argparse.Namespace) -> int:
         print(f"started redis-server on {url} (private, not persisted)")
     try:
         settings = settings_mod.load({"store.redis_url": url, "service.bind": ns.bind,
-                                      "service.workers": ns.workers}, config_file=ns.config)
+                                      "service.workers": ns.workers, "kube.kubeconfig": ns.kubeconfig},
+                                     config_file=ns.config)
+        if settings.kube.enabled:
+            print(f"live mode: syncing {ns.kubeconfig} into {url}; binding there")
+            print(KUBE_CONFIG.format(bind=settings.service.bind, bind_line="    bindVerb: bind\n"))
+            if not ns.no_serve:
+                from .service.server import serve
+
+                serve(settings)
+            return 0
         document = generate(Shape(nodes=ns.nodes))
         store = RedisStore.from_url(url, settings.store.key_prefix, timeout=10)
         nodes, pods = load_list(store, document, Identifier(settings.identity), source="simulate")
@@ -57,12 +68,15 @@ Try it (another terminal); {sample} holds a pending Redis pod and 6 candidate no
   curl -s http://{bind}/prioritize -H 'Content-Type: application/json' -d @{sample}
   curl -s http://{bind}/readyz ; curl -s http://{bind}/metrics | grep redis_extender_
 
-kube-scheduler needs (KubeSchedulerConfiguration; scheduler-config/redis-scheduler-http.yaml is ready):
+{KUBE_CONFIG.format(bind=bind, bind_line="")}"""
+
+
+KUBE_CONFIG = """kube-scheduler needs (KubeSchedulerConfiguration; scheduler-config/ has complete files):
   extenders:
   - urlPrefix: "http://{bind}"
     filterVerb: filter
     prioritizeVerb: prioritize
-    weight: 12
+{bind_line}    weight: 12
     nodeCacheCapable: true
     httpTimeout: 2s
 """

@@ -127,3 +127,42 @@ def test_a_relist_keeps_a_placement_recorded_after_it_began(control_plane, store
     assert store.pod("redis", "just-bound") is not None
     pods._apply_list({}, time.time() + 2)  # a later list that still lacks it: really gone
     assert store.pod("redis", "just-bound") is None
+
+
+def test_the_main_job_with_a_kubeconfig_serves_the_live_cluster(control_plane, tmp_path) -> None:
+    """`redis-extender run --kubeconfig`: its own Redis, the cluster synced into it, ready."""
+    import json
+    import time
+    import urllib.request
+
+    from extender.localredis import free_port
+
+    control_plane.create_node("main-job-node", {ZONE: "zone-a"})
+    port = free_port()
+    log = tmp_path / "run.log"
+    proc = subprocess.Popen([sys.executable, "-m", "extender.cli", "run", "--kubeconfig",
+                             str(control_plane.kubeconfig), "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+                            env={**os.environ, "REDIS_EXTENDER_LOCK_TTL": "2"}, stdout=open(log, "wb"),
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 40
+        while True:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            try:
+                ready = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).read())
+                if ready["status"] == "ready" and ready["source"].startswith("kubernetes"):
+                    break
+            except OSError:
+                pass
+            assert time.time() < deadline, log.read_text()[-2000:]
+            time.sleep(0.3)
+        body = json.dumps({"Pod": {"metadata": {"name": "p", "namespace": "redis", "labels": {
+            "redis-extender.io/cluster": "c", "redis-extender.io/shard": "0"}}},
+            "NodeNames": ["main-job-node"]}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/filter", data=body)
+        assert json.loads(urllib.request.urlopen(req, timeout=5).read())["NodeNames"] == ["main-job-node"]
+        assert "live mode: syncing" in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        control_plane.delete("/api/v1/nodes/main-job-node")
