@@ -161,7 +161,7 @@ def view(snapshot: Snapshot, names: Sequence[str]) -> Candidates:
     levels = len(snapshot.level_names)
     arrays = snapshot.arrays
     coder = Coder(levels, arrays)
-    if arrays is not None and snapshot.usage_arrays is not None:
+    if arrays is not None and snapshot.usage_arrays is not None and arrays.names:
         index = arrays.index
         rows = snapshot.candidate_rows
         if rows is None or len(rows) != len(names):

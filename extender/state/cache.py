@@ -103,6 +103,7 @@ class StateCache:
         self._table: NodeTable | None = None
         self._usage_arrays: tuple[Any, UsageArrays, Any, Any] | None = None  # keeps the keyed objects alive
         self._table_checked = -1e18
+        self._latest_generation = 0  # the newest node-table generation seen in Redis
         self._table_fetched = -1e18
 
     # -- reads ----------------------------------------------------------------------------
@@ -133,13 +134,14 @@ class StateCache:
         now = self.clock()
         table = self._table
         ttl = REVALIDATE_EVERY if revalidate else self.node_ttl
-        if table is not None and now - self._table_checked < ttl:
+        known_stale = revalidate and table is not None and table.generation < self._latest_generation
+        if table is not None and now - self._table_checked < ttl and not known_stale:
             self.stats.count("hits")
             return table
         if self._is_down(now):
             return self._stale_table(now)
         try:
-            generation = self.store.node_generation()
+            generation = self._latest_generation = self.store.node_generation()
             if table is None or (revalidate and generation != table.generation):
                 self.stats.count("misses")  # nothing to serve, or a candidate is missing: wait
                 table = self._load_table(self.store)

@@ -160,7 +160,11 @@ def test_the_main_job_with_a_kubeconfig_serves_the_live_cluster(control_plane, t
             "redis-extender.io/cluster": "c", "redis-extender.io/shard": "0"}}},
             "NodeNames": ["main-job-node"]}).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{port}/filter", data=body)
-        assert json.loads(urllib.request.urlopen(req, timeout=5).read())["NodeNames"] == ["main-job-node"]
+        try:
+            reply = json.loads(urllib.request.urlopen(req, timeout=5).read())
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(log.read_text()[-4000:]) from exc
+        assert reply["NodeNames"] == ["main-job-node"]
         assert "live mode: syncing" in log.read_text()
     finally:
         proc.terminate()

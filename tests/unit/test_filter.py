@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from extender.model import Copy, Role
+from extender.model import Copy, Role, Snapshot
 from extender.policy.filter import Outcome, filter_nodes
 
-from .builders import Gi, Mi, make_copy, make_node, make_pod, make_snapshot
+from .builders import LEVELS, Gi, Mi, make_copy, make_node, make_pod, make_snapshot
 
 POD = make_pod("cache-a-1", cluster="cache-a", shard="3", role="replica", memory=1 * Gi)
 
@@ -389,3 +389,13 @@ def test_accepted_nodes_keep_the_input_order():
 def test_no_candidates_means_no_fit():
     result = filter_nodes(POD, [], make_snapshot(three_zones()))
     assert result.accepted == [] and result.outcome is Outcome.NO_FIT
+
+
+def test_an_empty_node_table_treats_every_candidate_as_uncached():
+    """The first request after start may come before the sync has stored any node."""
+    from extender.policy.candidates import NodeArrays, UsageArrays
+
+    arrays = NodeArrays.build({}, 3)
+    snapshot = Snapshot(level_names=LEVELS, nodes={}, arrays=arrays, usage_arrays=UsageArrays.build(arrays, {}, {}))
+    result = filter_nodes(make_pod(), ["fresh-node"], snapshot)
+    assert result.accepted == ["fresh-node"]
