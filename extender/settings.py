@@ -60,7 +60,7 @@ class ScoreSettings:
 class StoreSettings:
     redis_url: str = DEFAULT_REDIS_URL
     key_prefix: str = "rx:{main}:"
-    socket_timeout: float = 0.05
+    socket_timeout: float = 0.03
     cache_ttl: float = 1.0
     node_cache_ttl: float = 2.0
     shard_cache_ttl: float = 0.0
@@ -188,7 +188,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("store", "key_prefix", "REDIS_EXTENDER_KEY_PREFIX", str,
            "Prefix of every key: several installations can share one Redis under different prefixes."),
     Option("store", "socket_timeout", "REDIS_EXTENDER_REDIS_TIMEOUT", float,
-           "Seconds per Redis call before it counts as down (keeps answers under 100 ms)."),
+           "Seconds a decision's Redis call may take before Redis counts as down: a wedged Redis costs "
+           "one such wait, then the circuit breaker (answers stay well under 100 ms). Big reads "
+           "(node table, usage) run in the background with a 5 s timeout."),
     Option("store", "cache_ttl", "REDIS_EXTENDER_CACHE_TTL", float,
            "Seconds the nodes' usage is served from process memory (then reloaded in the background)."),
     Option("store", "node_cache_ttl", "REDIS_EXTENDER_NODE_CACHE_TTL", float,

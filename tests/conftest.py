@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -14,7 +11,9 @@ from typing import Iterator
 import pytest
 import redis as redis_py
 
-from extender.localredis import LocalRedis, free_port
+from extender.localredis import LocalRedis
+
+from .serving import Served
 
 DATA = Path(__file__).parent / "data"
 
@@ -39,39 +38,6 @@ def store(redis_server: LocalRedis, prefix: str):
     s = RedisStore.from_url(redis_server.url, prefix, timeout=5)
     yield s
     s.clear()
-
-
-class Served:
-    """`redis-extender serve` in a subprocess; stopped at teardown."""
-
-    def __init__(self, env: dict[str, str], args: list[str]):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = Path(env.get("TMPDIR", "/tmp")) / f"extender-{self.port}.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "extender.cli", "serve", "--bind", f"127.0.0.1:{self.port}", *args],
-            env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        import urllib.request
-
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"extender exited: {self.log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=0.5).read()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"extender did not start: {self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @pytest.fixture

@@ -135,7 +135,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
         return Response(orjson.dumps({"Error": f"internal error: {type(exc).__name__}"}),
                         status=500, mimetype=JSON)
 
-    # Reports read the whole placement: their own client, without the 50 ms decision timeout.
+    # Reports read the whole placement: their own client, without the 30 ms decision timeout.
     register_reports(app, settings, connect(settings.store.redis_url, timeout=5))
     return app
 

@@ -245,7 +245,7 @@ class RedisStore:
         self._reserve = client.register_script(_RESERVE)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str, timeout: float = 0.05) -> "RedisStore":
+    def from_url(cls, url: str, prefix: str, timeout: float = 0.03) -> "RedisStore":
         return cls(connect(url, timeout), prefix)
 
     # -- nodes ----------------------------------------------------------------------------

@@ -7,12 +7,8 @@ podManagementPolicy Parallel would create them (named <sts>-<ordinal>, all at on
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 import urllib.request
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -21,47 +17,16 @@ from extender.controlplane import scheduler_config
 from extender.localredis import free_port
 from extender.state.redis_store import RedisStore
 
+from ..serving import Served
+
 pytestmark = pytest.mark.e2e
 
 NS = "redis"
 SCHED = "redis-scheduler"
 ZONE = "topology.kubernetes.io/zone"
 
-class LiveExtender:
-    """`redis-extender serve --kubeconfig` (sync child + binder) in a subprocess."""
-
-    def __init__(self, kubeconfig: Path, redis_url: str, prefix: str, log_dir: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log_dir / f"extender-{self.port}.log"
-        env = {**os.environ, "REDIS_URL": redis_url, "REDIS_EXTENDER_KEY_PREFIX": prefix,
-               "REDIS_EXTENDER_LOCK_TTL": "3"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "extender.cli", "serve", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", "2", "--kubeconfig", str(kubeconfig)],
-            env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                urllib.request.urlopen(self.url + "/readyz", timeout=0.5).read()
-                return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"extender not ready: {self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
 @pytest.fixture(scope="module")
-def live(control_plane, redis_server, tmp_path_factory) -> Iterator[tuple[Any, LiveExtender, RedisStore]]:
+def live(control_plane, redis_server, tmp_path_factory) -> Iterator[tuple[Any, Served, RedisStore]]:
     cp = control_plane
     try:
         cp.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
@@ -70,7 +35,11 @@ def live(control_plane, redis_server, tmp_path_factory) -> Iterator[tuple[Any, L
         if "AlreadyExists" not in str(exc) and "409" not in str(exc):
             raise
     prefix = f"rxe2e:{{{os.getpid()}-{free_port()}}}:"
-    extender = LiveExtender(cp.kubeconfig, redis_server.url, prefix, tmp_path_factory.mktemp("ext"))
+    env = {**os.environ, "REDIS_URL": redis_server.url, "REDIS_EXTENDER_KEY_PREFIX": prefix,
+           "REDIS_EXTENDER_LOCK_TTL": "3"}
+    # live mode: the sync child and the binder; ready once the first list is stored
+    extender = Served(env, ["--workers", "2", "--kubeconfig", str(cp.kubeconfig)], ready_path="/readyz",
+                      log_dir=tmp_path_factory.mktemp("ext"))
     store = RedisStore.from_url(redis_server.url, prefix, timeout=5)
     yield cp, extender, store
     extender.stop()
