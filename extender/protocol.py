@@ -31,6 +31,7 @@ class ExtenderArgs:
     names_mode: bool  # the request carried NodeNames: reply with NodeNames
     candidates: "CandidateList | None" = None  # shared by requests with the same NodeNames
     node_objects: list[Node] | None = None  # `nodes` read into the model (full Node bodies)
+    nodes_key: tuple[Any, ...] | None = None  # names and resourceVersions of `nodes`, when all known
 
 
 class CandidateList:
@@ -82,8 +83,17 @@ class NodeMemo:
         self._nodes: dict[tuple[str, str], Node] = {}
         self._lock = threading.Lock()
 
-    def read(self, items: list[Any]) -> list[Node]:
+    def read(self, items: list[Any]) -> tuple[list[Node], tuple[Any, ...] | None]:
+        """The nodes, and a key of the whole body (each node's name and resourceVersion) when
+        every node has one, so what is derived from the body can be memoised too."""
+        try:  # the common case, every node seen before: two comprehensions, no checks to redo
+            keys = tuple((obj["metadata"]["name"], obj["metadata"]["resourceVersion"]) for obj in items)
+            known = self._nodes
+            return [known[key] for key in keys], keys
+        except (KeyError, TypeError):
+            pass  # a new node or version, or a malformed one: the careful path below
         nodes = []
+        keys: list[Any] | None = []
         for i, obj in enumerate(items):
             meta = obj.get("metadata") if isinstance(obj, dict) else None
             version = meta.get("resourceVersion") if isinstance(meta, dict) else None
@@ -99,7 +109,12 @@ class NodeMemo:
                             self._nodes.clear()
                         self._nodes[key] = node  # type: ignore[index]
             nodes.append(node)
-        return nodes
+            if keys is not None:
+                if key is None:
+                    keys = None
+                else:
+                    keys.append(key)
+        return nodes, tuple(keys) if keys is not None else None
 
 
 _NAMES_KEY = b'"NodeNames":'
@@ -181,6 +196,7 @@ def _parse_body(raw: Any, identifier: Identifier, node_memo: NodeMemo | None = N
         raise ProtocolError("missing candidates: one of 'Nodes' or 'NodeNames' must be given")
     full_nodes: list[dict[str, Any]] | None = None
     node_objects: list[Node] | None = None
+    nodes_key: tuple[Any, ...] | None = None
     if nodes_list is not None:
         items = _fold(nodes_list, "'Nodes'").get("items")
         if items is None:
@@ -188,7 +204,7 @@ def _parse_body(raw: Any, identifier: Identifier, node_memo: NodeMemo | None = N
         if not isinstance(items, list):
             raise ProtocolError("'Nodes.items' must be a list of Node objects")
         if node_memo is not None:
-            node_objects = node_memo.read(items)
+            node_objects, nodes_key = node_memo.read(items)
         else:
             for i, node in enumerate(items):
                 _check_node(node, i)
@@ -200,7 +216,8 @@ def _parse_body(raw: Any, identifier: Identifier, node_memo: NodeMemo | None = N
     else:
         node_names = [n["metadata"]["name"] for n in full_nodes or []]
     return ExtenderArgs(pod=pod_request, node_names=node_names,
-                        nodes=full_nodes, names_mode=names is not None, node_objects=node_objects)
+                        nodes=full_nodes, names_mode=names is not None, node_objects=node_objects,
+                        nodes_key=nodes_key)
 
 
 def _check_node(node: Any, i: int) -> None:

@@ -48,7 +48,8 @@ def make_node(name: str, zone: str | None, region: str | None, rack: str | None,
     if rack:
         labels["topology.kubernetes.io/rack"] = rack
     size = {"cpu": str(cpu), "memory": f"{memory_gi}Gi", "pods": "110"}
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels},
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": labels, "resourceVersion": "1"},  # as the API serves it
             "spec": {}, "status": {"capacity": dict(size), "allocatable": dict(size),
                                    "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}}
 

@@ -9,7 +9,8 @@ import logging
 from collections import ChainMap
 from itertools import repeat
 from dataclasses import dataclass
-from typing import Callable
+import threading
+from typing import Any, Callable
 
 import numpy as np
 import orjson
@@ -18,6 +19,7 @@ import redis
 from ..identity import Identifier
 from ..model import Member, Node, PodRequest, Role, Snapshot
 from ..policy.bindcheck import recheck
+from ..policy.candidates import NodeArrays, UsageArrays
 from ..policy.filter import FilterResult, Outcome, filter_nodes
 from ..policy.score import NEUTRAL_SCORE, score_list
 from ..protocol import ExtenderArgs, node_from_object
@@ -46,6 +48,8 @@ class Decider:
         self.identifier = identifier
         self.levels = settings.domains.levels
         self.fail_open = settings.store.on_unavailable == "fail-open"
+        self._bodies: dict[Any, BodyView] = {}
+        self._bodies_lock = threading.Lock()
 
     def prepare(self, args: ExtenderArgs, fresh: bool = False, counts: bool = True) -> Prepared:
         """Build the snapshot; raises StateUnavailable when Redis and the cache both fail.
@@ -72,18 +76,34 @@ class Decider:
         if args.nodes is None and not fresh:  # (bind asks about one node: no arrays needed)
             arrays, usage_arrays = table.arrays, self.cache.usage_arrays(table, usage)
         elif args.nodes is not None:  # full Node objects: fresher than the cache for candidates
-            objects = args.node_objects or [node_from_object(n, self.levels) for n in args.nodes]
-            body = {n.name: n for n in objects}
-            nodes = ChainMap(body, table.nodes)
-            level_domains = tuple(
-                known | {n.domains[i] for n in objects if n.domains[i] is not None}
-                for i, known in enumerate(level_domains))
+            view = self._body_view(args, table)
+            nodes, level_domains = ChainMap(view.body, table.nodes), view.level_domains
+            if not fresh:
+                arrays, usage_arrays = view.arrays, view.usage(usage)
+                rows = view.rows
         own_node = next((c.node for c in shard.copies if c.pod == args.pod.key and not c.reserved), None)
         snapshot = Snapshot(level_names=self.levels, nodes=nodes, copies=shard.copies,
                             cluster=shard.counts, level_domains=level_domains,
                             requested_memory=mem, requested_cpu=cpu, arrays=arrays, usage_arrays=usage_arrays,
                             candidate_rows=rows if arrays is not None else None)
         return Prepared(snapshot, own_node, shard.version)
+
+    def _body_view(self, args: ExtenderArgs, table: NodeTable) -> "BodyView":
+        """What full Node bodies give, built once per body (the scheduler resends the same
+        nodes pod after pod) and per node-table generation."""
+        key = (args.nodes_key, table.generation) if args.nodes_key is not None else None
+        with self._bodies_lock:
+            found = self._bodies.get(key) if key is not None else None
+        if found is not None:
+            return found
+        objects = args.node_objects or [node_from_object(n, self.levels) for n in args.nodes or []]
+        view = BodyView.build(objects, args.node_names, table, len(self.levels))
+        if key is not None:
+            with self._bodies_lock:
+                while len(self._bodies) >= 4:
+                    self._bodies.pop(next(iter(self._bodies)))
+                self._bodies[key] = view
+        return view
 
     @staticmethod
     def _rows(args: ExtenderArgs, table: NodeTable) -> np.ndarray:
@@ -246,6 +266,32 @@ class Decider:
         finally:
             if pod.member:
                 self.cache.invalidate_shard(pod.member.cluster, pod.member.shard)
+
+
+@dataclass
+class BodyView:
+    """The nodes of a full-Node request as the policy's arrays, with their usage per read."""
+
+    body: dict[str, Node]
+    arrays: NodeArrays
+    rows: np.ndarray
+    level_domains: tuple[frozenset[str], ...]
+    _usage: tuple[Any, UsageArrays] | None = None
+
+    @classmethod
+    def build(cls, objects: list[Node], names: list[str], table: NodeTable, levels: int) -> "BodyView":
+        body = {n.name: n for n in objects}
+        arrays = NodeArrays.build(body, levels)
+        rows = np.fromiter(map(arrays.index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+        domains = tuple(known | {n.domains[i] for n in objects if n.domains[i] is not None}
+                        for i, known in enumerate(table.level_domains))
+        return cls(body, arrays, rows, domains)
+
+    def usage(self, usage: tuple[dict[str, int], dict[str, int]]) -> UsageArrays:
+        built = self._usage
+        if built is None or built[0] is not usage:
+            built = self._usage = (usage, UsageArrays.build(self.arrays, *usage))
+        return built[1]
 
 
 @dataclass(frozen=True)

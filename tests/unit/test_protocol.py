@@ -381,11 +381,14 @@ def test_node_bodies_are_read_once_per_resource_version():
     memo = NodeMemo(("kubernetes.io/hostname", "topology.kubernetes.io/zone"))
     node = {"metadata": {"name": "n1", "resourceVersion": "7", "labels": {"topology.kubernetes.io/zone": "a"}},
             "status": {"allocatable": {"memory": "1Gi"}}}
-    first = memo.read([node])[0]
-    assert memo.read([node])[0] is first and first.domains == ("n1", "a")
+    nodes, key = memo.read([node])
+    first = nodes[0]
+    assert memo.read([node])[0][0] is first and first.domains == ("n1", "a")
+    assert key == (("n1", "7"),)
+    assert memo.read([node, {"metadata": {"name": "n9"}}])[1] is None  # no resourceVersion: no key
     moved = {**node, "metadata": {**node["metadata"], "resourceVersion": "8",
                                   "labels": {"topology.kubernetes.io/zone": "b"}}}
-    assert memo.read([moved])[0].domains == ("n1", "b")
+    assert memo.read([moved])[0][0].domains == ("n1", "b")
     with pytest.raises(ProtocolError, match="metadata.labels must be an object"):
         memo.read([{"metadata": {"name": "n2", "resourceVersion": "1", "labels": []}}])
 
