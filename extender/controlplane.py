@@ -33,6 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from .localredis import stop_process
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KUBE_BINARIES_SCRIPT = REPO_ROOT / "scripts" / "kube-binaries.sh"
 
@@ -213,17 +215,6 @@ def _tail(path: Path, lines: int = 40) -> str:
         return f"<no log: {exc}>"
 
 
-def _terminate(proc: subprocess.Popen[bytes] | None, grace: float = 5.0) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def _http_ok(url: str, context: ssl.SSLContext | None = None,
              headers: Mapping[str, str] | None = None) -> bool:
     """True if GET url answers 200; any error means "not yet"."""
@@ -316,8 +307,8 @@ class ControlPlane:
     def stop(self) -> None:
         """Stop everything (SIGTERM, SIGKILL after 5 s) and drop etcd's data. Idempotent."""
         self.stop_scheduler()
-        _terminate(self._apiserver)
-        _terminate(self._etcd)
+        stop_process(self._apiserver)
+        stop_process(self._etcd)
         self._apiserver = self._etcd = None
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -370,7 +361,7 @@ class ControlPlane:
         self.timings[f"scheduler-{n}"] = time.monotonic() - t0
 
     def stop_scheduler(self) -> None:
-        _terminate(self._scheduler)
+        stop_process(self._scheduler)
         self._scheduler = None
 
     # ---- REST helpers ------------------------------------------------------------------

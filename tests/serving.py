@@ -7,7 +7,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from extender.localredis import free_port
+from extender.localredis import free_port, stop_process
 
 
 class Served:
@@ -34,9 +34,4 @@ class Served:
         raise RuntimeError(f"extender did not start: {self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc, grace=10)

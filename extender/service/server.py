@@ -20,6 +20,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from ..localredis import stop_process
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -119,12 +120,7 @@ class SyncChild:
 
     def terminate(self) -> None:
         self.stop.set()
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc, grace=10)
 
 
 def serve(settings: Settings) -> None:
