@@ -22,10 +22,6 @@ from .model import Member, Role
 from .settings import IdentitySettings
 
 _ORDINAL = re.compile(r"-(\d+)$")
-_ROLE_WORDS = {
-    "master": Role.MASTER, "primary": Role.MASTER, "leader": Role.MASTER,
-    "replica": Role.REPLICA, "slave": Role.REPLICA, "follower": Role.REPLICA, "secondary": Role.REPLICA,
-}
 
 
 @dataclass(frozen=True)
@@ -101,9 +97,9 @@ class Identifier:
             return None
         cluster_name = _strip(raw_cluster, rules.strip_suffixes)
         cluster = f"{namespace}/{cluster_name}"
-        role = _role(labels.get(rules.live_role_label)) if rules.live_role_label else Role.UNKNOWN
+        role = Role.parse(labels.get(rules.live_role_label)) if rules.live_role_label else Role.UNKNOWN
         if role is Role.UNKNOWN and rules.role_label:
-            role = _role(labels.get(rules.role_label))
+            role = Role.parse(labels.get(rules.role_label))
         if role is Role.UNKNOWN and rules.primary_index_label and labels.get(rules.primary_index_label):
             role = Role.MASTER if labels[rules.primary_index_label] == "0" else Role.REPLICA
         ordinal = _ordinal(name)
@@ -133,12 +129,6 @@ def _strip(value: str, suffixes: tuple[str, ...]) -> str:
         if value.endswith(suffix) and len(value) > len(suffix):
             return value[: -len(suffix)]
     return value
-
-
-def _role(value: str | None) -> Role:
-    if not value:
-        return Role.UNKNOWN
-    return _ROLE_WORDS.get(value.strip().lower(), Role.UNKNOWN)
 
 
 def _ordinal(pod_name: str) -> int | None:

@@ -26,6 +26,24 @@ class Role(str, Enum):
     REPLICA = "replica"
     UNKNOWN = "unknown"
 
+    @classmethod
+    def parse(cls, word: str | None) -> "Role":
+        """The one reading of role words: labels, stored records and Redis replies.
+
+        Operators and Redis name the roles differently (kubedb `slave`, OT `leader`/`follower`,
+        Sentinel `primary`); anything else is unknown rather than an error.
+        """
+        if not word:
+            return cls.UNKNOWN
+        return _ROLE_WORDS.get(word.strip().lower(), cls.UNKNOWN)
+
+
+_ROLE_WORDS = {
+    "master": Role.MASTER, "primary": Role.MASTER, "leader": Role.MASTER,
+    "replica": Role.REPLICA, "slave": Role.REPLICA, "follower": Role.REPLICA,
+    "secondary": Role.REPLICA, "unknown": Role.UNKNOWN,
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Member:
