@@ -13,6 +13,10 @@ per phase (JSON parse, state reads, policy, Redis writes, JSON encode), so the n
 optimisation is obvious; RSS per worker at the end. For full Node bodies it also times a bare
 orjson.loads of the same body: the floor any Python extender pays. Figures are percentiles
 of one run: compare within a run, machines here are noisy.
+
+`--scheduler` adds the real kube-scheduler benchmark, benchmarks/bench_scheduler.py: a
+development tool that needs a checkout of the repository (its control-plane harness and
+scripts/kube-binaries.sh), so it is run from there, never imported from the package.
 """
 from __future__ import annotations
 
@@ -27,21 +31,51 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from . import settings as settings_mod
 from .identity import Identifier
-from .localredis import LocalRedis, free_port
+from .localredis import LocalRedis
+from .processes import free_port, http_ok, stop_process, wait_until
 from .simulate import Shape, generate
 from .state.loader import load_list
 from .state.redis_store import RedisStore
 
 LEVELS = "kubernetes.io/hostname,topology.kubernetes.io/rack,topology.kubernetes.io/zone,topology.kubernetes.io/region"
 PHASES = ("parse", "state", "policy", "record", "encode")
+PACKAGE_DIR = Path(__file__).resolve().parent
+SCHEDULER_BENCH = Path("benchmarks") / "bench_scheduler.py"  # of a checkout, beside extender/
+HARNESS = Path("tests") / "support" / "controlplane.py"
+
+
+def checkout(package_dir: Path = PACKAGE_DIR) -> Path | None:
+    """The repository checkout this package is imported from (an editable install or
+    PYTHONPATH), found as the parent of `package_dir` when it holds the real-scheduler
+    benchmark and its harness; None for an installed wheel, which has neither."""
+    root = package_dir.parent
+    return root if (root / SCHEDULER_BENCH).is_file() and (root / HARNESS).is_file() else None
+
+
+def scheduler_bench_needs(package_dir: Path = PACKAGE_DIR) -> str:
+    """What `bench --scheduler` needs, for a package installed without a checkout."""
+    return (f"redis-extender bench --scheduler: no repository checkout beside this package "
+            f"({package_dir}). The real-scheduler benchmark ({SCHEDULER_BENCH}) is a development "
+            "tool: run it from a checkout of the redis-extender repository (pip install -e . "
+            "there, or python -m benchmarks.bench_scheduler from its root). It also needs the "
+            "control-plane binaries etcd, kube-apiserver and kube-scheduler: built once by the "
+            "checkout's scripts/kube-binaries.sh, or a directory holding them in KUBE_BIN_DIR.")
+
+
+def run_scheduler_bench(root: Path, args: Sequence[str] = ()) -> int:
+    """benchmarks/bench_scheduler.py of the checkout `root`, as `python -m` from there: it
+    imports the control-plane harness of tests/support, which is no part of the package."""
+    return subprocess.run([sys.executable, "-m", "benchmarks.bench_scheduler", *args], cwd=root).returncode
 
 
 @dataclass(frozen=True)
@@ -98,14 +132,27 @@ class Client:
         return data
 
 
-def scrape(port: int) -> dict[str, float]:
-    """The extender's counters that the bench compares before and after a case."""
+Sample = tuple[str, dict[str, str], float]
+
+
+def metric_samples(text: str) -> list[Sample]:
+    """(name, labels, value) of every sample of a Prometheus text exposition, as the
+    extender's and kube-scheduler's /metrics serve it (prometheus_client's own parser)."""
+    return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text)
+            for s in family.samples]
+
+
+def scrape(port: int) -> dict[tuple[str, str], float]:
+    """The extender's counters that the bench compares before and after a case:
+    (phase_seconds_sum | phase_seconds_count, phase) and (cache_events_total, event)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        m = re.match(r'redis_extender_(phase_seconds_(?:sum|count)\{phase="(\w+)"\}|cache_events_total\{event="(\w+)"\}) (\S+)', line)
-        if m:
-            found[m.group(1)] = float(m.group(4))
+    found: dict[tuple[str, str], float] = {}
+    for name, labels, value in metric_samples(text):
+        short = name.removeprefix("redis_extender_")
+        if short in ("phase_seconds_sum", "phase_seconds_count"):
+            found[short, labels["phase"]] = value
+        elif short == "cache_events_total":
+            found[short, labels["event"]] = value
     return found
 
 
@@ -152,9 +199,9 @@ def run_case(port: int, case: Case, pods: list[dict[str, Any]], nodes: list[dict
     elapsed = time.perf_counter() - started
     after = scrape(port)
     delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
-    hits, misses = delta.get('cache_events_total{event="hits"}', 0), delta.get('cache_events_total{event="misses"}', 0)
+    hits, misses = delta.get(("cache_events_total", "hits"), 0), delta.get(("cache_events_total", "misses"), 0)
     total_calls = 2 * case.concurrency * (warmup + per_client)
-    phases = {ph: round(delta.get(f'phase_seconds_sum{{phase="{ph}"}}', 0.0) / total_calls * 1000, 3) for ph in PHASES}
+    phases = {ph: round(delta.get(("phase_seconds_sum", ph), 0.0) / total_calls * 1000, 3) for ph in PHASES}
     floor = None
     if not case.names_mode:  # the median of bare parses, without this process's big heap's GC
         gc.disable()
@@ -222,14 +269,14 @@ def main(nodes: int = 5000, shards: int = 1000, calls: int = 300, workers: int =
              "--workers", str(workers), "--redis-url", server.url],
             stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
-            _wait(port, proc, Path(log.name))
+            wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz", timeout=0.5), timeout=60,
+                       what="the extender's /healthz", proc=proc, log=Path(log.name), interval=0.1)
             for case in cases:
                 case_calls = calls if case.names_mode or case.candidates <= 500 else max(20, calls // 10)
                 results.append(run_case(port, case, pending, node_items, case_calls))
             rss = worker_rss_mb(proc.pid)
         finally:
-            proc.terminate()
-            proc.wait(15)
+            stop_process(proc, grace=15)
     _print(results, rss, n_nodes, n_pods, len(pending), load_s, workers)
     if out:
         Path(out).write_bytes(orjson.dumps({"nodes": nodes, "shards": shards, "workers": workers,
@@ -259,16 +306,3 @@ def _print(results: list[Result], rss: list[float], n_nodes: int, n_pods: int, p
             if r.parse_floor_ms else ""
         print(f"{r.case:34} " + " ".join(f"{r.phase_ms_per_call.get(ph, 0):7.3f}" for ph in PHASES) + f"   {floor}")
     print(f"\nRSS per worker: {', '.join(f'{m:.0f} MB' for m in rss)}")
-
-
-def _wait(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"extender exited: {log.read_text()[-2000:]}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=0.5).read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("extender did not start")

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--concurrency", type=int, default=4, help="clients of the concurrent case")
     bench.add_argument("--quick", action="store_true", help="skip full Node bodies at --nodes")
     bench.add_argument("--scheduler", action="store_true",
-                       help="also schedule pods with the real kube-scheduler, with and without the extender")
+                       help="also schedule pods with the real kube-scheduler, with and without the extender "
+                            "(needs a checkout of the repository and the control-plane binaries)")
     bench.add_argument("--out", help="also write the results as JSON")
 
     from .reports.cli import add_parsers as add_report_parsers
@@ -192,14 +193,16 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
 
 def cmd_bench(ns: argparse.Namespace) -> int:
-    from .bench import main as bench_main
+    from . import bench
 
-    bench_main(nodes=ns.nodes, shards=ns.shards, calls=ns.calls, workers=ns.workers,
+    root = bench.checkout() if ns.scheduler else None
+    if ns.scheduler and root is None:  # said before the minutes of the extender-alone bench
+        print(bench.scheduler_bench_needs(), file=sys.stderr)
+        return 2
+    bench.main(nodes=ns.nodes, shards=ns.shards, calls=ns.calls, workers=ns.workers,
                concurrency=ns.concurrency, out=ns.out, quick=ns.quick)
-    if ns.scheduler:
-        from .bench_scheduler import run as scheduler_bench
-
-        scheduler_bench(out=f"{ns.out}.scheduler.json" if ns.out else None)
+    if root is not None:
+        return bench.run_scheduler_bench(root, ["--out", f"{ns.out}.scheduler.json"] if ns.out else [])
     return 0
 
 

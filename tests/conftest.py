@@ -13,7 +13,7 @@ import redis as redis_py
 
 from extender.localredis import LocalRedis
 
-from .serving import Served
+from .support.serving import Served
 
 DATA = Path(__file__).parent / "data"
 

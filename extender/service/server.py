@@ -20,7 +20,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from ..localredis import stop_process
+from ..processes import stop_process
 from ..settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Smoke test of the real-scheduler throughput benchmark (extender/bench_scheduler.py): a small
+"""Smoke test of the real-scheduler throughput benchmark (benchmarks/bench_scheduler.py): a small
 cluster, every mode, on the session's control plane. Proves the measurement runs end to end
 and returns sane numbers; the figures themselves are not asserted (a noisy 2-core machine)."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from extender.bench_scheduler import MODES, run
+from benchmarks.bench_scheduler import MODES, run
 
 pytestmark = pytest.mark.e2e
 

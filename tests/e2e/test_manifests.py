@@ -33,8 +33,9 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from extender.localredis import free_port
-from extender.controlplane import ApiError, ControlPlane, as_v1beta1
+from extender.processes import free_port
+
+from ..support.controlplane import ApiError, ControlPlane, as_v1beta1
 
 pytestmark = pytest.mark.e2e
 

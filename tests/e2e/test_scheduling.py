@@ -13,11 +13,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from extender.controlplane import scheduler_config
-from extender.localredis import free_port
+from extender.processes import free_port
 from extender.state.redis_store import RedisStore
 
-from ..serving import Served
+from ..support.controlplane import scheduler_config
+from ..support.serving import Served
 
 pytestmark = pytest.mark.e2e
 

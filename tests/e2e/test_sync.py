@@ -132,10 +132,9 @@ def test_a_relist_keeps_a_placement_recorded_after_it_began(control_plane, store
 def test_the_main_job_with_a_kubeconfig_serves_the_live_cluster(control_plane, tmp_path) -> None:
     """`redis-extender run --kubeconfig`: its own Redis, the cluster synced into it, ready."""
     import json
-    import time
     import urllib.request
 
-    from extender.localredis import free_port
+    from extender.processes import free_port, stop_process, wait_until
 
     control_plane.create_node("main-job-node", {ZONE: "zone-a"})
     port = free_port()
@@ -144,18 +143,17 @@ def test_the_main_job_with_a_kubeconfig_serves_the_live_cluster(control_plane, t
                              str(control_plane.kubeconfig), "--bind", f"127.0.0.1:{port}", "--workers", "1"],
                             env={**os.environ, "REDIS_EXTENDER_LOCK_TTL": "2"}, stdout=open(log, "wb"),
                             stderr=subprocess.STDOUT)
+
+    def synced() -> bool:
+        try:
+            ready = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).read())
+        except OSError:
+            return False
+        return ready["status"] == "ready" and ready["source"].startswith("kubernetes")
+
     try:
-        deadline = time.time() + 40
-        while True:
-            assert proc.poll() is None, log.read_text()[-2000:]
-            try:
-                ready = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).read())
-                if ready["status"] == "ready" and ready["source"].startswith("kubernetes"):
-                    break
-            except OSError:
-                pass
-            assert time.time() < deadline, log.read_text()[-2000:]
-            time.sleep(0.3)
+        wait_until(synced, timeout=40, what="the main job ready on the live cluster", proc=proc, log=log,
+                   interval=0.3)
         body = json.dumps({"Pod": {"metadata": {"name": "p", "namespace": "redis", "labels": {
             "redis-extender.io/cluster": "c", "redis-extender.io/shard": "0"}}},
             "NodeNames": ["main-job-node"]}).encode()
@@ -167,6 +165,5 @@ def test_the_main_job_with_a_kubeconfig_serves_the_live_cluster(control_plane, t
         assert reply["NodeNames"] == ["main-job-node"]
         assert "live mode: syncing" in log.read_text()
     finally:
-        proc.terminate()
-        proc.wait(15)
+        stop_process(proc, grace=15)
         control_plane.delete("/api/v1/nodes/main-job-node")

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from extender.localredis import LocalRedis
+from extender.processes import wait_until
 from extender.settings import DEFAULT_LEVELS
 from extender.state.cache import StateCache, StateUnavailable
 from extender.state.redis_store import NodeRecord, PodRecord, RedisStore
@@ -47,13 +48,6 @@ def test_usage_within_the_ttl_comes_from_memory_then_reloads_in_the_background(s
     clock.now += 1.5
     assert cache.usage()[0] == {"n1": 1}  # past the TTL: served while one reload runs
     wait_until(lambda: cache.usage()[0] == {"n1": 1, "n2": 1})
-
-
-def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_shards_are_read_fresh_by_default_so_siblings_are_seen_at_once(store: RedisStore) -> None:

@@ -199,7 +199,8 @@ def test_a_sentinel_managed_redis_is_found_through_its_sentinels_and_after_a_fai
     """redis+sentinel://: the state's Redis as users run it with Sentinel."""
     import time
 
-    from extender.localredis import LocalRedis, free_port
+    from extender.localredis import LocalRedis
+    from extender.processes import free_port
     from extender.state.redis_store import connect
 
     primary = LocalRedis().start()

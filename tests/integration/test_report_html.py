@@ -208,7 +208,7 @@ def test_report_routes_and_gauges(redis_server, store, prefix: str) -> None:
 
 def test_report_route_answers_503_when_redis_is_down(redis_server, prefix: str) -> None:
     from extender import settings as settings_mod
-    from extender.localredis import free_port
+    from extender.processes import free_port
     from extender.service.app import create_app
 
     dead = f"redis://127.0.0.1:{free_port()}/0"

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -19,7 +18,8 @@ import pytest
 import redis as redis_py
 
 from extender.identity import Identifier
-from extender.localredis import LocalRedis, free_port
+from extender.localredis import LocalRedis
+from extender.processes import free_port, wait_until
 from extender.reports.inventory import read_inventory
 from extender.reports.metrics import LiveTopology
 from extender.reports.rebalance import FAILED, SKIPPED, rebalance, wait_master_knows
@@ -35,14 +35,7 @@ FAIL_ON = "spof=0,master_skew=1,quorum_unsafe=0"
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return wait_until(check, timeout=timeout, what=what, error=AssertionError)
 
 
 class RedisCluster:

@@ -1,6 +1,6 @@
 """Real kube-scheduler throughput with and without the extender, measured in one run.
 
-One control plane (etcd + kube-apiserver, extender/controlplane.py), `nodes` fake Ready Nodes
+One control plane (etcd + kube-apiserver, tests/support/controlplane.py), `nodes` fake Ready Nodes
 over 3 zones and one private redis-server; then, per mode, a fresh kube-scheduler (and, for the
 extender modes, a fresh `redis-extender serve --kubeconfig` in live mode: it syncs Nodes/Pods
 into Redis under its own key prefix and binds) schedules the same burst of Redis pods
@@ -20,8 +20,11 @@ scheduler's /metrics (schedule attempts by result, algorithm/e2e latency); Redis
 name (INFO commandstats, Lua-internal calls included); and node/zone violations of the placement.
 The printed "ms/pod" lines split an extender mode's time per pod (see `summarize`).
 
-    python -c "from extender.bench_scheduler import run; run()"
-    python -m extender.bench_scheduler --nodes 500 --pods 300 --out sched.json
+From the repository root (the harness lives in tests/support, outside the package), or as
+`redis-extender bench --scheduler` from a checkout:
+
+    python -c "from benchmarks.bench_scheduler import run; run()"
+    python -m benchmarks.bench_scheduler --nodes 500 --pods 300 --out sched.json
 """
 from __future__ import annotations
 
@@ -30,7 +33,6 @@ import http.client
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import socket
@@ -48,9 +50,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from . import controlplane
-from .controlplane import ApiError, ControlPlane, kube_bin_dir
-from .localredis import LocalRedis, free_port
+from extender.bench import Sample, metric_samples
+from extender.localredis import LocalRedis
+from extender.processes import free_port, http_ok, wait_until
+from tests.support import controlplane
+from tests.support.controlplane import ApiError, ControlPlane, kube_bin_dir
 
 MODES = ("none", "extender-ncc", "extender-full")
 NAMESPACE = "redis-bench"
@@ -295,29 +299,9 @@ def _redis_delta(before: dict[str, tuple[int, int]], after: dict[str, tuple[int,
 
 
 # --------------------------------------------------------------------------------------------
-# Prometheus text, just enough
+# Prometheus text: parsed by extender.bench.metric_samples
 
-_SAMPLE = re.compile(r'^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)')
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:
-    out = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        if not m:
-            continue
-        try:
-            value = float(m.group(3))
-        except ValueError:
-            continue
-        out.append((m.group(1), dict(_LABEL.findall(m.group(2) or "")), value))
-    return out
-
-
-def histograms(samples: list[tuple[str, dict[str, str], float]], name: str,
+def histograms(samples: list[Sample], name: str,
                by: str | None = None, where: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
     """Per value of label `by` (or "all"): count, mean_ms and bucket-bound p50/p90/p99 ms."""
     buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
@@ -346,7 +330,7 @@ def histograms(samples: list[tuple[str, dict[str, str], float]], name: str,
     return out
 
 
-def counters(samples: list[tuple[str, dict[str, str], float]], name: str, by: str) -> dict[str, int]:
+def counters(samples: list[Sample], name: str, by: str) -> dict[str, int]:
     out: dict[str, float] = defaultdict(float)
     for metric, labels, value in samples:
         if metric == name:
@@ -361,7 +345,7 @@ def _get(url: str, timeout: float = 5.0) -> str:
 
 def scheduler_metrics(port: int) -> dict[str, Any]:
     try:
-        samples = parse_metrics(_get(f"http://127.0.0.1:{port}/metrics"))
+        samples = metric_samples(_get(f"http://127.0.0.1:{port}/metrics"))
     except OSError as exc:
         return {"error": str(exc)}
     out: dict[str, Any] = {
@@ -377,7 +361,7 @@ def scheduler_metrics(port: int) -> dict[str, Any]:
 
 def extender_metrics(port: int) -> dict[str, Any]:
     try:
-        samples = parse_metrics(_get(f"http://127.0.0.1:{port}/metrics"))
+        samples = metric_samples(_get(f"http://127.0.0.1:{port}/metrics"))
     except OSError as exc:
         return {"error": str(exc)}
     return {
@@ -411,24 +395,8 @@ class LiveExtender:
                 start_new_session=True)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"extender exited {self.proc.returncode}: {self.tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:  # noqa: S310
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"extender not ready after {timeout:g} s: {self.tail()}")
-
-    def tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
+        wait_until(lambda: http_ok(self.url + "/readyz", timeout=1), timeout=timeout,
+                   what="the live extender's /readyz", proc=self.proc, log=self.log, interval=0.1)
 
     def stop(self) -> None:
         if self.proc.poll() is not None:
@@ -498,7 +466,7 @@ def run_mode(cp: ControlPlane, mode: str, index: int, pods: int, zone_of: dict[s
         if mode == "none":
             config = scheduler_config(sched_port)
         elif mode in ("extender-ncc", "extender-full"):
-            from .state.redis_store import RedisStore
+            from extender.state.redis_store import RedisStore
 
             prefix = f"rxbench:{{{os.getpid()}-{index}}}:"
             t0 = time.perf_counter()

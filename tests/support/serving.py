@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-from extender.localredis import free_port, stop_process
+from extender.processes import free_port, http_ok, stop_process, wait_until
 
 
 class Served:
@@ -21,17 +19,12 @@ class Served:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "extender.cli", "serve", "--bind", f"127.0.0.1:{self.port}", *args],
             env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"extender exited: {self.log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(self.url + ready_path, timeout=0.5).read()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"extender did not start: {self.log.read_text()[-3000:]}")
+        try:
+            wait_until(lambda: http_ok(self.url + ready_path, timeout=0.5), timeout=timeout,
+                       what=f"the extender's {ready_path}", proc=self.proc, log=self.log, interval=0.1)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         stop_process(self.proc, grace=10)

@@ -5,7 +5,7 @@ tests can create fake Ready nodes and pods through the API and watch the real sc
 them, with or without our extender. Stdlib only, so it works before any test dependency is
 installed. Binaries come from ``scripts/kube-binaries.sh`` (see :func:`kube_bin_dir`).
 
-Run ``python -m extender.controlplane`` (or this file) for a self-check.
+Run ``python -m tests.support.controlplane`` from the repository root for a self-check.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .localredis import stop_process
+from extender.processes import http_ok, stop_process, wait_until
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # this file is tests/support/controlplane.py
 KUBE_BINARIES_SCRIPT = REPO_ROOT / "scripts" / "kube-binaries.sh"
 
 #: Minimal config for the stock scheduler. ``{kubeconfig}`` is optional: the harness always
@@ -208,34 +208,6 @@ def _remove_orphaned_data_dirs(base: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as exc:
-        return f"<no log: {exc}>"
-
-
-def _http_ok(url: str, context: ssl.SSLContext | None = None,
-             headers: Mapping[str, str] | None = None) -> bool:
-    """True if GET url answers 200; any error means "not yet"."""
-    parts = urllib.parse.urlsplit(url)
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=2,
-                                           context=context)
-    else:
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=2)
-    try:
-        conn.request("GET", parts.path or "/", headers=dict(headers or {}))
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
-
-
 def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -354,7 +326,7 @@ class ControlPlane:
         insecure.verify_mode = ssl.CERT_NONE  # the scheduler serves a throwaway self-signed cert
         try:
             self._wait_ready("kube-scheduler", self._scheduler, self.scheduler_log,
-                             lambda: _http_ok(healthz, insecure))
+                             lambda: http_ok(healthz, insecure))
         except BaseException:
             self.stop_scheduler()
             raise
@@ -452,14 +424,7 @@ class ControlPlane:
     def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
                  what: str = "condition") -> T:
         """Poll until predicate() is truthy and return its value; TimeoutError otherwise."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-            time.sleep(interval)
+        return wait_until(predicate, timeout=timeout, interval=interval, what=what, error=TimeoutError)
 
     # ---- internals ---------------------------------------------------------------------
 
@@ -482,15 +447,8 @@ class ControlPlane:
 
     def _wait_ready(self, name: str, proc: subprocess.Popen[bytes], log: Path,
                     ready: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while not ready():
-            if proc.poll() is not None:
-                raise ControlPlaneError(
-                    f"{name} exited with {proc.returncode}; {log}:\n{_tail(log)}")
-            if time.monotonic() > deadline:
-                raise ControlPlaneError(
-                    f"{name} not ready after {self.start_timeout:g} s; {log}:\n{_tail(log)}")
-            time.sleep(0.05)
+        wait_until(ready, timeout=self.start_timeout, what=name, proc=proc, log=log,
+                   error=ControlPlaneError)
 
     def _make_certs(self) -> None:
         """CA, apiserver serving cert, service-account key pair and token file.
@@ -554,7 +512,7 @@ current-context: test
             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
             "--initial-cluster", f"t={peer_url}",
         ])
-        self._wait_ready("etcd", self._etcd, log, lambda: _http_ok(f"{client}/health"))
+        self._wait_ready("etcd", self._etcd, log, lambda: http_ok(f"{client}/health"))
         self.timings["etcd"] = time.monotonic() - t0
 
     def _start_apiserver(self) -> None:
@@ -580,9 +538,9 @@ current-context: test
         ])
         auth = {"Authorization": f"Bearer {self.token}"}
         self._wait_ready("kube-apiserver", self._apiserver, log,
-                         lambda: _http_ok(f"{self.server}/readyz", self._ssl, auth))
+                         lambda: http_ok(f"{self.server}/readyz", self._ssl, auth))
         # /readyz can pass before the bootstrap controller has created "default".
-        self._wait_ready("kube-apiserver", self._apiserver, log, lambda: _http_ok(
+        self._wait_ready("kube-apiserver", self._apiserver, log, lambda: http_ok(
             f"{self.server}/api/v1/namespaces/default", self._ssl, auth))
         self.timings["apiserver"] = time.monotonic() - t0
 

@@ -1,0 +1,88 @@
+"""The installed package holds the product only: no module under extender/ imports the tests'
+harness or the benchmarks, every module imports from a copy of the package alone (as from a
+wheel, without the repository around it), and `bench --scheduler` says what it needs there."""
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from extender import bench
+
+PACKAGE = Path(bench.__file__).resolve().parent
+REPO = PACKAGE.parent
+DEVELOPMENT = ("tests", "benchmarks")
+
+
+def development_imports(source: str) -> list[str]:
+    """The tests/benchmarks modules a source imports: import statements anywhere (inside
+    functions too) and importlib.import_module/__import__ of a literal name."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
+              in ("import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant)):
+            names = [str(node.args[0].value)]
+        found += [name for name in names if name.split(".")[0] in DEVELOPMENT]
+    return found
+
+
+def test_the_scan_sees_every_form_of_import() -> None:
+    source = ("import tests.support.controlplane\nfrom benchmarks import bench_scheduler\n"
+              "def f():\n    from tests.support.serving import Served\n"
+              "importlib.import_module('benchmarks.bench_scheduler')\nimport testsuite\nfrom . import tests\n")
+    assert development_imports(source) == ["tests.support.controlplane", "benchmarks",
+                                           "tests.support.serving", "benchmarks.bench_scheduler"]
+
+
+def test_no_module_of_the_package_imports_the_tests_or_the_benchmarks() -> None:
+    offenders = {str(path.relative_to(REPO)): found for path in sorted(PACKAGE.rglob("*.py"))
+                 if (found := development_imports(path.read_text()))}
+    assert offenders == {}
+
+
+def _package_alone(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of extender/ with nothing of the repository beside it, and an environment that
+    imports it (and only it) from there."""
+    site = tmp_path / "site-packages"
+    shutil.copytree(PACKAGE, site / "extender", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    return site, env
+
+
+def test_every_module_imports_from_the_package_alone(tmp_path: Path) -> None:
+    site, env = _package_alone(tmp_path)
+    script = ("import importlib, pkgutil, extender\n"
+              f"assert extender.__file__.startswith({str(site)!r}), extender.__file__\n"
+              "names = [m.name for m in pkgutil.walk_packages(extender.__path__, 'extender.')]\n"
+              "[importlib.import_module(name) for name in names]\n"
+              "print(len(names))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) >= 30  # every module was walked, not an empty package
+
+
+def test_bench_scheduler_without_a_checkout_says_what_it_needs_and_exits_2(tmp_path: Path) -> None:
+    site, env = _package_alone(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "extender.cli", "bench", "--scheduler", "--nodes", "10"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    message = done.stderr
+    assert "no repository checkout" in message and str(site / "extender") in message
+    assert "checkout of the redis-extender repository" in message
+    assert "scripts/kube-binaries.sh" in message and "KUBE_BIN_DIR" in message
+    assert "cluster:" not in done.stdout  # it said so before running the extender-alone bench
+    assert bench.checkout(site / "extender") is None
+
+
+def test_from_the_checkout_bench_scheduler_finds_and_runs_the_benchmark() -> None:
+    assert bench.checkout() == REPO
+    assert bench.run_scheduler_bench(REPO, ["--help"]) == 0  # the module imports and parses its arguments
