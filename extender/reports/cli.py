@@ -25,7 +25,7 @@ import orjson
 from ..cliargs import add_common, load_settings
 from ..settings import Settings, SettingsError
 from ..state.redis_store import Client, RedisStore, StoreError, connect
-from ..state.redis_topology import Connect
+from ..state.redis_topology import Connect, connector
 from .placement import DEFAULT_MAX_LAG, place
 from .render import (EXIT_BREACH, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, THRESHOLDS, compose, document,
                      parse_fail_on, table)
@@ -105,8 +105,7 @@ def _ip_map(items: Sequence[str]) -> dict[str, str]:
 
 
 def _connector(ns: argparse.Namespace) -> Connect:
-    from ..state.redis_topology import connector
-
+    """Clients of the live Redis nodes, with the password of --node-password-env."""
     password = os.environ.get(ns.node_password_env) if ns.node_password_env else None
     return connector(password=password)
 

@@ -30,7 +30,7 @@ from ..model import Role
 from ..state.redis_store import StoreError
 from ..state.redis_topology import NodeClient, OpenNode, node_opener
 from .advice import Plan, Step
-from .topology import LiveNode, LiveTopology
+from .topology import LiveNode, LiveTopology, myself, parse_cluster_nodes
 
 PLANNED, DONE, FAILED, SKIPPED = "planned", "done", "failed", "skipped"
 
@@ -141,14 +141,10 @@ def wait_master_knows(master: NodeClient, replica_id: str, timeout: float, poll:
     half the node timeout): without this wait, failing back a fresh failover times out."""
     deadline = time.monotonic() + timeout
     while True:
-        myself, follows = "", ""
-        for line in master.cluster_nodes().splitlines():
-            parts = line.split()
-            if len(parts) > 3 and "myself" in parts[2].split(","):
-                myself = parts[0]
-            if parts and parts[0] == replica_id and len(parts) > 3:
-                follows = parts[3] if "slave" in parts[2].split(",") else ""
-        if myself and follows == myself:
+        reply = master.cluster_nodes()
+        me = myself(reply)
+        replica = next((n for n in parse_cluster_nodes(reply) if n.node_id == replica_id), None)
+        if me is not None and replica is not None and replica.role == "replica" and replica.master_id == me.node_id:
             return True
         if time.monotonic() >= deadline:
             return False
@@ -158,11 +154,8 @@ def wait_master_knows(master: NodeClient, replica_id: str, timeout: float, poll:
 def _master_id(client: NodeClient) -> str:
     """The node id this replica follows, from its own CLUSTER NODES line ("myself,slave <id>"):
     ids survive address changes (pod restarts, announce-ip) where ip:port comparisons do not."""
-    for line in client.cluster_nodes().splitlines():
-        parts = line.split()
-        if len(parts) > 3 and "myself" in parts[2].split(","):
-            return "" if parts[3] == "-" else parts[3]
-    return ""
+    me = myself(client.cluster_nodes())
+    return me.master_id if me is not None else ""
 
 
 def wait_converged(fetch: Callable[[], LiveTopology], promoted: list[str], timeout: float = 10.0,

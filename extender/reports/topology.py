@@ -200,6 +200,15 @@ def parse_cluster_nodes(reply: str) -> list[LiveNode]:
     return nodes
 
 
+def myself(reply: str) -> LiveNode | None:
+    """The node that answered a CLUSTER NODES (its line is flagged "myself")."""
+    for line in reply.splitlines():
+        parts = line.split()
+        if len(parts) > 2 and "myself" in parts[2].split(","):
+            return next(iter(parse_cluster_nodes(line)), None)
+    return None
+
+
 def complete(shards: list[LiveNode], listed: Sequence[LiveNode]) -> list[LiveNode]:
     """CLUSTER SHARDS lists masters and their replicas: mid-failover, a replica whose master
     just became a replica itself is in no shard. CLUSTER NODES lists every node."""

@@ -8,7 +8,7 @@ import pytest
 
 from extender.reports.topology import (LiveNode, LiveTopology, complete, follow_masters, map_pods, pairs,
                                       parse_cluster_nodes, parse_cluster_shards, parse_seed_spec, probed,
-                                      sentinel_master_id, sentinel_node)
+                                      myself, sentinel_master_id, sentinel_node)
 
 from .report_builders import PILED, make_inventory
 
@@ -93,3 +93,12 @@ def test_seed_specs_name_a_cluster_and_an_address() -> None:
     assert parse_seed_spec("ns/c=sentinel://[::1]:26379/cache") == ("ns/c", "sentinel://[::1]:26379/cache")
     with pytest.raises(ValueError):
         parse_seed_spec("ns/c=nohost")
+
+
+def test_myself_is_the_node_that_answered() -> None:
+    me = myself(NODES_TEXT)
+    assert me is not None and (me.node_id, me.role) == ("07c3", "master")
+    replica = NODES_TEXT.replace("myself,master", "master").replace(" slave 07c3", " myself,slave 07c3")
+    me = myself(replica)
+    assert me is not None and (me.node_id, me.master_id) == ("e1a2", "07c3")
+    assert myself("") is None
