@@ -15,12 +15,8 @@ from typing import Any, Sequence
 import orjson
 
 from . import settings as settings_mod
-from .settings import Settings, SettingsError
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML configuration file (see README)")
-    parser.add_argument("--redis-url", help="Redis URL (default $REDIS_URL or redis://127.0.0.1:6379/0)")
+from .cliargs import add_common, load_settings
+from .settings import SettingsError
 
 
 def _kube(parser: argparse.ArgumentParser) -> None:
@@ -30,17 +26,12 @@ def _kube(parser: argparse.ArgumentParser) -> None:
                        help="live mode with the pod's service account")
 
 
-def _settings(ns: argparse.Namespace, **extra: Any) -> Settings:
-    overrides = {"store.redis_url": getattr(ns, "redis_url", None), **extra}
-    return settings_mod.load(overrides, config_file=getattr(ns, "config", None))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="redis-extender", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve the extender verbs under gunicorn")
-    _common(serve)
+    add_common(serve)
     serve.add_argument("--bind", help="HOST:PORT (default 127.0.0.1:8888)")
     serve.add_argument("--workers", type=int, help="gunicorn workers (default 2)")
     serve.add_argument("--threads", type=int, help="threads per worker (default 4)")
@@ -49,11 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     _kube(serve)
 
     sync = sub.add_parser("sync", help="list+watch Nodes and Pods into Redis (leader-elected)")
-    _common(sync)
+    add_common(sync)
     _kube(sync)
 
     load = sub.add_parser("load", help="load a Kubernetes List of Nodes and Pods into Redis")
-    _common(load)
+    add_common(load)
     load.add_argument("file", help="JSON file ('-' for stdin), e.g. kubectl get nodes,pods -A -o json")
     load.add_argument("--merge", action="store_true", help="merge into the state instead of replacing it")
 
@@ -66,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--out", required=True, help="output file ('-' for stdout)")
 
     run = sub.add_parser("run", help="the embedded default: local Redis + simulated cluster + extender")
-    _common(run)
+    add_common(run)
     run.add_argument("--bind", default="127.0.0.1:8888")
     run.add_argument("--nodes", type=int, default=30)
     run.add_argument("--workers", type=int, default=2)
@@ -90,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parsers(sub)  # report, rebalance
 
     config = sub.add_parser("config", help="validate the configuration, or print its documentation")
-    _common(config)
+    add_common(config)
     config.add_argument("--markdown", action="store_true", help="print the README table of options")
     return parser
 
@@ -110,10 +101,10 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 
     if ns.config:  # the sync child and the workers read the same file
         os.environ["REDIS_EXTENDER_CONFIG"] = str(Path(ns.config).resolve())
-    settings = _settings(ns, **{"service.bind": ns.bind, "service.workers": ns.workers,
-                                "service.threads": ns.threads, "service.certfile": ns.certfile,
-                                "service.keyfile": ns.keyfile, "kube.kubeconfig": ns.kubeconfig,
-                                "kube.in_cluster": ns.in_cluster})
+    settings = load_settings(ns, **{"service.bind": ns.bind, "service.workers": ns.workers,
+                                    "service.threads": ns.threads, "service.certfile": ns.certfile,
+                                    "service.keyfile": ns.keyfile, "kube.kubeconfig": ns.kubeconfig,
+                                    "kube.in_cluster": ns.in_cluster})
     serve(settings)
     return 0
 
@@ -126,7 +117,7 @@ def cmd_sync(ns: argparse.Namespace) -> int:
     from .state.k8s_sync import run_sync
     from .state.redis_store import RedisStore
 
-    settings = _settings(ns, **{"kube.kubeconfig": ns.kubeconfig, "kube.in_cluster": ns.in_cluster})
+    settings = load_settings(ns, **{"kube.kubeconfig": ns.kubeconfig, "kube.in_cluster": ns.in_cluster})
     if not settings.kube.enabled:
         print("redis-extender sync: give --kubeconfig PATH or --in-cluster", file=sys.stderr)
         return 2
@@ -145,13 +136,11 @@ def cmd_sync(ns: argparse.Namespace) -> int:
 
 
 def cmd_load(ns: argparse.Namespace) -> int:
-    import redis
-
     from .identity import Identifier
     from .state.loader import LoadError, load_list
-    from .state.redis_store import RedisStore
+    from .state.redis_store import RedisStore, StoreError
 
-    settings = _settings(ns)
+    settings = load_settings(ns)
     try:
         data = sys.stdin.buffer.read() if ns.file == "-" else Path(ns.file).read_bytes()
         document = orjson.loads(data)
@@ -164,7 +153,7 @@ def cmd_load(ns: argparse.Namespace) -> int:
     except LoadError as exc:
         print(f"redis-extender load: {ns.file}: {exc}", file=sys.stderr)
         return 1
-    except redis.RedisError as exc:
+    except StoreError as exc:
         print(f"redis-extender load: Redis at {settings.store.redis_url}: {exc}", file=sys.stderr)
         return 1
     print(f"loaded {nodes} nodes and {pods} pods into {settings.store.redis_url}")
@@ -216,7 +205,7 @@ def cmd_config(ns: argparse.Namespace) -> int:
     if ns.markdown:
         print(settings_mod.markdown_table())
         return 0
-    settings = _settings(ns)
+    settings = load_settings(ns)
     print(orjson.dumps(settings, option=orjson.OPT_INDENT_2, default=_plain).decode())
     return 0
 

@@ -1,6 +1,6 @@
 """Failover advice: the fewest CLUSTER FAILOVER steps that balance masters and make quorum safe.
 
-Pure: reads a metrics.Placement, returns Plans; reports.rebalance executes them.
+Pure: reads a placement.Placement, returns Plans; reports.rebalance executes them.
 
 The problem. After failovers, masters pile up in one domain (redis/redis #6736): losing it
 then stops writes for many shards at once and, past half of the masters, no election can
@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..model import Role
-from .metrics import (KIND_CLUSTER, KIND_SENTINEL, UNKNOWN_DOMAIN, ClusterView, CopyView, Placement,
-                      ShardView, natural_key)
+from .placement import UNKNOWN_DOMAIN, ClusterView, CopyView, Placement, ShardView, natural_key
+from .topology import KIND_CLUSTER, KIND_SENTINEL
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """`redis-extender report` and `redis-extender rebalance`.
 
 report     read the state (and, with --refresh-live, each cluster's live topology first) and
-           print the metrics table, or the JSON document (--json); --html FILE writes the page.
+           print the measures table, or the JSON document (--json); --html FILE writes the page.
            Exit codes: 0 fine, 1 a --fail-on threshold is breached, 2 bad arguments or
            configuration, 3 the state's Redis cannot be read.
 rebalance  refresh one cluster's live topology, print the failover plan, and with --apply
@@ -10,6 +10,8 @@ rebalance  refresh one cluster's live topology, print the failover plan, and wit
 
 Wiring (extender/cli.py): `add_parsers(sub)` in build_parser(), and `run` for the commands
 "report" and "rebalance" in COMMANDS. `python -m extender.reports.cli ...` works standalone.
+The common options and the settings come from extender/cliargs.py, as for every command; the
+state is read through extender.state (state/inventory.py, state/redis_topology.py).
 """
 from __future__ import annotations
 
@@ -19,27 +21,29 @@ import sys
 from typing import Any, Sequence
 
 import orjson
-import redis
 
-from .. import settings as settings_mod
+from ..cliargs import add_common, load_settings
 from ..settings import Settings, SettingsError
-from ..state.redis_store import connect
-from .metrics import DEFAULT_MAX_LAG, place
+from ..state.redis_store import Client, RedisStore, StoreError, connect
+from ..state.redis_topology import Connect, connector
+from .placement import DEFAULT_MAX_LAG, place
 from .render import (EXIT_BREACH, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, THRESHOLDS, compose, document,
                      parse_fail_on, table)
 
 COMMANDS = ("report", "rebalance")
+REPORT_TIMEOUT = 10.0
+"""Seconds a call to the state's Redis may take in these commands (they read every shard)."""
 
 
 def add_parsers(subparsers: Any) -> None:
     """Add the `report` and `rebalance` subcommands to an argparse subparsers object."""
     report = subparsers.add_parser(
         "report", help="placement-quality report (table, --json, --fail-on for cron/CI)",
-        description="Placement-quality metrics per domain level, risky shards and failover advice.",
+        description="Placement-quality measures per domain level, risky shards and failover advice.",
         epilog="--fail-on keys: " + ", ".join(f"{t.key} ({'min' if t.direction == 'min' else 'max'})"
                                              for t in THRESHOLDS),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common(report)
+    add_common(report)
     report.add_argument("--json", action="store_true", help="print the JSON document (schema redis-extender.report/v1)")
     report.add_argument("--fail-on", metavar="KEY=N,...",
                         help="exit 1 when a summary value is past its limit, e.g. spof=0,master_skew=1,quorum_unsafe=0")
@@ -52,7 +56,7 @@ def add_parsers(subparsers: Any) -> None:
     reb = subparsers.add_parser(
         "rebalance", help="print (or --apply) the CLUSTER FAILOVER steps that balance masters",
         description="Refresh a cluster's live topology, print the failover plan; --apply runs it.")
-    _common(reb)
+    add_common(reb)
     reb.add_argument("--cluster", required=True, help="the cluster id in the state, ns/name")
     reb.add_argument("--seed", metavar="HOST:PORT",
                      help="a node of the Redis Cluster (default: the seed of the stored live topology)")
@@ -60,11 +64,6 @@ def add_parsers(subparsers: Any) -> None:
     reb.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each role change (default 10)")
     reb.add_argument("--json", action="store_true", help="print the result as JSON")
     _live_options(reb)
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML configuration file (see README)")
-    parser.add_argument("--redis-url", help="Redis holding the state (default $REDIS_URL or redis://127.0.0.1:6379/0)")
 
 
 def _live_options(parser: argparse.ArgumentParser) -> None:
@@ -89,14 +88,10 @@ def run(ns: argparse.Namespace) -> int:
     raise ValueError(f"not a reports command: {ns.command}")
 
 
-def _settings(ns: argparse.Namespace) -> Settings:
-    return settings_mod.load({"store.redis_url": ns.redis_url}, config_file=ns.config)
-
-
-def _client(settings: Settings) -> redis.Redis:
-    """A client of its own: a report reads much more than a filter, so the filter's 50 ms socket
-    timeout does not fit."""
-    return connect(settings.store.redis_url, timeout=10)
+def _client(settings: Settings) -> Client:
+    """A client of its own: a report reads much more than a decision, so the decisions' socket
+    timeout (setting store.socket_timeout) does not fit."""
+    return connect(settings.store.redis_url, timeout=REPORT_TIMEOUT)
 
 
 def _ip_map(items: Sequence[str]) -> dict[str, str]:
@@ -109,19 +104,19 @@ def _ip_map(items: Sequence[str]) -> dict[str, str]:
     return result
 
 
-def _connector(ns: argparse.Namespace) -> Any:
-    from .topology import connector
-
+def _connector(ns: argparse.Namespace) -> Connect:
+    """Clients of the live Redis nodes, with the password of --node-password-env."""
     password = os.environ.get(ns.node_password_env) if ns.node_password_env else None
     return connector(password=password)
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
+    from ..state.inventory import read_inventory
+    from ..state.redis_topology import fetch, store_live
     from .html import page
-    from .inventory import read_inventory
-    from .topology import fetch, parse_seed_spec, store_live
+    from .topology import parse_seed_spec
 
-    settings = _settings(ns)
+    settings = load_settings(ns)
     try:
         limits = parse_fail_on(ns.fail_on) if ns.fail_on else None
         seeds = [parse_seed_spec(s) for s in ns.refresh_live]
@@ -130,16 +125,16 @@ def cmd_report(ns: argparse.Namespace) -> int:
         print(f"redis-extender report: {exc}", file=sys.stderr)
         return EXIT_USAGE
     client = _client(settings)
-    prefix = settings.store.key_prefix
+    store = RedisStore(client, settings.store.key_prefix)
     try:
         for cluster, seed in seeds:
             topology = fetch(cluster, seed, ip_map, connect=_connector(ns))
-            store_live(client, prefix, topology)
+            store_live(store, topology)
             if topology.error:
                 print(f"redis-extender report: {cluster}: live topology from {seed}: {topology.error}",
                       file=sys.stderr)
-        inventory = read_inventory(client, prefix, settings.domains.levels)
-    except redis.RedisError as exc:
+        inventory = read_inventory(store, settings.domains.levels)
+    except StoreError as exc:
         print(f"redis-extender report: Redis at {settings.store.redis_url}: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     finally:
@@ -157,38 +152,38 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
 
 def cmd_rebalance(ns: argparse.Namespace) -> int:
+    from ..state.inventory import read_inventory
+    from ..state.redis_topology import fetch, load_live, node_opener, store_live
     from .advice import plan_cluster
-    from .inventory import read_inventory
-    from .metrics import compute
+    from .measures import compute
     from .rebalance import rebalance, wait_converged
     from .render import plan_line
-    from .topology import fetch, load_live, store_live
 
-    settings = _settings(ns)
+    settings = load_settings(ns)
     try:
         ip_map = _ip_map(ns.pod_ip)
     except ValueError as exc:
         print(f"redis-extender rebalance: {exc}", file=sys.stderr)
         return EXIT_USAGE
     client = _client(settings)
-    prefix = settings.store.key_prefix
+    store = RedisStore(client, settings.store.key_prefix)
     connect = _connector(ns)
     say = (lambda text: print(text, file=sys.stderr)) if ns.json else print
     try:
         seed = ns.seed
         if not seed:
-            stored = load_live(client, prefix, ns.cluster)
+            stored = load_live(store, ns.cluster)
             if stored is None or not stored.seed:
                 print(f"redis-extender rebalance: no stored live topology for {ns.cluster}: give --seed HOST:PORT",
                       file=sys.stderr)
                 return EXIT_USAGE
             seed = stored.seed
         topology = fetch(ns.cluster, seed, ip_map, connect=connect)
-        store_live(client, prefix, topology)
+        store_live(store, topology)
         if topology.error:
             print(f"redis-extender rebalance: {ns.cluster}: {seed}: {topology.error}", file=sys.stderr)
             return EXIT_UNAVAILABLE
-        inventory = read_inventory(client, prefix, settings.domains.levels)
+        inventory = read_inventory(store, settings.domains.levels)
         placement = place(inventory, ns.max_lag)
         view = next((c for c in placement.clusters if c.id == ns.cluster), None)
         if view is None:
@@ -202,12 +197,12 @@ def cmd_rebalance(ns: argparse.Namespace) -> int:
         for note in plan.notes:
             say(f"  note: {note}")
         result = rebalance(plan, topology, apply=ns.apply, max_lag=ns.max_lag, timeout=ns.timeout,
-                           connect=connect, log=lambda text: say("  " + text))
+                           open_node=node_opener(connect), log=lambda text: say("  " + text))
         if ns.apply and plan.steps:
             promoted = [r.step.promote for r in result.results if r.status == "done"]
             after = wait_converged(lambda: fetch(ns.cluster, seed, ip_map, connect=connect), promoted, ns.timeout)
-            store_live(client, prefix, after)
-            inventory = read_inventory(client, prefix, settings.domains.levels)
+            store_live(store, after)
+            inventory = read_inventory(store, settings.domains.levels)
             report = compute(place(inventory, ns.max_lag))
             top = report.placement.top_level
             if top is not None:
@@ -217,7 +212,7 @@ def cmd_rebalance(ns: argparse.Namespace) -> int:
                     f"(skew {cl.master_skew}, quorum {'safe' if cl.quorum_safe is not False else 'UNSAFE'})")
         elif plan.steps:
             say("(plan only: run with --apply to execute it)")
-    except redis.RedisError as exc:
+    except StoreError as exc:
         print(f"redis-extender rebalance: Redis at {settings.store.redis_url}: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     finally:

@@ -17,8 +17,8 @@ from collections import defaultdict
 from html import escape
 from typing import Any, Mapping
 
-from .metrics import natural_key
-from .render import plan_line
+from .placement import natural_key
+from .render import age_text, plan_line
 
 PALETTE = ("#1f6fb4", "#2a9d55", "#8a4fbf", "#c07a12", "#0f8b8d", "#b4456e", "#5b6b2f", "#3f51b5")
 MAX_SIDE_ITEMS = 40
@@ -131,8 +131,8 @@ def _header(doc: Mapping[str, Any], title: str) -> str:
         badge(f"failovers advised {s['advice_steps']}", s["advice_steps"] > 0),
     ])
     meta = (f"{s['clusters']} cluster(s) &middot; {s['shards']} shards &middot; {s['copies']} copies &middot; "
-            f"level {escape(str(doc.get('top_level') or '-'))} &middot; state {_age(s['cache_age'])} old &middot; "
-            f"live {_age(s['live_age'])} old")
+            f"level {escape(str(doc.get('top_level') or '-'))} &middot; state {age_text(s['cache_age'])} old &middot; "
+            f"live {age_text(s['live_age'])} old")
     return f"<header><h1>{escape(title)}</h1>{badges}<span class=\"meta\">{meta}</span></header>"
 
 
@@ -187,8 +187,3 @@ def _risk_class(risks: list[str]) -> str:
 def _short(cluster: str) -> str:
     return cluster.split("/", 1)[-1]
 
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m"

@@ -15,6 +15,10 @@ Anything else (a pod missing from the topology, another master, a lagging or dis
 replica, an error, a timeout) stops the run: the next steps were planned for a state that no
 longer holds, so they are reported as skipped and nothing more is touched.
 Without `apply` nothing is sent: every step is returned as "planned".
+
+The checks and the stopping rule live here; the commands reach the nodes through
+state/redis_topology.py's NodeClient (ROLE, CLUSTER NODES, CLUSTER FAILOVER), so this module
+never imports redis.
 """
 from __future__ import annotations
 
@@ -22,11 +26,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import redis
-
+from ..model import Role
+from ..state.redis_store import StoreError
+from ..state.redis_topology import NodeClient, OpenNode, node_opener
 from .advice import Plan, Step
-from .metrics import LiveNode, LiveTopology
-from .topology import Connect, connector
+from .topology import LiveNode, LiveTopology, myself, parse_cluster_nodes
 
 PLANNED, DONE, FAILED, SKIPPED = "planned", "done", "failed", "skipped"
 
@@ -63,18 +67,18 @@ class Surprise(RuntimeError):
 
 
 def rebalance(plan: Plan, topology: LiveTopology, apply: bool = False, max_lag: int = 1 << 20,
-              timeout: float = 10.0, connect: Connect | None = None,
+              timeout: float = 10.0, open_node: OpenNode | None = None,
               log: Callable[[str], None] = lambda _: None, poll: float = 0.05) -> RebalanceResult:
     if not apply:
         return RebalanceResult(plan, False, tuple(StepResult(s, PLANNED) for s in plan.steps))
-    connect = connect or connector()
+    open_node = open_node or node_opener()
     by_pod = topology.by_pod()
     results: list[StepResult] = []
     for i, step in enumerate(plan.steps):
         started = time.monotonic()
         try:
-            detail = _execute(step, by_pod, max_lag, timeout, connect, poll)
-        except (Surprise, redis.RedisError, OSError) as exc:
+            detail = _execute(step, by_pod, max_lag, timeout, open_node, poll)
+        except (Surprise, StoreError, OSError) as exc:
             results.append(StepResult(step, FAILED, str(exc), time.monotonic() - started))
             log(f"step {step.order}: stopped: {exc}")
             results.extend(StepResult(s, SKIPPED, f"not attempted after step {step.order} failed")
@@ -85,40 +89,40 @@ def rebalance(plan: Plan, topology: LiveTopology, apply: bool = False, max_lag: 
     return RebalanceResult(plan, True, tuple(results))
 
 
-def _execute(step: Step, by_pod: dict[str, LiveNode], max_lag: int, timeout: float, connect: Connect,
+def _execute(step: Step, by_pod: dict[str, LiveNode], max_lag: int, timeout: float, open_node: OpenNode,
              poll: float) -> str:
     replica_node, master_node = by_pod.get(step.promote), by_pod.get(step.demote)
     if replica_node is None or master_node is None:
         missing = step.promote if replica_node is None else step.demote
         raise Surprise(f"{missing} is not in the live topology")
-    replica = connect(replica_node.ip, replica_node.port)
-    master = connect(master_node.ip, master_node.port)
+    replica = open_node(replica_node.ip, replica_node.port)
+    master = open_node(master_node.ip, master_node.port)
     try:
-        role = replica.execute_command("ROLE")
-        if _text(role[0]) != "slave":
-            raise Surprise(f"{step.promote} is {_text(role[0])}, not a replica")
-        state, offset = _text(role[3]), int(role[4])
+        role = replica.role()
+        if Role.parse(role[0]) is not Role.REPLICA:
+            raise Surprise(f"{step.promote} is {role[0]}, not a replica")
+        state, offset = role[3], int(role[4])
         follows = _master_id(replica)
         if follows != master_node.node_id:
             raise Surprise(f"{step.promote} replicates node {follows or '?'}, not {step.demote} "
                            f"({master_node.node_id})")
         if state != "connected":
             raise Surprise(f"{step.promote}: replication link is {state}")
-        mrole = master.execute_command("ROLE")
-        if _text(mrole[0]) != "master":
-            raise Surprise(f"{step.demote} is {_text(mrole[0])}, not a master")
+        mrole = master.role()
+        if Role.parse(mrole[0]) is not Role.MASTER:
+            raise Surprise(f"{step.demote} is {mrole[0]}, not a master")
         lag = int(mrole[1]) - offset
         if lag > max_lag:
             raise Surprise(f"{step.promote} trails {step.demote} by {lag} bytes (> {max_lag})")
         deadline = time.monotonic() + timeout
         if not wait_master_knows(master, replica_node.node_id, timeout, poll):
             raise Surprise(f"{step.demote} does not list {step.promote} as its replica after {timeout:g}s")
-        replica.execute_command("CLUSTER", "FAILOVER")
+        replica.failover()
         deadline = time.monotonic() + timeout
         seen = 0
         while time.monotonic() < deadline:
-            new, old = _text(replica.execute_command("ROLE")[0]), _text(master.execute_command("ROLE")[0])
-            seen = seen + 1 if new == "master" and old == "slave" else 0
+            new, old = Role.parse(replica.role()[0]), Role.parse(master.role()[0])
+            seen = seen + 1 if new is Role.MASTER and old is Role.REPLICA else 0
             if seen >= 3:  # held over three polls: a replica that won an election shortly before
                 # may "win" again with its stale epoch and be reverted a moment later
                 return f"{step.promote} is master of shard {step.shard}, {step.demote} its replica (lag was {lag})"
@@ -130,35 +134,28 @@ def _execute(step: Step, by_pod: dict[str, LiveNode], max_lag: int, timeout: flo
         master.close()
 
 
-def wait_master_knows(master: redis.Redis, replica_id: str, timeout: float, poll: float = 0.05) -> bool:
+def wait_master_knows(master: NodeClient, replica_id: str, timeout: float, poll: float = 0.05) -> bool:
     """Wait until the master's own cluster view lists the replica as its replica. A master
     ignores a manual-failover request (MFSTART) from a node it does not see as its replica, and
     right after a failover the demoted node's new role reaches its master only by gossip (up to
     half the node timeout): without this wait, failing back a fresh failover times out."""
     deadline = time.monotonic() + timeout
     while True:
-        myself, follows = "", ""
-        for line in _text(master.execute_command("CLUSTER", "NODES")).splitlines():
-            parts = line.split()
-            if len(parts) > 3 and "myself" in parts[2].split(","):
-                myself = parts[0]
-            if parts and parts[0] == replica_id and len(parts) > 3:
-                follows = parts[3] if "slave" in parts[2].split(",") else ""
-        if myself and follows == myself:
+        reply = master.cluster_nodes()
+        me = myself(reply)
+        replica = next((n for n in parse_cluster_nodes(reply) if n.node_id == replica_id), None)
+        if me is not None and replica is not None and replica.role == "replica" and replica.master_id == me.node_id:
             return True
         if time.monotonic() >= deadline:
             return False
         time.sleep(poll)
 
 
-def _master_id(client: redis.Redis) -> str:
+def _master_id(client: NodeClient) -> str:
     """The node id this replica follows, from its own CLUSTER NODES line ("myself,slave <id>"):
     ids survive address changes (pod restarts, announce-ip) where ip:port comparisons do not."""
-    for line in _text(client.execute_command("CLUSTER", "NODES")).splitlines():
-        parts = line.split()
-        if len(parts) > 3 and "myself" in parts[2].split(","):
-            return "" if parts[3] == "-" else parts[3]
-    return ""
+    me = myself(client.cluster_nodes())
+    return me.master_id if me is not None else ""
 
 
 def wait_converged(fetch: Callable[[], LiveTopology], promoted: list[str], timeout: float = 10.0,
@@ -172,7 +169,3 @@ def wait_converged(fetch: Callable[[], LiveTopology], promoted: list[str], timeo
         if all(roles.get(p) == "master" for p in promoted) or time.monotonic() >= deadline:
             return topology
         time.sleep(poll)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, (bytes, bytearray)) else str(value)

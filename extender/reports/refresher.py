@@ -13,7 +13,7 @@ from typing import Mapping
 
 from ..settings import Settings
 from ..state.redis_store import RedisStore
-from .topology import fetch, store_live
+from ..state.redis_topology import fetch, store_live
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def refresh_cluster(store: RedisStore, cluster: str, settings: Settings, max_tri
     error = "no seed: no configured seed and no pod IP known"
     for seed in seeds:
         topology = fetch(cluster, seed, ip_map)
-        store_live(store.r, store.p, topology)
+        store_live(store, topology)
         if not topology.error:
             return ""
         error = topology.error

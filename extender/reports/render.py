@@ -1,6 +1,6 @@
 """The report as a JSON document, as a terminal table, and checked against --fail-on thresholds.
 
-Pure: reads metrics.Report and advice.Plan values.
+Pure: reads measures.Report and advice.Plan values.
 
 JSON document (GET /report, `redis-extender report --json`), schema "redis-extender.report/v1":
 
@@ -46,7 +46,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from .advice import Plan, plan_all
-from .metrics import DEFAULT_MAX_LAG, Inventory, Report, compute, place
+from .measures import Report, compute
+from .placement import DEFAULT_MAX_LAG, Inventory, place
 
 SCHEMA = "redis-extender.report/v1"
 
@@ -121,7 +122,7 @@ def breaches(summary: Mapping[str, Any], limits: Mapping[str, float]) -> list[st
 
 
 def compose(inventory: Inventory, max_lag: int = DEFAULT_MAX_LAG) -> tuple[Report, tuple[Plan, ...]]:
-    """Metrics and advice of one inventory: what every output starts from."""
+    """Measures and advice of one inventory: what every output starts from."""
     placement = place(inventory, max_lag)
     return compute(placement), plan_all(placement)
 
@@ -210,7 +211,7 @@ def table(doc: Mapping[str, Any]) -> str:
     s = doc["summary"]
     lines = [
         f"redis-extender report: {s['clusters']} cluster(s), {s['shards']} shards, {s['copies']} copies; "
-        f"state {_age(s['cache_age'])} old; live topology {_age(s['live_age'])} old"
+        f"state {age_text(s['cache_age'])} old; live topology {age_text(s['live_age'])} old"
         + (f" ({s['live_missing']} cluster(s) without)" if s["live_missing"] else ""),
         "",
     ]
@@ -235,7 +236,7 @@ def table(doc: Mapping[str, Any]) -> str:
     for c in doc["clusters"]:
         live = c["live"]
         state = "no live topology" if live is None else (
-            f"live error: {live['error']}" if live["error"] else f"live {_age(live['age'])} old")
+            f"live error: {live['error']}" if live["error"] else f"live {age_text(live['age'])} old")
         lines.append(f"{c['id']} ({c['kind']}, {c['shards']} shards, {state})")
         if top:
             lv = c["levels"][top]
@@ -295,7 +296,8 @@ def _num(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _age(seconds: float | None) -> str:
+def age_text(seconds: float | None) -> str:
+    """An age for people: "42s", "7m", "3.5h"; "?" when unknown."""
     if seconds is None:
         return "?"
     if seconds < 120:

@@ -1,12 +1,10 @@
 """GET /report (JSON) and GET /report.html, and the report's Prometheus gauges.
 
-Wiring (extender/service/app.py, inside create_app, before `return app`):
-    from ..reports.routes import register as register_reports
-    register_reports(app, settings, connect(settings.store.redis_url, timeout=5))
-
-A separate client on purpose: the filter's 50 ms socket timeout suits one small pipeline, not
-a read of every shard. The gauges are refreshed whenever a report is computed (a scrape does
-not compute one: point a probe or a cron at /report to keep them current).
+Wiring: extender/service/app.py's create_app calls `register(app, settings, client)` with a
+client of the state's Redis of its own, on purpose: the decisions' socket timeout (setting
+store.socket_timeout) suits one small pipeline, not a read of every shard. The gauges are
+refreshed whenever a report is computed (a scrape does not compute one: point a probe or a
+cron at /report to keep them current).
 
 Query parameters: `max_lag` (bytes, default 1 MiB), `fail_on` (as the CLI's --fail-on; the
 document then lists its breaches and /report answers 200 either way).
@@ -17,14 +15,14 @@ import logging
 from typing import Any
 
 import orjson
-import redis
 from flask import Flask, Response, request
 from prometheus_client import Gauge
 
 from ..settings import Settings
+from ..state.inventory import read_inventory
+from ..state.redis_store import Client, RedisStore, StoreError
 from .html import page
-from .inventory import read_inventory
-from .metrics import DEFAULT_MAX_LAG
+from .placement import DEFAULT_MAX_LAG
 from .render import compose, document, parse_fail_on
 
 log = logging.getLogger(__name__)
@@ -57,8 +55,8 @@ COMPUTED = Gauge("redis_extender_report_computed_timestamp_seconds", "When the l
                  multiprocess_mode="max")
 
 
-def register(app: Flask, settings: Settings, store_client: redis.Redis) -> None:
-    prefix, levels = settings.store.key_prefix, settings.domains.levels
+def register(app: Flask, settings: Settings, store_client: Client) -> None:
+    store, levels = RedisStore(store_client, settings.store.key_prefix), settings.domains.levels
 
     def build() -> dict[str, Any] | Response:
         try:
@@ -67,8 +65,8 @@ def register(app: Flask, settings: Settings, store_client: redis.Redis) -> None:
         except ValueError as exc:
             return _json({"Error": str(exc)}, 400)
         try:
-            inventory = read_inventory(store_client, prefix, levels)
-        except redis.RedisError as exc:
+            inventory = read_inventory(store, levels)
+        except StoreError as exc:
             return _json({"Error": f"redis unreachable: {exc}"}, 503)
         report, plans = compose(inventory, max_lag)
         doc = document(report, plans, limits)

@@ -1,27 +1,18 @@
-"""Live Redis topology: who is master now, who is healthy, in sync, serving which slots.
+"""The live topology of a Redis deployment, and its reading from Redis replies (pure).
 
-Keys (P = the store's key prefix, as in state/redis_store.py):
+Who is master now, who is healthy, in sync, serving which slots: what the Redis processes
+say of themselves, as plain records the placement view (reports/placement.py) merges with
+the cache. Fetching it from the nodes and storing it is state/redis_topology.py's work; this
+module only reads replies already received, so the unit tests feed it hand-written ones.
 
-  P live:<cluster>   STRING JSON of metrics.LiveTopology.to_json():
-                     {"cluster": "ns/name", "kind": "cluster"|"sentinel",
-                      "fetched_at": unix seconds, "seed": "host:port" | "sentinel://host:port/name",
-                      "source": "CLUSTER SHARDS"|"CLUSTER NODES"|"SENTINEL", "error": "",
-                      "nodes": [{"id", "ip", "port", "role": "master"|"replica",
-                                 "health": "online"|"failed"|"loading"|"unknown", "hostname",
-                                 "master_id", "offset", "link_up", "slots": [[lo, hi], ...],
-                                 "pod": "ns/name" or "", "maxmemory"}]}
-
-One string per cluster, written whole, so a reader never sees half a refresh. No TTL: the
-report shows its age (hygiene), and an old view is better evidence than none. A failed fetch
-records its error next to the last good view (or alone, with no nodes, when there is none),
-so the report says why live data is old or missing.
-
-Sources: `CLUSTER SHARDS` (Redis 7+: roles, health, offsets, slots in one call) completed by
-`CLUSTER NODES` (every node, even one SHARDS leaves out mid-failover), else `CLUSTER NODES`
-alone (roles, fail flags, slots). Sentinel: `SENTINEL MASTERS` then
-`SENTINEL REPLICAS <name>` per master, each master being a shard. With `probe`, every node is
-also asked `INFO replication` (the replica's own master_link_status and offsets, which the
-gossiped offsets of CLUSTER SHARDS only approximate) and `CONFIG GET maxmemory`.
+Stored form (`LiveTopology.to_json()`, under the store's `live:<cluster>` key):
+  {"cluster": "ns/name", "kind": "cluster"|"sentinel",
+   "fetched_at": unix seconds, "seed": "host:port" | "sentinel://host:port/name",
+   "source": "CLUSTER SHARDS"|"CLUSTER NODES"|"SENTINEL", "error": "",
+   "nodes": [{"id", "ip", "port", "role": "master"|"replica",
+              "health": "online"|"failed"|"loading"|"unknown", "hostname",
+              "master_id", "offset", "link_up", "slots": [[lo, hi], ...],
+              "pod": "ns/name" or "", "maxmemory"}]}
 
 Redis nodes map to pods by `cluster-announce-hostname` (= the pod name; the first DNS label
 of an FQDN), else by IP through a mapping the caller gives ("ip:port" or "ip" -> pod).
@@ -29,81 +20,160 @@ of an FQDN), else by IP through a mapping the caller gives ("ip:port" or "ip" ->
 from __future__ import annotations
 
 import ipaddress
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
-from typing import Any, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Mapping, Sequence
 
-import orjson
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from ..model import Role
 
-from .metrics import KIND_CLUSTER, KIND_SENTINEL, LiveNode, LiveTopology
-
-Connect = Callable[[str, int], redis.Redis]
+KIND_CLUSTER, KIND_SENTINEL, KIND_UNKNOWN = "cluster", "sentinel", "unknown"
+SENTINEL_SEED = "sentinel://"
 
 
-def live_key(prefix: str, cluster: str) -> str:
-    return f"{prefix}live:{cluster}"
+@dataclass(frozen=True)
+class LiveNode:
+    """One Redis process as the live topology reports it, mapped to its pod when possible.
+
+    `offset` is the replication offset (the master's own, or how far a replica has read);
+    `link_up` is the replica's master_link_status (None for masters, or when not probed);
+    `slots` are inclusive ranges served by a master.
+    """
+
+    node_id: str
+    ip: str
+    port: int
+    role: str  # "master" | "replica"
+    health: str = "online"  # online | failed | loading | unknown
+    hostname: str = ""
+    master_id: str = ""
+    offset: int | None = None
+    link_up: bool | None = None
+    slots: tuple[tuple[int, int], ...] = ()
+    pod: str = ""  # "ns/name"; "" when it could not be mapped
+    maxmemory: int | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    @property
+    def slot_count(self) -> int:
+        return sum(hi - lo + 1 for lo, hi in self.slots)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.node_id, "ip": self.ip, "port": self.port, "role": self.role,
+                "health": self.health, "hostname": self.hostname, "master_id": self.master_id,
+                "offset": self.offset, "link_up": self.link_up, "slots": [list(s) for s in self.slots],
+                "pod": self.pod, "maxmemory": self.maxmemory}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "LiveNode":
+        return cls(node_id=str(d.get("id", "")), ip=str(d.get("ip", "")), port=int(d.get("port") or 0),
+                   role=str(d.get("role", "")), health=str(d.get("health", "unknown")),
+                   hostname=str(d.get("hostname") or ""), master_id=str(d.get("master_id") or ""),
+                   offset=_opt_int(d.get("offset")), link_up=d.get("link_up"),
+                   slots=tuple((int(a), int(b)) for a, b in d.get("slots") or ()),
+                   pod=str(d.get("pod") or ""), maxmemory=_opt_int(d.get("maxmemory")))
 
 
-def connector(timeout: float = 2.0, password: str | None = None, username: str | None = None) -> Connect:
-    """A factory of short-lived clients of single Redis nodes (never cluster-aware: we talk to
-    one node at a time on purpose)."""
-    def connect(host: str, port: int) -> redis.Redis:
-        return redis.Redis(host=host, port=port, socket_timeout=timeout, socket_connect_timeout=timeout,
-                           password=password, username=username, decode_responses=True, protocol=2,
-                           retry=Retry(NoBackoff(), 0))  # a node that does not answer is news, not noise
-    return connect
+@dataclass(frozen=True)
+class LiveTopology:
+    """What one Redis deployment said about itself at `fetched_at` (unix seconds)."""
+
+    cluster: str  # the store's cluster id, "ns/name"
+    kind: str  # KIND_CLUSTER | KIND_SENTINEL
+    fetched_at: float
+    seed: str  # host:port asked (sentinel: sentinel://host:port/master)
+    nodes: tuple[LiveNode, ...] = ()
+    source: str = ""  # "CLUSTER SHARDS" | "CLUSTER NODES" | "SENTINEL"
+    error: str = ""
+
+    def by_id(self) -> dict[str, LiveNode]:
+        return {n.node_id: n for n in self.nodes}
+
+    def by_pod(self) -> dict[str, LiveNode]:
+        return {n.pod: n for n in self.nodes if n.pod}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cluster": self.cluster, "kind": self.kind, "fetched_at": self.fetched_at,
+                "seed": self.seed, "source": self.source, "error": self.error,
+                "nodes": [n.to_json() for n in self.nodes]}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "LiveTopology":
+        return cls(cluster=str(d.get("cluster", "")), kind=str(d.get("kind", KIND_CLUSTER)),
+                   fetched_at=float(d.get("fetched_at") or 0.0), seed=str(d.get("seed", "")),
+                   nodes=tuple(LiveNode.from_json(n) for n in d.get("nodes") or ()),
+                   source=str(d.get("source", "")), error=str(d.get("error", "")))
 
 
-def parse_address(text: str) -> tuple[str, int]:
+
+def _opt_int(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    return int(value)
+
+def text(value: Any) -> str:
+    """A reply value as text (clients may or may not decode responses)."""
+    return value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+def pairs(item: Any) -> dict[str, Any]:
+    """RESP2 gives flat [k, v, k, v] lists, RESP3 maps: accept both."""
+    if isinstance(item, dict):
+        return {text(k): v for k, v in item.items()}
+    return {text(item[i]): item[i + 1] for i in range(0, len(item) - 1, 2)}
+
+
+def parse_address(address: str) -> tuple[str, int]:
     """"host:port", "[v6]:port" or "redis://host:port" -> (host, port)."""
-    text = text.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
-    host, sep, port = text.rpartition(":")
+    address = address.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+    host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
+        raise ValueError(f"expected HOST:PORT, got {address!r}")
     return host.strip("[]"), int(port)
 
 
-# --- parsing (pure) ----------------------------------------------------------------------------
+def parse_seed_spec(spec: str) -> tuple[str, str]:
+    """"ns/name=host:port" or "ns/name=sentinel://host:port[/master]" -> (cluster, seed)."""
+    cluster, sep, seed = spec.partition("=")
+    if not sep or not cluster or not seed:
+        raise ValueError(f"expected CLUSTER=HOST:PORT (or CLUSTER=sentinel://HOST:PORT/MASTER), got {spec!r}")
+    if seed.startswith(SENTINEL_SEED):
+        parse_address(seed[len(SENTINEL_SEED):])
+    else:
+        parse_address(seed)
+    return cluster, seed
 
-def _pairs(item: Any) -> dict[str, Any]:
-    """RESP2 gives flat [k, v, k, v] lists, RESP3 maps: accept both."""
-    if isinstance(item, dict):
-        return {_text(k): v for k, v in item.items()}
-    return {_text(item[i]): item[i + 1] for i in range(0, len(item) - 1, 2)}
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
+def _live_role(word: Any) -> str:
+    """A reply's role word as a LiveNode role: "master", or "replica" for anything else."""
+    return "master" if Role.parse(text(word)) is Role.MASTER else "replica"
 
 
 def parse_cluster_shards(reply: Sequence[Any]) -> list[LiveNode]:
     nodes: list[LiveNode] = []
     for raw_shard in reply:
-        shard = _pairs(raw_shard)
+        shard = pairs(raw_shard)
         flat = [int(x) for x in shard.get("slots") or []]
         slots = tuple((flat[i], flat[i + 1]) for i in range(0, len(flat) - 1, 2))
-        members = [_pairs(n) for n in shard.get("nodes") or []]
-        master_id = next((_text(m["id"]) for m in members if _text(m.get("role", "")) == "master"), "")
+        members = [pairs(n) for n in shard.get("nodes") or []]
+        master_id = next((text(m["id"]) for m in members if _live_role(m.get("role", "")) == "master"), "")
         for m in members:
-            role = "master" if _text(m.get("role", "")) == "master" else "replica"
+            role = _live_role(m.get("role", ""))
             nodes.append(LiveNode(
-                node_id=_text(m.get("id", "")), ip=_text(m.get("ip") or m.get("endpoint") or ""),
+                node_id=text(m.get("id", "")), ip=text(m.get("ip") or m.get("endpoint") or ""),
                 port=int(m.get("port") or m.get("tls-port") or 0), role=role,
-                health=_text(m.get("health", "unknown")), hostname=_text(m.get("hostname") or ""),
+                health=text(m.get("health", "unknown")), hostname=text(m.get("hostname") or ""),
                 master_id="" if role == "master" else master_id,
                 offset=int(m["replication-offset"]) if m.get("replication-offset") is not None else None,
                 slots=slots if role == "master" else ()))
     return nodes
 
 
-def parse_cluster_nodes(text: str) -> list[LiveNode]:
+def parse_cluster_nodes(reply: str) -> list[LiveNode]:
     """`<id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch> <link> <slot>...`"""
     nodes = []
-    for line in text.splitlines():
+    for line in reply.splitlines():
         parts = line.split()
         if len(parts) < 8:
             continue
@@ -130,6 +200,47 @@ def parse_cluster_nodes(text: str) -> list[LiveNode]:
     return nodes
 
 
+def myself(reply: str) -> LiveNode | None:
+    """The node that answered a CLUSTER NODES (its line is flagged "myself")."""
+    for line in reply.splitlines():
+        parts = line.split()
+        if len(parts) > 2 and "myself" in parts[2].split(","):
+            return next(iter(parse_cluster_nodes(line)), None)
+    return None
+
+
+def complete(shards: list[LiveNode], listed: Sequence[LiveNode]) -> list[LiveNode]:
+    """CLUSTER SHARDS lists masters and their replicas: mid-failover, a replica whose master
+    just became a replica itself is in no shard. CLUSTER NODES lists every node."""
+    known = {n.node_id for n in shards}
+    return shards + [n for n in listed if n.node_id not in known]
+
+
+def sentinel_node(entry: Mapping[str, Any], role: str, master_id: str) -> LiveNode:
+    """One entry of SENTINEL MASTERS or SENTINEL REPLICAS (already `pairs`)."""
+    flags = set(text(entry.get("flags", "")).split(","))
+    ip = text(entry.get("ip", ""))
+    hostname = ""
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:  # Sentinel announces hostnames when resolve-hostnames is on
+        hostname = ip
+    health = "failed" if flags & {"s_down", "o_down", "disconnected"} else "online"
+    node = LiveNode(node_id=text(entry.get("runid") or f"{ip}:{entry.get('port')}"), ip=ip,
+                    port=int(entry.get("port") or 0), role=role, health=health, hostname=hostname,
+                    master_id=master_id)
+    if role == "master":
+        return node
+    link = text(entry.get("master-link-status", ""))
+    offset = entry.get("slave-repl-offset")
+    return replace(node, link_up=(link == "ok") if link else None,
+                   offset=int(offset) if offset is not None else None)
+
+
+def sentinel_master_id(entry: Mapping[str, Any]) -> str:
+    return text(entry.get("runid") or f"{entry.get('ip')}:{entry.get('port')}")
+
+
 def map_pods(nodes: Sequence[LiveNode], cluster: str, ip_map: Mapping[str, str] | None = None) -> list[LiveNode]:
     """Name each node's pod: hostname first (pods are named by their hostname), then IP."""
     namespace = cluster.split("/", 1)[0] if "/" in cluster else "default"
@@ -151,117 +262,13 @@ def map_pods(nodes: Sequence[LiveNode], cluster: str, ip_map: Mapping[str, str] 
     return mapped
 
 
-# --- fetching (I/O) ----------------------------------------------------------------------------
-
-def fetch_cluster(seed: str, cluster: str, ip_map: Mapping[str, str] | None = None, probe: bool = True,
-                  connect: Connect | None = None, clock: Callable[[], float] = time.time) -> LiveTopology:
-    """The live topology of a Redis Cluster, asked of `seed`. Never raises for Redis errors:
-    the error is recorded in the result (and stored), so reports can say why."""
-    connect = connect or connector()
-    try:
-        host, port = parse_address(seed)
-        client = connect(host, port)
-        try:
-            listed = parse_cluster_nodes(_text(client.execute_command("CLUSTER", "NODES")))
-            try:
-                nodes, source = parse_cluster_shards(client.execute_command("CLUSTER", "SHARDS")), "CLUSTER SHARDS"
-            except redis.ResponseError:  # Redis < 7: no CLUSTER SHARDS
-                nodes, source = listed, "CLUSTER NODES"
-        finally:
-            client.close()
-        # CLUSTER SHARDS lists masters and their replicas: mid-failover, a replica whose master
-        # just became a replica itself is in no shard. CLUSTER NODES lists every node.
-        known = {n.node_id for n in nodes}
-        nodes += [n for n in listed if n.node_id not in known]
-    except (redis.RedisError, ValueError, OSError) as exc:
-        return LiveTopology(cluster, KIND_CLUSTER, clock(), seed, (), "", f"{type(exc).__name__}: {exc}")
-    nodes = map_pods(nodes, cluster, ip_map)
-    if probe:
-        nodes = probe_nodes(nodes, connect)
-    return LiveTopology(cluster, KIND_CLUSTER, clock(), seed, tuple(nodes), source)
-
-
-def fetch_sentinel(seed: str, cluster: str, master_name: str | None = None,
-                   ip_map: Mapping[str, str] | None = None, probe: bool = True,
-                   connect: Connect | None = None, clock: Callable[[], float] = time.time) -> LiveTopology:
-    """A Sentinel deployment: every monitored master (or `master_name`) is a shard."""
-    connect = connect or connector()
-    nodes: list[LiveNode] = []
-    try:
-        host, port = parse_address(seed)
-        client = connect(host, port)
-        try:
-            masters = [_pairs(m) for m in client.execute_command("SENTINEL", "MASTERS")]
-            for m in masters:
-                name = _text(m.get("name", ""))
-                if master_name and name != master_name:
-                    continue
-                master_id = _text(m.get("runid") or f"{m.get('ip')}:{m.get('port')}")
-                flags = set(_text(m.get("flags", "")).split(","))
-                nodes.append(_sentinel_node(m, "master", "", flags))
-                for r in client.execute_command("SENTINEL", "REPLICAS", name):
-                    rep = _pairs(r)
-                    rflags = set(_text(rep.get("flags", "")).split(","))
-                    node = _sentinel_node(rep, "replica", master_id, rflags)
-                    link = _text(rep.get("master-link-status", ""))
-                    offset = rep.get("slave-repl-offset")
-                    nodes.append(replace(node, link_up=(link == "ok") if link else None,
-                                         offset=int(offset) if offset is not None else None))
-        finally:
-            client.close()
-    except (redis.RedisError, ValueError, OSError) as exc:
-        return LiveTopology(cluster, KIND_SENTINEL, clock(), seed, (), "SENTINEL", f"{type(exc).__name__}: {exc}")
-    nodes = map_pods(nodes, cluster, ip_map)
-    if probe:
-        nodes = probe_nodes(nodes, connect)
-    return LiveTopology(cluster, KIND_SENTINEL, clock(), seed, tuple(nodes), "SENTINEL")
-
-
-def _sentinel_node(d: Mapping[str, Any], role: str, master_id: str, flags: set[str]) -> LiveNode:
-    ip = _text(d.get("ip", ""))
-    hostname = ""
-    try:
-        ipaddress.ip_address(ip)
-    except ValueError:  # Sentinel announces hostnames when resolve-hostnames is on
-        hostname = ip
-    health = "failed" if flags & {"s_down", "o_down", "disconnected"} else "online"
-    return LiveNode(node_id=_text(d.get("runid") or f"{ip}:{d.get('port')}"), ip=ip, port=int(d.get("port") or 0),
-                    role=role, health=health, hostname=hostname, master_id=master_id)
-
-
-def probe_nodes(nodes: Sequence[LiveNode], connect: Connect, workers: int = 16) -> list[LiveNode]:
-    """Ask every node for its own replication state. A node's own word on its role wins over the
-    seed's gossip (which lags a failover by a moment); a node that does not answer keeps what
-    the seed said, with its link state unknown."""
-    if not nodes:
-        return []
-    with ThreadPoolExecutor(max_workers=min(workers, len(nodes))) as pool:
-        probed = list(pool.map(lambda n: _probe(n, connect), nodes))
-    by_address = {f"{n.ip}:{n.port}": n.node_id for n in nodes}
-    result = []
-    for node, master_address in probed:
-        if node.role == "replica" and master_address in by_address:
-            node = replace(node, master_id=by_address[master_address])
-        result.append(node)
-    return result
-
-
-def _probe(node: LiveNode, connect: Connect) -> tuple[LiveNode, str]:
-    if not node.ip or not node.port:
-        return node, ""
-    try:
-        client = connect(node.ip, node.port)
-        try:
-            info = client.info("replication")
-            try:
-                maxmemory: int | None = int(client.config_get("maxmemory").get("maxmemory") or 0)
-            except redis.ResponseError:  # CONFIG renamed or forbidden (ACLs): not essential
-                maxmemory = None
-        finally:
-            client.close()
-    except (redis.RedisError, OSError):
+def probed(node: LiveNode, info: Mapping[str, Any] | None, maxmemory: int | None) -> tuple[LiveNode, str]:
+    """A node with its own answer to INFO replication (None: it did not answer) applied, and
+    the "host:port" of the master it says it follows ("" for a master or no answer). A node's
+    own word on its role wins over the seed's gossip, which lags a failover by a moment."""
+    if info is None:
         return replace(node, link_up=None), ""
-    if info.get("role") == "master":
+    if Role.parse(text(info.get("role", ""))) is Role.MASTER:
         own = int(info.get("master_repl_offset", node.offset or 0))
         return replace(node, role="master", master_id="", link_up=None, offset=own, maxmemory=maxmemory), ""
     offset: int | None = info.get("slave_repl_offset", node.offset)
@@ -276,45 +283,12 @@ def _probe(node: LiveNode, connect: Connect) -> tuple[LiveNode, str]:
             f"{info.get('master_host', '')}:{info.get('master_port', '')}")
 
 
-# --- storing -------------------------------------------------------------------------------------
-
-def store_live(client: redis.Redis, prefix: str, topology: LiveTopology) -> None:
-    """Store a fetched topology. A failed fetch keeps the last good view (with its own, older
-    fetched_at, so its age shows) and only records the error next to it."""
-    if topology.error and not topology.nodes:
-        previous = load_live(client, prefix, topology.cluster)
-        if previous is not None and previous.nodes:
-            topology = replace(previous, error=topology.error)
-    client.set(live_key(prefix, topology.cluster), orjson.dumps(topology.to_json()))
-    if topology.nodes and not topology.error:  # the decisions use live roles from now on
-        from ..state.redis_store import RedisStore
-
-        roles = {n.pod: n.role for n in topology.nodes if n.pod and n.role in ("master", "replica")}
-        RedisStore(client, prefix).set_live_roles(topology.cluster, roles)
-
-
-def load_live(client: redis.Redis, prefix: str, cluster: str) -> LiveTopology | None:
-    raw = client.get(live_key(prefix, cluster))
-    return LiveTopology.from_json(orjson.loads(raw)) if raw else None
-
-
-def parse_seed_spec(spec: str) -> tuple[str, str]:
-    """"ns/name=host:port" or "ns/name=sentinel://host:port[/master]" -> (cluster, seed)."""
-    cluster, sep, seed = spec.partition("=")
-    if not sep or not cluster or not seed:
-        raise ValueError(f"expected CLUSTER=HOST:PORT (or CLUSTER=sentinel://HOST:PORT/MASTER), got {spec!r}")
-    if seed.startswith("sentinel://"):
-        parse_address(seed[len("sentinel://"):])
-    else:
-        parse_address(seed)
-    return cluster, seed
-
-
-def fetch(cluster: str, seed: str, ip_map: Mapping[str, str] | None = None, probe: bool = True,
-          connect: Connect | None = None) -> LiveTopology:
-    """Dispatch on the seed: sentinel://host:port[/master] or a cluster node's host:port."""
-    if seed.startswith("sentinel://"):
-        rest = seed[len("sentinel://"):]
-        address, _, master = rest.partition("/")
-        return replace(fetch_sentinel(address, cluster, master or None, ip_map, probe, connect), seed=seed)
-    return fetch_cluster(seed, cluster, ip_map, probe, connect)
+def follow_masters(nodes: Sequence[LiveNode], answers: Sequence[tuple[LiveNode, str]]) -> list[LiveNode]:
+    """The probed nodes, each replica's master_id taken from the master address it named."""
+    by_address = {f"{n.ip}:{n.port}": n.node_id for n in nodes}
+    result = []
+    for node, master_address in answers:
+        if node.role == "replica" and master_address in by_address:
+            node = replace(node, master_id=by_address[master_address])
+        result.append(node)
+    return result

@@ -22,7 +22,9 @@ not supported as the state's store:
                             choose from (expires after 10 min), for the bind-time re-check
   P sync:leader             STRING the syncer holding the leader lock (expires)
   P liveroles:<cluster>     HASH "<ns>/<name>" -> master|replica seen live in Redis; overrides
-                            the pod's role label in every index (reports/topology.py writes it)
+                            the pod's role label in every index (state/redis_topology.py writes it)
+  P live:<cluster>          STRING JSON of the cluster's last live topology (reports/topology.py's
+                            LiveTopology.to_json(); written whole by state/redis_topology.py, no TTL)
 
 Pod writes go through one Lua script that takes the old record out of every index and puts
 the new one in, so indexes never drift, whoever writes (load, watch, bind, several replicas).
@@ -381,7 +383,7 @@ class RedisStore:
             raw, v = out[0], out[1]
             out = out[2:]
             now_ms = time.time() * 1000
-            copies = tuple(c for c in (_copy(k.decode(), val.decode(), now_ms) for k, val in raw.items()) if c)
+            copies = tuple(c for c in (parse_copy(k.decode(), val.decode(), now_ms) for k, val in raw.items()) if c)
             version = (v or b"0").decode()
         if not counts:
             return ShardState(copies=copies, version=version, counts=ClusterCounts())
@@ -423,17 +425,77 @@ class RedisStore:
         return bool(self.r.ping())
 
 
-def _copy(key: str, value: str, now_ms: float) -> Copy | None:
-    """"node\trole" is a placement; "node\trole\texpiry_ms" a reservation (None once expired)."""
+# --- for the state's other readers (state/inventory.py, state/redis_topology.py) ---------------
+
+StoreError = redis.RedisError
+"""What every call that talks to Redis may raise, the state's store or a live Redis node: the
+layers above state catch this name and never import redis."""
+
+Client = redis.Redis
+"""A client of the state's Redis (connect()), as the layers above state name its type."""
+
+
+def parse_copy(pod: str, value: str, now_ms: float) -> Copy | None:
+    """The one reading of a shard hash entry: "node\trole" is a placement, "node\trole\texpiry_ms"
+    a reservation (`reserved`; None once expired, as is an entry without a node)."""
     node, _, rest = value.partition("\t")
     role, _, expiry = rest.partition("\t")
-    if expiry and float(expiry) < now_ms:
+    if not node or (expiry and float(expiry) < now_ms):
         return None
-    try:
-        parsed = Role(role)
-    except ValueError:
-        parsed = Role.UNKNOWN
-    return Copy(pod=key, node=node, role=parsed, reserved=bool(expiry))
+    return Copy(pod=pod, node=node, role=Role.parse(role), reserved=bool(expiry))
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The key schema above as names under one prefix, for the readers outside RedisStore."""
+
+    prefix: str
+
+    @property
+    def clusters(self) -> str:
+        return self.prefix + "clusters"
+
+    @property
+    def nodes(self) -> str:
+        return self.prefix + "nodes"
+
+    @property
+    def node_generation(self) -> str:
+        return self.prefix + "gen:nodes"
+
+    @property
+    def usage_memory(self) -> str:
+        return self.prefix + "usage:mem"
+
+    @property
+    def usage_cpu(self) -> str:
+        return self.prefix + "usage:cpu"
+
+    @property
+    def meta(self) -> str:
+        return self.prefix + "meta"
+
+    @property
+    def shard_pattern(self) -> str:
+        """SCAN MATCH pattern of every shard hash."""
+        return escape_glob(self.prefix + "shard:") + "*"
+
+    def shard(self, cluster: str, shard: str) -> str:
+        return f"{self.prefix}shard:{cluster}|{shard}"
+
+    def shard_id(self, key: str) -> tuple[str, str] | None:
+        """(cluster, shard) of a shard hash's key; None for a key that is not one."""
+        head = self.prefix + "shard:"
+        if not key.startswith(head):
+            return None
+        cluster, sep, shard = key[len(head):].partition("|")
+        return (cluster, shard) if sep else None
+
+    def pod(self, pod_key: str) -> str:
+        return f"{self.prefix}pod:{pod_key}"
+
+    def live(self, cluster: str) -> str:
+        return f"{self.prefix}live:{cluster}"
 
 
 def escape_glob(text: str) -> str:

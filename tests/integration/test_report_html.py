@@ -22,8 +22,9 @@ import pytest
 
 from extender.model import Copy, Node, Role
 from extender.reports.html import page
-from extender.reports.metrics import KIND_CLUSTER, Inventory, LiveTopology
+from extender.reports.placement import Inventory
 from extender.reports.render import compose, document
+from extender.reports.topology import KIND_CLUSTER, LiveTopology
 
 CHROMIUM = "/usr/bin/chromium"
 LEVELS = ("kubernetes.io/hostname", "topology.kubernetes.io/zone", "topology.kubernetes.io/region")

@@ -20,14 +20,15 @@ import redis as redis_py
 from extender.identity import Identifier
 from extender.localredis import LocalRedis
 from extender.processes import free_port, wait_until
-from extender.reports.inventory import read_inventory
-from extender.reports.metrics import LiveTopology
 from extender.reports.rebalance import FAILED, SKIPPED, rebalance, wait_master_knows
 from extender.reports.render import compose, document
-from extender.reports.topology import (fetch, fetch_cluster, load_live, parse_cluster_nodes, store_live)
+from extender.reports.topology import LiveTopology, parse_cluster_nodes
 from extender.settings import DEFAULT_LEVELS, IdentitySettings
 from extender.simulate import make_node, make_pod, redis_labels
+from extender.state.inventory import read_inventory
 from extender.state.loader import load_list
+from extender.state.redis_store import Keys
+from extender.state.redis_topology import NodeClient, fetch, fetch_cluster, load_live, store_live
 
 CLUSTER = "redis/cache"
 ZONES = ("zone-a", "zone-b", "zone-c")
@@ -155,7 +156,7 @@ def loaded(cluster: RedisCluster, store, prefix: str) -> dict[str, Any]:
     assert [len(p) for p in layout] == [3, 3, 3]
     document_, zone_of = world(layout)
     load_list(store, document_, Identifier(IdentitySettings()))
-    store_live(store.r, prefix, topology)
+    store_live(store, topology)
     return {"layout": layout, "zone_of": zone_of, "topology": topology}
 
 
@@ -176,13 +177,13 @@ def cli(prefix: str, redis_url: str, *args: str) -> subprocess.CompletedProcess[
 
 
 def report_doc(store, prefix: str) -> dict[str, Any]:
-    report, plans = compose(read_inventory(store.r, prefix, DEFAULT_LEVELS))
+    report, plans = compose(read_inventory(store, DEFAULT_LEVELS))
     return document(report, plans)
 
 
 def refresh(cluster: RedisCluster, store, prefix: str) -> LiveTopology:
     topology = fetch_cluster(cluster.seed, CLUSTER)
-    store_live(store.r, prefix, topology)
+    store_live(store, topology)
     return topology
 
 
@@ -194,7 +195,7 @@ def force_failover(cluster: RedisCluster, pod: str) -> None:
     master = next(n for n in by_pod.values() if n.node_id == node.master_id)
     c = cluster.client(node.port)
     wait_for(lambda: c.info("replication").get("master_link_status") == "up", what=f"{pod} link up")
-    assert wait_master_knows(cluster.client(master.port), node.node_id, 10)
+    assert wait_master_knows(NodeClient(cluster.client(master.port)), node.node_id, 10)
     old = cluster.client(master.port)
 
     def promoted() -> bool:  # the old master demoted too: a flapping "win" is not a failover
@@ -210,7 +211,7 @@ def force_failover(cluster: RedisCluster, pod: str) -> None:
 
 
 def test_live_topology_maps_every_redis_node_to_its_pod(cluster: RedisCluster, loaded, store, prefix: str) -> None:
-    topology = load_live(store.r, prefix, CLUSTER)
+    topology = load_live(store, CLUSTER)
     assert topology is not None and topology.kind == "cluster"
     assert sorted(n.pod for n in topology.nodes) == sorted(f"redis/cache-{i}" for i in range(9))
     masters = [n for n in topology.nodes if n.role == "master"]
@@ -308,20 +309,20 @@ def test_rebalance_stops_at_the_first_surprise(cluster: RedisCluster, loaded, st
 
 def _in_sync_plan(cluster: RedisCluster, store, prefix: str):
     topology = refresh(cluster, store, prefix)
-    report, plans = compose(read_inventory(store.r, prefix, DEFAULT_LEVELS))
+    report, plans = compose(read_inventory(store, DEFAULT_LEVELS))
     return (topology, plans[0]) if plans[0].steps else None
 
 
 def test_unreachable_seed_is_recorded_not_raised(cluster: RedisCluster, store, prefix: str) -> None:
     failed = fetch(CLUSTER, f"127.0.0.1:{free_port()}")
     assert failed.nodes == () and "Connection" in failed.error
-    store_live(store.r, prefix, failed)
-    stored = load_live(store.r, prefix, CLUSTER)
+    store_live(store, failed)
+    stored = load_live(store, CLUSTER)
     assert stored is not None and stored.error == failed.error and stored.nodes == ()
     good = fetch_cluster(cluster.seed, CLUSTER)
-    store_live(store.r, prefix, good)
-    store_live(store.r, prefix, failed)  # the last good view is kept, with the error beside it
-    stored = load_live(store.r, prefix, CLUSTER)
+    store_live(store, good)
+    store_live(store, failed)  # the last good view is kept, with the error beside it
+    stored = load_live(store, CLUSTER)
     assert stored is not None and stored.nodes == good.nodes and stored.fetched_at == good.fetched_at
     assert stored.error == failed.error
 
@@ -377,12 +378,12 @@ def test_the_refresher_finds_a_cluster_through_its_pods_ips(cluster: RedisCluste
     assert set(store.cluster_pod_ips(CLUSTER).values()) == {"127.0.0.1"}
     assert discovered_seeds({"a/x": "10.0.0.2", "a/w": "10.0.0.1", "a/y": "10.0.0.2"}, 6379) == \
         ["10.0.0.1:6379", "10.0.0.2:6379"]
-    store.r.delete(f"{prefix}live:{CLUSTER}")
+    store.r.delete(Keys(prefix).live(CLUSTER))
     base = settings_mod.load(env={"REDIS_EXTENDER_KEY_PREFIX": prefix})
     port = cluster.servers[0].port
     settings = dc_replace(base, live=dc_replace(base.live, redis_port=port))
     assert refresh_all(store, settings) == {CLUSTER: ""}
-    topology = load_live(store.r, prefix, CLUSTER)
+    topology = load_live(store, CLUSTER)
     assert topology is not None and len(topology.nodes) == 9 and topology.seed == f"127.0.0.1:{port}"
     wrong = dc_replace(base, live=dc_replace(base.live, redis_port=1))
     assert "Error" in refresh_all(store, wrong)[CLUSTER]  # recorded, never raised

@@ -1,6 +1,6 @@
 """The failover plan (reports/advice.py) on hand-made placements with known shortest answers.
 
-Tokens as in test_report_metrics: "<cached role>[<live role>]@<node>", the node's first letter
+Tokens as in report_builders: "<cached role>[<live role>]@<node>", the node's first letter
 is its zone. Pods are named ns/c-<shard>-<index in the token list>.
 """
 from __future__ import annotations
@@ -10,9 +10,9 @@ import random
 import pytest
 
 from extender.reports.advice import Plan, plan_all, plan_cluster
-from extender.reports.metrics import Inventory, place
+from extender.reports.placement import Inventory, place
 
-from .test_report_metrics import BALANCED, PILED, make_inventory, make_node
+from .report_builders import BALANCED, PILED, make_inventory, make_node
 
 
 def plan_of(inv: Inventory, max_lag: int = 1 << 20) -> Plan:

@@ -1,132 +1,19 @@
-"""Every placement metric on small hand-made placements with known answers (reports/metrics.py),
-plus the pure edges around it: --fail-on parsing, the JSON document, live topology parsing.
-
-Placements are written as tokens "<cached role>[<live role>]@<node>": "M@a1" is a master on
-node a1, "RM@b2" a replica by the cache that live Redis reports as master. A node's first
-letter is its zone ("a1" is in zone za); every node is in region r1.
+"""Every placement-quality measure on small hand-made placements with known answers
+(reports/measures.py). Inventories are built from tokens (tests/unit/report_builders.py).
 """
 from __future__ import annotations
 
 import subprocess
 import sys
 from dataclasses import replace
-from typing import Any, Mapping, Sequence
 
 import pytest
 
-from extender.model import Copy, Node, Role
-from extender.reports import render
-from extender.reports.metrics import (KIND_CLUSTER, KIND_SENTINEL, UNKNOWN_DOMAIN, Inventory, LiveNode,
-                                      LiveTopology, Report, compute, failure_headroom, place, report_levels)
-from extender.reports.topology import map_pods, parse_cluster_nodes, parse_cluster_shards
+from extender.reports.measures import failure_headroom
+from extender.reports.placement import UNKNOWN_DOMAIN, place
+from extender.reports.topology import KIND_CLUSTER, LiveTopology
 
-LEVELS = ("kubernetes.io/hostname", "topology.kubernetes.io/zone", "topology.kubernetes.io/region")
-Gi = 2**30
-CLUSTER = "ns/c"
-_ROLE = {"M": Role.MASTER, "R": Role.REPLICA, "?": Role.UNKNOWN}
-
-
-def make_node(name: str, *, zone: str | None | bool = True, memory: int | None = 16 * Gi,
-              ready: bool = True) -> Node:
-    z = f"z{name[0]}" if zone is True else (zone or None)
-    return Node(name=name, domains=(name, z, "r1"), allocatable_memory=memory, allocatable_cpu=8000, ready=ready)
-
-
-def pod_name(cluster: str, shard: str, i: int) -> str:
-    ns, name = cluster.split("/")
-    return f"{ns}/{name}-{shard}-{i}"
-
-
-def make_inventory(spec: Mapping[str, Sequence[str]], *, live: bool | str = True,
-                   nodes: Mapping[str, Node] | None = None, extra_nodes: Sequence[str] = (),
-                   slots: Mapping[str, int] | None = None, lag: Mapping[str, int] | None = None,
-                   link: Mapping[str, bool] | None = None, health: Mapping[str, str] | None = None,
-                   maxmemory: int | None = None, pod_memory: int = 0,
-                   requested: Mapping[str, int] | None = None, loaded_at: float | None = 900.0,
-                   fetched_at: float = 990.0, read_at: float = 1000.0, unmapped: int = 0,
-                   drop_live: Sequence[str] = ()) -> Inventory:
-    """Build an inventory from tokens. Keys are shard ids of CLUSTER, or "ns/x|shard".
-
-    live=True: a live Redis Cluster with the live roles of the tokens, every replica linked
-    and in sync (lag 0), slot counts from `slots`; live="sentinel" for a Sentinel; False none.
-    `lag`, `link`, `health` override per pod (short names "c-0-1" or "ns/c-0-1").
-    """
-    shards: dict[str, dict[str, tuple[Copy, ...]]] = {}
-    live_nodes: dict[str, list[LiveNode]] = {}
-    table = dict(nodes or {})
-    lags, links, healths = _qualify(lag), _qualify(link), _qualify(health)
-    for key, tokens in spec.items():
-        cluster, _, shard = key.rpartition("|")
-        cluster = cluster or CLUSTER
-        copies, members = [], []
-        for i, token in enumerate(tokens):
-            roles, _, node = token.partition("@")
-            cached, current = _ROLE[roles[0]], _ROLE[roles[-1]]
-            pod = pod_name(cluster, shard, i)
-            copies.append(Copy(pod=pod, node=node, role=cached))
-            if nodes is None:
-                table.setdefault(node, make_node(node))
-            members.append((pod, current))
-        shards.setdefault(cluster, {})[shard] = tuple(copies)
-        master = next((p for p, r in members if r is Role.MASTER), None)
-        for pod, role in members:
-            if pod in drop_live:
-                continue
-            is_master = role is Role.MASTER
-            span = (slots or {}).get(shard)
-            live_nodes.setdefault(cluster, []).append(LiveNode(
-                node_id=f"id-{pod}", ip="10.0.0.1", port=6379, role="master" if is_master else "replica",
-                health=str(healths.get(pod, "online")), hostname=pod.split("/")[1],
-                master_id="" if is_master or master is None else f"id-{master}",
-                offset=1000 - int(lags.get(pod, 0)), link_up=None if is_master else bool(links.get(pod, True)),
-                slots=((0, span - 1),) if is_master and span else (), pod=pod, maxmemory=maxmemory))
-    for name in extra_nodes:
-        table.setdefault(name, make_node(name))
-    topologies = {}
-    if live:
-        kind = KIND_SENTINEL if live == "sentinel" else KIND_CLUSTER
-        for cluster, members_ in live_nodes.items():
-            extra = tuple(LiveNode(f"stray-{k}", "10.9.9.9", 7000 + k, "master") for k in range(unmapped))
-            topologies[cluster] = LiveTopology(cluster, kind, fetched_at, "10.0.0.1:6379", tuple(members_) + extra)
-    memory = {c.pod: pod_memory for s in shards.values() for cs in s.values() for c in cs}
-    return Inventory(levels=LEVELS, nodes=table, shards=shards,
-                     requested_memory=dict(requested if requested is not None else {n: Gi for n in table}),
-                     pod_memory=memory, live=topologies, loaded_at=loaded_at, read_at=read_at)
-
-
-def _qualify(values: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {(k if "/" in k else f"ns/{k}"): v for k, v in (values or {}).items()}
-
-
-def report_of(inv: Inventory, max_lag: int = 1 << 20) -> Report:
-    return compute(place(inv, max_lag))
-
-
-BALANCED = {"0": ["M@a1", "R@b1", "R@c1"], "1": ["R@a2", "M@b2", "R@c2"], "2": ["R@a3", "R@b3", "M@c3"]}
-PILED = {"0": ["M@a1", "R@b1", "R@c1"], "1": ["RM@a2", "MR@b2", "R@c2"], "2": ["R@a3", "R@b3", "M@c3"]}
-
-
-# --- levels ---------------------------------------------------------------------------------------
-
-def test_levels_are_node_then_configured_levels_and_single_domain_levels_are_inactive() -> None:
-    r = report_of(make_inventory(BALANCED))
-    assert [(lv.name, len(lv.domains), lv.active) for lv in r.placement.levels] == \
-        [("node", 9, True), ("zone", 3, True), ("region", 1, False)]
-    assert r.placement.top_level == 1
-    assert r.placement.active_levels == (0, 1)
-
-
-def test_node_level_is_used_alone_when_no_level_has_two_domains() -> None:
-    r = report_of(make_inventory({"0": ["M@a1", "R@a1"]}))
-    assert r.placement.top_level is None
-    assert r.placement.active_levels == (0,)
-    assert r.summary.spof == 1
-
-
-def test_hostname_level_is_not_repeated() -> None:
-    nodes = {"a1": make_node("a1")}
-    levels = report_levels(LEVELS, nodes)
-    assert [lv.name for lv in levels] == ["node", "zone", "region"]
+from .report_builders import BALANCED, PILED, Gi, make_inventory, make_node, report_of
 
 
 # --- SPOF, loss, survivors --------------------------------------------------------------------------
@@ -394,92 +281,9 @@ def test_summary_is_the_worst_over_clusters_and_active_levels() -> None:
     assert r.level("zone").worst_loss.cluster == "ns/d"
 
 
-# --- render: --fail-on and the document --------------------------------------------------------------
-
-def test_fail_on_parses_and_reports_every_problem_at_once() -> None:
-    assert render.parse_fail_on("spof=0, master_skew=1,quorum-unsafe=0") == \
-        {"spof": 0.0, "master_skew": 1.0, "quorum_unsafe": 0.0}
-    with pytest.raises(ValueError) as err:
-        render.parse_fail_on("spof,bogus=1,master_skew=x")
-    assert "'spof': expected KEY=NUMBER" in str(err.value)
-    assert "'bogus': unknown" in str(err.value) and "is not a number" in str(err.value)
-
-
-def test_breaches_respect_direction_and_unknown_values_fail() -> None:
-    summary = {"spof": 0, "master_skew": 2, "surviving_copies": 1, "cache_age": None}
-    limits = {"spof": 0, "master_skew": 1, "surviving_copies": 2, "cache_age": 60}
-    out = render.breaches(summary, limits)
-    assert [line.split(" ")[0] for line in out] == ["master_skew=2", "surviving_copies=1", "cache_age"]
-
-
-def test_document_has_the_documented_top_level_keys_and_breaches() -> None:
-    report = report_of(make_inventory(PILED))
-    from extender.reports.advice import plan_all
-    doc = render.document(report, plan_all(report.placement), render.parse_fail_on("master_skew=1,spof=0"))
-    assert set(doc) == {"schema", "generated_at", "top_level", "levels", "summary", "per_level", "clusters",
-                        "resources", "hygiene", "advice", "breaches"}
-    assert doc["schema"] == "redis-extender.report/v1" and doc["top_level"] == "zone"
-    assert doc["summary"]["advice_steps"] == 1 and doc["summary"]["risky_shards"] == 2
-    assert doc["breaches"] == ["master_skew=2 > 1 (max - min masters per domain)"]
-    assert doc["clusters"][0]["levels"]["zone"]["masters_per_domain"] == {"za": 2, "zb": 0, "zc": 1}
-    copy = doc["clusters"][0]["shard_list"][1]["copies"][0]
-    assert copy == {"pod": "ns/c-1-0", "node": "a2", "domains": {"node": "a2", "zone": "za", "region": "r1"},
-                    "role": "master", "cached_role": "replica", "live_role": "master", "healthy": True,
-                    "link_up": None, "lag": None}
-    text = render.table(doc)
-    assert "QUORUM UNSAFE (limit 2)" in text and "CLUSTER FAILOVER on ns/c-1-1" in text
-    assert text.rstrip().endswith("FAIL: master_skew=2 > 1 (max - min masters per domain)")
-
-
-# --- live topology parsing (pure parts of reports/topology.py) -----------------------------------------
-
-NODES_TEXT = """\
-07c3 10.0.0.1:6379@16379,cache-0 myself,master - 0 0 1 connected 0-5460
-e1a2 10.0.0.2:6379@16379,cache-1 slave 07c3 0 1 1 connected
-9f00 10.0.0.3:6379@16379 master,fail - 0 1 2 disconnected 5461-10922 [5462->-e1a2]
-"""
-
-
-def test_cluster_nodes_parsing() -> None:
-    nodes = parse_cluster_nodes(NODES_TEXT)
-    assert [(n.node_id, n.role, n.health, n.hostname, n.master_id, n.slots) for n in nodes] == [
-        ("07c3", "master", "online", "cache-0", "", ((0, 5460),)),
-        ("e1a2", "replica", "online", "cache-1", "07c3", ()),
-        ("9f00", "master", "failed", "", "", ((5461, 10922),))]
-
-
-@pytest.mark.parametrize("resp3", [False, True], ids=["resp2-flat-lists", "resp3-maps"])
-def test_cluster_shards_parsing(resp3: bool) -> None:
-    master = {"id": "m1", "port": 7000, "ip": "10.0.0.1", "endpoint": "10.0.0.1", "hostname": "cache-0",
-              "role": "master", "replication-offset": 420, "health": "online"}
-    replica = {**master, "id": "r1", "hostname": "cache-3", "role": "replica", "replication-offset": 400,
-               "health": "loading"}
-    shard = {"slots": [0, 100, 200, 300], "nodes": [master, replica]}
-
-    def flat(d: dict) -> list:
-        return [x for k, v in d.items() for x in (k, v)]
-    reply = [shard] if resp3 else [["slots", shard["slots"], "nodes", [flat(master), flat(replica)]]]
-    nodes = parse_cluster_shards(reply)
-    assert [(n.node_id, n.role, n.master_id, n.offset, n.health, n.slots, n.slot_count) for n in nodes] == [
-        ("m1", "master", "", 420, "online", ((0, 100), (200, 300)), 202),
-        ("r1", "replica", "m1", 400, "loading", (), 0)]
-
-
-def test_pods_map_by_hostname_then_ip_port_then_ip() -> None:
-    nodes = [LiveNode("a", "10.0.0.1", 6379, "master", hostname="cache-0.cache-headless.ns.svc"),
-             LiveNode("b", "10.0.0.2", 6379, "replica"), LiveNode("c", "10.0.0.3", 6380, "replica"),
-             LiveNode("d", "10.0.0.4", 6379, "replica")]
-    mapped = map_pods(nodes, "ns/cache", {"10.0.0.2": "cache-1", "10.0.0.3:6380": "other/cache-2"})
-    assert [n.pod for n in mapped] == ["ns/cache-0", "ns/cache-1", "other/cache-2", ""]
-
-
-def test_live_topology_round_trips_through_json() -> None:
-    topo = make_inventory(PILED, slots={"0": 5, "1": 5, "2": 5}).live["ns/c"]
-    assert LiveTopology.from_json(topo.to_json()) == topo
-
-
 def test_pure_modules_import_neither_redis_nor_flask() -> None:
-    code = ("import sys; import extender.reports.metrics, extender.reports.advice, extender.reports.render, "
+    code = ("import sys; import extender.reports.topology, extender.reports.placement, "
+            "extender.reports.measures, extender.reports.advice, extender.reports.render, "
             "extender.reports.html; bad = [m for m in ('redis', 'flask') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,9 +1,9 @@
-"""Placement-quality metrics: pure functions of an Inventory (no Redis, no Flask, no clock).
+"""Placement-quality measures: pure functions of a Placement (no Redis, no Flask, no clock).
 
-The metrics are those of reference/redis-placement.md, computed per Redis deployment
-("cluster") and per domain level: the node level first, then every configured level above it
-(zone, region, rack...). Inputs are plain records so the unit tests build them by hand and the
-edges (reports.inventory, reports.topology) fill them from Redis.
+The measures are those of reference/redis-placement.md, computed per Redis deployment
+("cluster") and per domain level of the placement view (reports/placement.py). They are
+"measures", not "metrics": metrics are the Prometheus series (service/metrics.py, the
+report's gauges in reports/routes.py), which export some of these numbers.
 
 Definitions (per level; "domain" = the node, or the node's label value at that level):
 - healthy copy: its node is not known NotReady, and live health (when known) is "online".
@@ -26,330 +26,20 @@ Definitions (per level; "domain" = the node, or the node's label value at that l
 - surviving copies: per shard, healthy copies left after losing the domain holding most.
 - failure headroom: for each domain, the memory requested on it (every pod) against the free
   allocatable memory of the ready nodes outside it; the worst margin is reported.
-Live roles override cached ones: a promoted replica is a master from the moment Redis says so.
 
-A level is "active" when it has two known domains or more; the summary takes the worst value
-of every metric over the active levels (the node level alone when none is active).
+The summary takes the worst value of every measure over the active levels (the node level
+alone when none is active).
 """
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping
 
-from ..domains import level_title
-from ..model import HOSTNAME_LABEL, Copy, Node, Role
+from .placement import (UNKNOWN_DOMAIN, ClusterView, Inventory, Level, Mismatch, Placement, ShardView,
+                        domain_of, natural_key)
 
-UNKNOWN_DOMAIN = "(unknown)"
-"""How an unknown domain is shown and grouped (no label value can contain parentheses)."""
-
-NODE_LEVEL = "node"
-DEFAULT_MAX_LAG = 1 << 20
-"""Replication offset bytes a replica may trail its master by and still count as in sync."""
-
-KIND_CLUSTER, KIND_SENTINEL, KIND_UNKNOWN = "cluster", "sentinel", "unknown"
-
-
-# --- inputs ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LiveNode:
-    """One Redis process as the live topology reports it, mapped to its pod when possible.
-
-    `offset` is the replication offset (the master's own, or how far a replica has read);
-    `link_up` is the replica's master_link_status (None for masters, or when not probed);
-    `slots` are inclusive ranges served by a master.
-    """
-
-    node_id: str
-    ip: str
-    port: int
-    role: str  # "master" | "replica"
-    health: str = "online"  # online | failed | loading | unknown
-    hostname: str = ""
-    master_id: str = ""
-    offset: int | None = None
-    link_up: bool | None = None
-    slots: tuple[tuple[int, int], ...] = ()
-    pod: str = ""  # "ns/name"; "" when it could not be mapped
-    maxmemory: int | None = None
-
-    @property
-    def address(self) -> str:
-        return f"{self.ip}:{self.port}"
-
-    @property
-    def slot_count(self) -> int:
-        return sum(hi - lo + 1 for lo, hi in self.slots)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.node_id, "ip": self.ip, "port": self.port, "role": self.role,
-                "health": self.health, "hostname": self.hostname, "master_id": self.master_id,
-                "offset": self.offset, "link_up": self.link_up, "slots": [list(s) for s in self.slots],
-                "pod": self.pod, "maxmemory": self.maxmemory}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "LiveNode":
-        return cls(node_id=str(d.get("id", "")), ip=str(d.get("ip", "")), port=int(d.get("port") or 0),
-                   role=str(d.get("role", "")), health=str(d.get("health", "unknown")),
-                   hostname=str(d.get("hostname") or ""), master_id=str(d.get("master_id") or ""),
-                   offset=_opt_int(d.get("offset")), link_up=d.get("link_up"),
-                   slots=tuple((int(a), int(b)) for a, b in d.get("slots") or ()),
-                   pod=str(d.get("pod") or ""), maxmemory=_opt_int(d.get("maxmemory")))
-
-
-@dataclass(frozen=True)
-class LiveTopology:
-    """What one Redis deployment said about itself at `fetched_at` (unix seconds)."""
-
-    cluster: str  # the store's cluster id, "ns/name"
-    kind: str  # KIND_CLUSTER | KIND_SENTINEL
-    fetched_at: float
-    seed: str  # host:port asked (sentinel: sentinel://host:port/master)
-    nodes: tuple[LiveNode, ...] = ()
-    source: str = ""  # "CLUSTER SHARDS" | "CLUSTER NODES" | "SENTINEL"
-    error: str = ""
-
-    def by_id(self) -> dict[str, LiveNode]:
-        return {n.node_id: n for n in self.nodes}
-
-    def by_pod(self) -> dict[str, LiveNode]:
-        return {n.pod: n for n in self.nodes if n.pod}
-
-    def to_json(self) -> dict[str, Any]:
-        return {"cluster": self.cluster, "kind": self.kind, "fetched_at": self.fetched_at,
-                "seed": self.seed, "source": self.source, "error": self.error,
-                "nodes": [n.to_json() for n in self.nodes]}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "LiveTopology":
-        return cls(cluster=str(d.get("cluster", "")), kind=str(d.get("kind", KIND_CLUSTER)),
-                   fetched_at=float(d.get("fetched_at") or 0.0), seed=str(d.get("seed", "")),
-                   nodes=tuple(LiveNode.from_json(n) for n in d.get("nodes") or ()),
-                   source=str(d.get("source", "")), error=str(d.get("error", "")))
-
-
-@dataclass(frozen=True)
-class Inventory:
-    """Everything the report reads, as one consistent value (see reports.inventory).
-
-    `shards` maps cluster -> shard -> placed copies with their cached roles. `pod_memory` is
-    the memory request of each Redis pod (maxmemory check). Times are unix seconds.
-    """
-
-    levels: tuple[str, ...]
-    nodes: Mapping[str, Node]
-    shards: Mapping[str, Mapping[str, tuple[Copy, ...]]]
-    requested_memory: Mapping[str, int] = field(default_factory=dict)
-    requested_cpu: Mapping[str, int] = field(default_factory=dict)
-    pod_memory: Mapping[str, int] = field(default_factory=dict)
-    live: Mapping[str, LiveTopology] = field(default_factory=dict)
-    loaded_at: float | None = None
-    read_at: float = 0.0
-
-
-# --- the merged view --------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Level:
-    """A domain level of the report. `index` is the position in Node.domains; None is the
-    node itself (the node level always uses the node name)."""
-
-    name: str
-    key: str
-    index: int | None
-    domains: frozenset[str]
-
-    @property
-    def active(self) -> bool:
-        return len(self.domains) >= 2
-
-
-@dataclass(frozen=True)
-class CopyView:
-    """A copy of a shard with the cache and live topology merged."""
-
-    pod: str
-    node: str
-    domains: tuple[str, ...]  # one per report level; UNKNOWN_DOMAIN where unknown
-    cached_role: Role
-    live_role: Role | None = None
-    healthy: bool = True
-    link_up: bool | None = None
-    lag: int | None = None  # replica: its master's offset minus its own
-    replicates: str | None = None  # pod of the master it replicates (live)
-    maxmemory: int | None = None
-
-    @property
-    def role(self) -> Role:
-        return self.live_role if self.live_role is not None else self.cached_role
-
-    def in_sync(self, max_lag: int) -> bool:
-        """Safe to promote: a healthy replica, link up, not trailing by more than max_lag."""
-        return (self.role is Role.REPLICA and self.healthy and self.link_up is True
-                and self.lag is not None and 0 <= self.lag <= max_lag)
-
-
-@dataclass(frozen=True)
-class ShardView:
-    cluster: str
-    shard: str
-    copies: tuple[CopyView, ...]
-    slots: int | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.cluster}|{self.shard}"
-
-    @property
-    def master(self) -> CopyView | None:
-        """The shard's master: the live one when known, else the cached one (first by name)."""
-        live = [c for c in self.copies if c.live_role is Role.MASTER]
-        masters = live or [c for c in self.copies if c.role is Role.MASTER]
-        return masters[0] if masters else None
-
-    @property
-    def healthy(self) -> tuple[CopyView, ...]:
-        return tuple(c for c in self.copies if c.healthy)
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    """Live topology and cache disagree (hygiene)."""
-
-    cluster: str
-    pod: str
-    kind: str  # role | not_live | unmapped | shard
-    cached: str = ""
-    live: str = ""
-
-
-@dataclass(frozen=True)
-class ClusterView:
-    id: str
-    kind: str
-    shards: tuple[ShardView, ...]
-    live: LiveTopology | None = None
-    mismatches: tuple[Mismatch, ...] = ()
-
-    @property
-    def quorum_applies(self) -> bool:
-        return self.kind == KIND_CLUSTER or (self.kind == KIND_UNKNOWN and len(self.shards) >= 2)
-
-
-@dataclass(frozen=True)
-class Placement:
-    levels: tuple[Level, ...]
-    clusters: tuple[ClusterView, ...]
-    inventory: Inventory
-    max_lag: int = DEFAULT_MAX_LAG
-
-    @property
-    def active_levels(self) -> tuple[int, ...]:
-        """Positions of the active levels; the node level alone when none is active."""
-        active = tuple(i for i, level in enumerate(self.levels) if level.active)
-        return active or (0,)
-
-    @property
-    def top_level(self) -> int | None:
-        """The highest active level: where masters are balanced and advice works."""
-        active = [i for i, level in enumerate(self.levels) if level.active]
-        return active[-1] if active else None
-
-
-def natural_key(text: str) -> tuple[Any, ...]:
-    """Sort "2" before "10" (shard ids and pod ordinals)."""
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))
-
-
-def report_levels(levels: tuple[str, ...], nodes: Mapping[str, Node],
-                  copy_nodes: Iterable[str] = ()) -> tuple[Level, ...]:
-    result = [Level(NODE_LEVEL, HOSTNAME_LABEL, None, frozenset(nodes) | frozenset(copy_nodes))]
-    for i, key in enumerate(levels):
-        if key == HOSTNAME_LABEL:
-            continue
-        values = frozenset(d for n in nodes.values() if i < len(n.domains) and (d := n.domains[i]))
-        result.append(Level(level_title(key), key, i, values))
-    return tuple(result)
-
-
-def domain_of(node_name: str, nodes: Mapping[str, Node], level: Level) -> str:
-    if level.index is None:
-        return node_name
-    node = nodes.get(node_name)
-    if node is None or level.index >= len(node.domains):
-        return UNKNOWN_DOMAIN
-    return node.domains[level.index] or UNKNOWN_DOMAIN
-
-
-def place(inventory: Inventory, max_lag: int = DEFAULT_MAX_LAG) -> Placement:
-    """Merge cache and live topology into the view every metric and the advice read."""
-    copy_nodes = {c.node for shards in inventory.shards.values() for cs in shards.values() for c in cs}
-    levels = report_levels(inventory.levels, inventory.nodes, copy_nodes)
-    clusters = tuple(_cluster_view(cid, inventory.shards[cid], inventory, levels)
-                     for cid in sorted(inventory.shards))
-    return Placement(levels=levels, clusters=clusters, inventory=inventory, max_lag=max_lag)
-
-
-def _cluster_view(cid: str, shards: Mapping[str, tuple[Copy, ...]], inv: Inventory,
-                  levels: tuple[Level, ...]) -> ClusterView:
-    live = inv.live.get(cid)
-    if live is not None and not live.nodes:  # a failed fetch: its error shows in hygiene
-        live = None
-    by_pod = live.by_pod() if live else {}
-    by_id = live.by_id() if live else {}
-    pod_shard = {c.pod: sid for sid, copies in shards.items() for c in copies}
-    mismatches: list[Mismatch] = []
-    views = []
-    for sid in sorted(shards, key=natural_key):
-        copies = []
-        for c in sorted(shards[sid], key=lambda c: natural_key(c.pod)):
-            node = inv.nodes.get(c.node)
-            ready = node.ready if node is not None else True
-            ln = by_pod.get(c.pod)
-            live_role = lag = replicates = link_up = maxmemory = None
-            healthy = ready
-            if ln is not None:
-                live_role = Role.MASTER if ln.role == "master" else Role.REPLICA
-                healthy = ready and ln.health == "online"
-                maxmemory = ln.maxmemory
-                if live_role is Role.REPLICA:
-                    link_up = ln.link_up
-                    master = by_id.get(ln.master_id)
-                    if master is not None:
-                        replicates = master.pod or None
-                        if master.offset is not None and ln.offset is not None:
-                            lag = master.offset - ln.offset
-                if c.role is not Role.UNKNOWN and c.role is not live_role:
-                    mismatches.append(Mismatch(cid, c.pod, "role", c.role.value, live_role.value))
-                if replicates and pod_shard.get(replicates, sid) != sid:
-                    mismatches.append(Mismatch(cid, c.pod, "shard", sid, pod_shard[replicates]))
-            elif live is not None:
-                mismatches.append(Mismatch(cid, c.pod, "not_live", c.role.value, ""))
-            copies.append(CopyView(
-                pod=c.pod, node=c.node, domains=tuple(domain_of(c.node, inv.nodes, lv) for lv in levels),
-                cached_role=c.role, live_role=live_role, healthy=healthy, link_up=link_up, lag=lag,
-                replicates=replicates, maxmemory=maxmemory))
-        views.append(ShardView(cid, sid, tuple(copies), _slots(copies, by_pod)))
-    if live is not None:
-        for ln in sorted(live.nodes, key=lambda n: n.address):
-            if not ln.pod or ln.pod not in pod_shard:
-                mismatches.append(Mismatch(cid, ln.pod or ln.address, "unmapped", "", ln.role))
-    kind = live.kind if live is not None else KIND_UNKNOWN
-    return ClusterView(cid, kind, tuple(views), live, tuple(mismatches))
-
-
-def _slots(copies: list[CopyView], by_pod: Mapping[str, LiveNode]) -> int | None:
-    for c in copies:
-        ln = by_pod.get(c.pod)
-        if ln is not None and ln.role == "master" and ln.slots:
-            return ln.slot_count
-    return None
-
-
-# --- metrics ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Share:
@@ -404,7 +94,7 @@ class Headroom:
 
 
 @dataclass(frozen=True)
-class LevelMetrics:
+class LevelMeasures:
     level: Level
     clusters: tuple[ClusterLevel, ...]
     headroom: Headroom
@@ -511,7 +201,7 @@ class Summary:
 @dataclass(frozen=True)
 class Report:
     placement: Placement
-    levels: tuple[LevelMetrics, ...]
+    levels: tuple[LevelMeasures, ...]
     overcommitted: tuple[NodeFit, ...]
     max_utilization: float
     maxmemory: tuple[MaxmemoryIssue, ...]
@@ -519,14 +209,14 @@ class Report:
     summary: Summary
     risks: Mapping[str, tuple[str, ...]]  # shard key -> why it is risky
 
-    def level(self, name: str) -> LevelMetrics:
+    def level(self, name: str) -> LevelMeasures:
         return next(m for m in self.levels if m.level.name == name)
 
 
 def compute(placement: Placement) -> Report:
-    """Every metric of the placement."""
+    """Every measure of the placement."""
     inv = placement.inventory
-    per_level = tuple(_level_metrics(placement, i) for i in range(len(placement.levels)))
+    per_level = tuple(_level_measures(placement, i) for i in range(len(placement.levels)))
     fits = _node_fits(inv)
     over = tuple(f for f in fits if f.requested_memory > f.allocatable_memory)
     max_util = max((f.utilization for f in fits), default=0.0)
@@ -561,18 +251,18 @@ def compute(placement: Placement) -> Report:
     return Report(placement, per_level, over, max_util, maxmem, hygiene, summary, risks)
 
 
-def _level_metrics(p: Placement, pos: int) -> LevelMetrics:
+def _level_measures(p: Placement, pos: int) -> LevelMeasures:
     level = p.levels[pos]
     clusters = tuple(cluster_level(c, pos, level) for c in p.clusters)
     nodes = p.inventory.nodes
     unknown_nodes = sum(1 for n in nodes if domain_of(n, nodes, level) == UNKNOWN_DOMAIN)
     unknown_copies = sum(1 for c in p.clusters for s in c.shards for cp in s.copies
                          if cp.domains[pos] == UNKNOWN_DOMAIN)
-    return LevelMetrics(level, clusters, failure_headroom(p.inventory, level), unknown_nodes, unknown_copies)
+    return LevelMeasures(level, clusters, failure_headroom(p.inventory, level), unknown_nodes, unknown_copies)
 
 
 def cluster_level(cv: ClusterView, pos: int, level: Level) -> ClusterLevel:
-    """Every per-cluster metric at one level (see the module docstring for definitions)."""
+    """Every per-cluster measure at one level (see the module docstring for definitions)."""
     weights = _weights(cv.shards)
     total = sum(weights.values()) or 1
     lost: Counter[str] = Counter()
@@ -682,7 +372,7 @@ def _maxmemory_issues(p: Placement) -> tuple[MaxmemoryIssue, ...]:
     return tuple(issues)
 
 
-def _hygiene(p: Placement, per_level: tuple[LevelMetrics, ...]) -> Hygiene:
+def _hygiene(p: Placement, per_level: tuple[LevelMeasures, ...]) -> Hygiene:
     inv = p.inventory
     on_unknown = tuple(c.pod for cv in p.clusters for s in cv.shards for c in s.copies
                        if c.node not in inv.nodes)
@@ -696,7 +386,7 @@ def _hygiene(p: Placement, per_level: tuple[LevelMetrics, ...]) -> Hygiene:
         live_errors=errors, mismatches=tuple(m for cv in p.clusters for m in cv.mismatches))
 
 
-def _risks(p: Placement, per_level: tuple[LevelMetrics, ...]) -> dict[str, tuple[str, ...]]:
+def _risks(p: Placement, per_level: tuple[LevelMeasures, ...]) -> dict[str, tuple[str, ...]]:
     """Why each risky shard is risky, finest level first (a shard on one node is on one zone)."""
     risks: dict[str, list[str]] = defaultdict(list)
     top = p.top_level
@@ -719,8 +409,3 @@ def _risks(p: Placement, per_level: tuple[LevelMetrics, ...]) -> dict[str, tuple
                     risks[key].append(f"copy in unknown {p.levels[top].name}")
     return {k: tuple(v) for k, v in risks.items() if v}
 
-
-def _opt_int(value: Any) -> int | None:
-    if value is None or value == "":
-        return None
-    return int(value)
