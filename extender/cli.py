@@ -144,11 +144,9 @@ def cmd_sync(ns: argparse.Namespace) -> int:
 
 
 def cmd_load(ns: argparse.Namespace) -> int:
-    import redis
-
     from .identity import Identifier
     from .state.loader import LoadError, load_list
-    from .state.redis_store import RedisStore
+    from .state.redis_store import RedisStore, StoreError
 
     settings = _settings(ns)
     try:
@@ -163,7 +161,7 @@ def cmd_load(ns: argparse.Namespace) -> int:
     except LoadError as exc:
         print(f"redis-extender load: {ns.file}: {exc}", file=sys.stderr)
         return 1
-    except redis.RedisError as exc:
+    except StoreError as exc:
         print(f"redis-extender load: Redis at {settings.store.redis_url}: {exc}", file=sys.stderr)
         return 1
     print(f"loaded {nodes} nodes and {pods} pods into {settings.store.redis_url}")

@@ -48,6 +48,9 @@ bound leaves behind. A bind without it still checks the node rule atomically."""
 
 LEADER_KEY = "sync:leader"
 
+StoreError = redis.RedisError
+"""What any store call may raise: callers above state catch this name, never import redis."""
+
 _APPLY_POD = r"""
 local P, key_id, mode = ARGV[1], ARGV[2], ARGV[3]
 local podkey = P .. 'pod:' .. key_id
