@@ -31,9 +31,9 @@ UNKNOWN_PENALTY = 0.5
 
 
 def score_nodes(pod: PodRequest, candidates: list[str], snapshot: Snapshot, settings: Settings,
-                own_node: str | None = None) -> dict[str, int]:
+                own_node: str | None = None, tables: Tables | None = None) -> dict[str, int]:
     """Scores by node name."""
-    return dict(zip(candidates, score_list(pod, candidates, snapshot, settings, own_node)))
+    return dict(zip(candidates, score_list(pod, candidates, snapshot, settings, own_node, tables)))
 
 
 def score_list(pod: PodRequest, candidates: list[str], snapshot: Snapshot, settings: Settings,

@@ -251,7 +251,7 @@ class StateCache:
     def redis_down(self) -> bool:
         return self._is_down(self.clock())
 
-    def _now(self, call: Callable[[], T]) -> T:
+    def _direct(self, call: Callable[[], T]) -> T:
         """A store call that must reach Redis now: refused while Redis is down, and a failure
         opens the breaker for every other call, as a failed read does."""
         if self.redis_down:  # never wait on a Redis that just failed
@@ -276,26 +276,26 @@ class StateCache:
 
     def shard_now(self, cluster: str, shard: str | None) -> ShardState:
         """The shard's copies read from Redis itself, not from the cache (the bind's re-check)."""
-        return self._now(lambda: self.store.shard_state(cluster, shard, counts=False))
+        return self._direct(lambda: self.store.shard_state(cluster, shard, counts=False))
 
     def pod(self, namespace: str, name: str) -> PodRecord | None:
         """The stored record of a pod (written by the sync, a load or a bind), if any."""
-        return self._now(lambda: self.store.pod_record(namespace, name))
+        return self._direct(lambda: self.store.pod_record(namespace, name))
 
     def filter_memory(self, pod_key: str) -> FilterMemory | None:
-        return self._now(lambda: self.store.filter_memory(pod_key))
+        return self._direct(lambda: self.store.filter_memory(pod_key))
 
     def remember_filter(self, pod_key: str, memory: FilterMemory) -> None:
-        self._now(lambda: self.store.remember_filter(pod_key, memory))
+        self._direct(lambda: self.store.remember_filter(pod_key, memory))
 
     def reserve(self, pod_key: str, cluster: str, shard: str, node: str, role: str, ttl: float) -> bool:
-        return self._now(lambda: self.store.reserve(pod_key, cluster, shard, node, role, ttl))
+        return self._direct(lambda: self.store.reserve(pod_key, cluster, shard, node, role, ttl))
 
     def record_placement(self, pod: PodRecord, expect_version: str = "") -> RecordResult:
         """The atomic check-and-record (RedisStore.record_placement); drops this process's
         cached view of the shard and usage, whatever the outcome."""
         try:
-            return self._now(lambda: self.store.record_placement(pod, expect_version))
+            return self._direct(lambda: self.store.record_placement(pod, expect_version))
         finally:
             self.invalidate_shard(pod.cluster, pod.shard or None)
 
@@ -303,7 +303,7 @@ class StateCache:
         """Undo a placement this service recorded (the API refused the Binding): only while the
         stored pod is still on that node by our record; a watch event may have replaced it."""
         try:
-            return self._now(lambda: self.store.unrecord_placement(pod))
+            return self._direct(lambda: self.store.unrecord_placement(pod))
         finally:
             self.invalidate_shard(pod.cluster, pod.shard or None)
 
