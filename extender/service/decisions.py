@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 
 class Decider:
+    """The three verbs: read the snapshot (state), decide (policy), write what the decision
+    implies through the cache; Redis failures arrive as StateUnavailable/StoreFailed."""
+
     def __init__(self, settings: Settings, cache: StateCache, identifier: Identifier):
         self.settings = settings
         self.cache = cache
