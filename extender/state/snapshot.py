@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from collections import ChainMap
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -132,8 +131,7 @@ class Snapshots:
         derived = entry.derived if entry is not None else None
         if derived is not None and derived[0] == table.generation:
             return derived[1]
-        index = table.arrays.index
-        rows = np.fromiter(map(index.get, args.node_names, repeat(-1)), dtype=np.int64, count=len(args.node_names))
+        rows = table.arrays.rows(args.node_names)
         if entry is not None:
             entry.derived = (table.generation, rows)
         return rows
@@ -153,7 +151,7 @@ class BodyView:
     def build(cls, objects: list[Node], names: list[str], table: NodeTable, levels: int) -> "BodyView":
         body = {n.name: n for n in objects}
         arrays = NodeArrays.build(body, levels)
-        rows = np.fromiter(map(arrays.index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+        rows = arrays.rows(names)
         domains = tuple(known | {n.domains[i] for n in objects if n.domains[i] is not None}
                         for i, known in enumerate(table.level_domains))
         return cls(body, arrays, rows, domains)
