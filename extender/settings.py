@@ -194,8 +194,9 @@ OPTIONS: tuple[Option, ...] = (
            "one such wait, then the circuit breaker (answers stay well under 100 ms). Big reads "
            "(node table, usage) run in the background with bulk_timeout."),
     Option("store", "bulk_timeout", "REDIS_EXTENDER_BULK_TIMEOUT", float,
-           "Seconds a read of thousands of fields may take: the background reloads of the node table "
-           "and usage, and the reports' reads of the whole placement (never a decision's wait)."),
+           "Seconds a call over thousands of fields may take: the background reloads of the node table "
+           "and usage, the reports' reads of the whole placement, the syncer's writes (never a "
+           "decision's wait)."),
     Option("store", "cache_ttl", "REDIS_EXTENDER_CACHE_TTL", float,
            "Seconds the nodes' usage is served from process memory (then reloaded in the background)."),
     Option("store", "node_cache_ttl", "REDIS_EXTENDER_NODE_CACHE_TTL", float,
