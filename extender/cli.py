@@ -124,7 +124,7 @@ def cmd_sync(ns: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    store = RedisStore.from_url(settings.store.redis_url, settings.store.key_prefix, timeout=5)
+    store = RedisStore.from_url(settings.store.redis_url, settings.store.key_prefix, settings.store.bulk_timeout)
     from .reports.refresher import run_refresher
 
     def refresher(term: threading.Event) -> None:  # the leader also reads live topology

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from .model import Member, Role
-from .settings import IdentitySettings
+from .settings import PRESETS, IdentitySettings
 
 _ORDINAL = re.compile(r"-(\d+)$")
 
@@ -62,6 +62,9 @@ PRESET_CONVENTIONS: dict[str, Convention] = {
     "bitnami": Convention("app.kubernetes.io/instance", None, None,
                           match_labels={"app.kubernetes.io/name": "redis-cluster"}),
 }
+
+if tuple(PRESET_CONVENTIONS) != PRESETS:  # settings (below this module) names and validates them
+    raise RuntimeError(f"identity.PRESET_CONVENTIONS {tuple(PRESET_CONVENTIONS)} != settings.PRESETS {PRESETS}")
 
 
 def convention(settings: IdentitySettings) -> Convention:

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Mapping
-
-if TYPE_CHECKING:  # the array view is built by the policy layer; the model only carries it
-    from .policy.candidates import NodeArrays, UsageArrays
+from typing import Mapping
 
 UNKNOWN = None
 """A domain value that is not known (the node lacks the label, or the node is not cached)."""
@@ -128,6 +125,8 @@ class Snapshot:
     pods on each node (every pod, not only Redis ones, and including placements this service
     recorded before the API reported them). `level_domains[i]` is the set of known domain
     values at level i across the cluster, to skip levels that cannot spread anything.
+    The same nodes and requests as arrays (the policy's fast path) travel beside it, in
+    policy/candidates.py's Tables: the model holds records, not numpy.
     """
 
     level_names: tuple[str, ...]
@@ -137,9 +136,6 @@ class Snapshot:
     level_domains: tuple[frozenset[str], ...] = ()
     requested_memory: Mapping[str, int] = field(default_factory=dict)
     requested_cpu: Mapping[str, int] = field(default_factory=dict)
-    arrays: "NodeArrays | None" = None  # the cached node table as arrays (fast path)
-    usage_arrays: "UsageArrays | None" = None  # requested_* as arrays aligned to `arrays`
-    candidate_rows: Any = None  # this request's candidates' rows in `arrays`, when known
 
     def node(self, name: str) -> Node:
         found = self.nodes.get(name)

@@ -36,7 +36,8 @@ class ExtenderArgs:
 
 class CandidateList:
     """One NodeNames list, shared by every request that sends the same bytes, with what was
-    derived from it (rows in the node table, per table generation)."""
+    derived from it: state/snapshot.py keeps the list's rows in the node table here, per
+    table generation (opaque to the protocol)."""
 
     __slots__ = ("names", "derived")
 

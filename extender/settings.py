@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_LEVELS = ("kubernetes.io/hostname", "topology.kubernetes.io/zone", "topology.kubernetes.io/region")
 PRESETS = ("default", "kubedb", "valkey", "ot", "spotahome", "bitnami")
+"""The label conventions' names, validated here; their rules are identity.PRESET_CONVENTIONS."""
 ON_UNAVAILABLE = ("fail-closed", "fail-open")
 
 
@@ -61,6 +62,7 @@ class StoreSettings:
     redis_url: str = DEFAULT_REDIS_URL
     key_prefix: str = "rx:{main}:"
     socket_timeout: float = 0.03
+    bulk_timeout: float = 5.0
     cache_ttl: float = 1.0
     node_cache_ttl: float = 2.0
     shard_cache_ttl: float = 0.0
@@ -190,7 +192,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("store", "socket_timeout", "REDIS_EXTENDER_REDIS_TIMEOUT", float,
            "Seconds a decision's Redis call may take before Redis counts as down: a wedged Redis costs "
            "one such wait, then the circuit breaker (answers stay well under 100 ms). Big reads "
-           "(node table, usage) run in the background with a 5 s timeout."),
+           "(node table, usage) run in the background with bulk_timeout."),
+    Option("store", "bulk_timeout", "REDIS_EXTENDER_BULK_TIMEOUT", float,
+           "Seconds a call over thousands of fields may take: the background reloads of the node table "
+           "and usage, the reports' reads of the whole placement, the syncer's writes (never a "
+           "decision's wait)."),
     Option("store", "cache_ttl", "REDIS_EXTENDER_CACHE_TTL", float,
            "Seconds the nodes' usage is served from process memory (then reloaded in the background)."),
     Option("store", "node_cache_ttl", "REDIS_EXTENDER_NODE_CACHE_TTL", float,
@@ -328,6 +334,8 @@ def validate(settings: Settings) -> list[str]:
                         "or redis+sentinel://")
     if not 0 < store.socket_timeout <= 1:
         problems.append("store.socket_timeout must be in (0, 1] seconds: the scheduler waits 5 s at most")
+    if store.bulk_timeout <= 0:
+        problems.append("store.bulk_timeout must be > 0")
     for name in ("cache_ttl", "node_cache_ttl", "shard_cache_ttl", "reservation_ttl", "max_staleness", "retry_after"):
         if getattr(store, name) < 0:
             problems.append(f"store.{name} must be >= 0")

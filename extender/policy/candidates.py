@@ -7,8 +7,9 @@ integer codes per level, and "copies in this candidate's zone" is one gather fro
 per-zone table.
 
 NodeArrays is built once per node-table generation (the cache keeps it) and UsageArrays once
-per usage read; a request only gathers the candidates' rows. Without them (unit tests, full
-Node bodies) the same view is built from Snapshot.node() one candidate at a time.
+per usage read; state/snapshot.py hands both to the policy as Tables, beside the Snapshot,
+and a request only gathers the candidates' rows. Without them (unit tests, the bind-time
+re-check) the same view is built from Snapshot.node() one candidate at a time.
 """
 from __future__ import annotations
 
@@ -55,6 +56,10 @@ class NodeArrays:
             alloc_cpu=np.array([_float(nodes[n].allocatable_cpu) for n in names], dtype=np.float64),
             ready=np.array([nodes[n].ready for n in names], dtype=bool))
 
+    def rows(self, names: Sequence[str]) -> np.ndarray:
+        """Each name's row, -1 for a name not in the table (one C-speed pass over thousands)."""
+        return np.fromiter(map(self.index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+
 
 @dataclass(frozen=True)
 class UsageArrays:
@@ -77,6 +82,20 @@ class UsageArrays:
             if row is not None:
                 req_cpu[row] = value
         return cls(req_mem, req_cpu)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The snapshot's nodes and their requests as arrays: the fast path of `view`.
+
+    `nodes` must hold every node of Snapshot.nodes that a candidate may name, and `usage` the
+    same requests as Snapshot.requested_*, row for row; `rows` are the request's candidates'
+    rows in `nodes` (-1 when absent), when known ahead (shared by requests with one list).
+    """
+
+    nodes: NodeArrays
+    usage: UsageArrays
+    rows: np.ndarray | None = None
 
 
 class Coder:
@@ -157,18 +176,18 @@ class Candidates:
         return sorted(found.tolist() + strays)
 
 
-def view(snapshot: Snapshot, names: Sequence[str]) -> Candidates:
+def view(snapshot: Snapshot, names: Sequence[str], tables: Tables | None = None) -> Candidates:
+    """The candidates as arrays: gathered from `tables` when given, else node by node."""
     levels = len(snapshot.level_names)
-    arrays = snapshot.arrays
+    arrays = tables.nodes if tables is not None else None
     coder = Coder(levels, arrays)
-    if arrays is not None and snapshot.usage_arrays is not None and arrays.names:
-        index = arrays.index
-        rows = snapshot.candidate_rows
+    if tables is not None and arrays is not None and arrays.names:
+        rows = tables.rows
         if rows is None or len(rows) != len(names):
-            rows = np.fromiter(map(index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+            rows = arrays.rows(names)
         codes = arrays.codes[:, rows]
         alloc_mem, alloc_cpu = arrays.alloc_mem[rows], arrays.alloc_cpu[rows]
-        req_mem, req_cpu = snapshot.usage_arrays.req_mem[rows], snapshot.usage_arrays.req_cpu[rows]
+        req_mem, req_cpu = tables.usage.req_mem[rows], tables.usage.req_cpu[rows]
         ready = arrays.ready[rows]
         known = rows >= 0
         if not known.all():  # rows of -1 gathered the last node's data: redo them one by one
@@ -179,7 +198,7 @@ def view(snapshot: Snapshot, names: Sequence[str]) -> Candidates:
                 req_mem[i] = req_cpu[i] = 0.0
                 ready[i] = True
         return Candidates(list(names), rows, codes, known, alloc_mem, alloc_cpu, req_mem, req_cpu, ready,
-                          coder, index)
+                          coder, arrays.index)
 
     nodes = [snapshot.node(n) for n in names]
     codes = np.array([[coder.code(level, node.domains[level]) for node in nodes] for level in range(levels)],

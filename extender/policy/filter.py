@@ -24,7 +24,7 @@ import numpy as np
 from ..model import HOSTNAME_LABEL, Copy, PodRequest, Snapshot
 from ..quantity import human_bytes
 from . import spread as spreadmod
-from .candidates import UNKNOWN_CODE, Candidates, view
+from .candidates import UNKNOWN_CODE, Candidates, Tables, view
 
 # Reasons shown in the pod's FailedScheduling event: written for the person reading it.
 NOT_READY = "node is not Ready (cached node status)"
@@ -59,11 +59,12 @@ def _describe(copies: list[Copy]) -> str:
 
 
 def filter_nodes(pod: PodRequest, candidates: list[str], snapshot: Snapshot,
-                 own_node: str | None = None) -> FilterResult:
+                 own_node: str | None = None, tables: Tables | None = None) -> FilterResult:
+    """`tables`: the snapshot as arrays (candidates.Tables), the fast path; same verdicts."""
     if pod.member is None:
         return FilterResult(accepted=list(candidates), outcome=Outcome.PASSTHROUGH)
     result = FilterResult(accepted=[])
-    cand = view(snapshot, candidates)
+    cand = view(snapshot, candidates, tables)
     alive = np.ones(len(cand), dtype=bool)
     member = pod.member
     if member.shard is None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+
 import orjson
-import redis
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -20,8 +20,8 @@ from ..reports.routes import register as register_reports
 from ..protocol import (ExtenderArgs, NamesMemo, NodeMemo, ProtocolError, bind_reply, filter_reply, parse_binding, parse_extender_args,
                         prioritize_reply)
 from ..settings import Settings
-from ..state.cache import StateCache
-from ..state.redis_store import RedisStore, connect
+from ..state.cache import StateCache, StoreFailed, open_cache
+from ..state.redis_store import connect
 from . import metrics
 from .decisions import Binder, Decider
 
@@ -29,18 +29,11 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 
 
-
 def create_app(settings: Settings, cache: StateCache | None = None, binder: Binder | None = None) -> Flask:
     app = Flask("redis-extender")
     app.config["MAX_CONTENT_LENGTH"] = settings.service.max_body_bytes
     if cache is None:
-        store = RedisStore.from_url(settings.store.redis_url, settings.store.key_prefix,
-                                    settings.store.socket_timeout)
-        s = settings.store
-        bulk = RedisStore.from_url(s.redis_url, s.key_prefix, timeout=5.0)  # background reloads only
-        cache = StateCache(store, settings.domains.levels, ttl=s.cache_ttl, node_ttl=s.node_cache_ttl,
-                           max_staleness=s.max_staleness, retry_after=s.retry_after, shard_ttl=s.shard_cache_ttl,
-                           bulk=bulk)
+        cache = open_cache(settings)
         cache.warm()
     cache.stats.listeners.append(metrics.cache_listener)
     identifier = Identifier(settings.identity)
@@ -103,9 +96,8 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     @app.get("/readyz")
     def readyz() -> Response:
         try:
-            cache.store.ping()
-            meta = cache.store.meta()
-        except redis.RedisError as exc:
+            meta = cache.probe()
+        except StoreFailed as exc:
             return Response(orjson.dumps({"status": "unready", "reason": f"redis unreachable: {exc}"}),
                             status=503, mimetype=JSON)
         if "loaded_at" not in meta:
@@ -136,6 +128,6 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
                         status=500, mimetype=JSON)
 
     # Reports read the whole placement: their own client, without the 30 ms decision timeout.
-    register_reports(app, settings, connect(settings.store.redis_url, timeout=5))
+    register_reports(app, settings, connect(settings.store.redis_url, timeout=settings.store.bulk_timeout))
     return app
 

@@ -10,10 +10,12 @@ worker must be seen at once. Writes made by this process invalidate what they to
 Other replicas' writes are seen within the TTL; that is safe because the decision that
 matters (check-and-record) is made atomically inside Redis, not from this cache.
 
-Redis down: a failed call marks Redis down for `retry_after` seconds, during which no call
-is attempted (answers stay fast, far under the scheduler's 5 s). Reads then come from the
-last good value while it is younger than `max_staleness`; past that, StateUnavailable is
-raised and the service applies the documented policy (fail-closed or fail-open).
+Redis down: the cache owns the circuit breaker. A failed call (read or write) marks Redis down
+for `retry_after` seconds, during which no call is attempted (answers stay fast, far under
+the scheduler's 5 s). Reads then come from the last good value while it is younger than
+`max_staleness`; past that, StateUnavailable is raised and the service applies the
+documented policy (fail-closed or fail-open). Calls that must reach Redis now (the bind's
+fresh read, writes) have no fallback: they raise StoreFailed, at once while Redis is down.
 """
 from __future__ import annotations
 
@@ -28,15 +30,26 @@ from cachetools import LRUCache, TTLCache
 
 from ..domains import domain_path
 from ..model import Node
-from ..policy.candidates import NodeArrays, UsageArrays
-from .redis_store import NodeRecord, RedisStore, ShardState
+from ..policy.candidates import NodeArrays
+from ..settings import Settings
+from .redis_store import FilterMemory, NodeRecord, PodRecord, RecordResult, RedisStore, ShardState
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+REVALIDATE_EVERY = 0.25
+"""Seconds between generation checks forced by a candidate missing from the node table: a
+burst of requests naming a just-added node (or a node the sync has not stored yet) costs
+one GET per this interval, not one per request, and the new node is seen within it."""
+
 
 class StateUnavailable(RuntimeError):
     """Redis cannot be read and the last known state is missing or too old."""
+
+
+class StoreFailed(StateUnavailable):
+    """A call that must reach Redis now failed, or was not tried because Redis is down.
+    Its text is the Redis client's (or "Redis unavailable"), for the reply's Error."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +114,6 @@ class StateCache:
         self._lock = threading.Lock()
         self._down_until = 0.0
         self._table: NodeTable | None = None
-        self._usage_arrays: tuple[Any, UsageArrays, Any, Any] | None = None  # keeps the keyed objects alive
         self._table_checked = -1e18
         self._latest_generation = 0  # the newest node-table generation seen in Redis
         self._table_fetched = -1e18
@@ -118,14 +130,6 @@ class StateCache:
         """Thousands of fields: past its TTL, the last value is served while one background
         reload (with the bulk client's longer timeout) fetches the next."""
         return self._get(("usage",), self.store.usage, background=self.bulk.usage)
-
-    def usage_arrays(self, table: NodeTable, usage: tuple[dict[str, int], dict[str, int]]) -> UsageArrays:
-        """`usage` as arrays aligned to `table`, rebuilt only when either changed."""
-        key = (table.generation, id(table), id(usage))
-        built = self._usage_arrays
-        if built is None or built[0] != key:
-            built = self._usage_arrays = (key, UsageArrays.build(table.arrays, *usage), usage, table)
-        return built[1]
 
     def node_table(self, revalidate: bool = False) -> NodeTable:
         """The node table, reloaded only when its generation changed. `revalidate`: a candidate
@@ -243,13 +247,65 @@ class StateCache:
         self.stats.count("redis_errors")
         self._down_until = now + self.retry_after
 
-    def note_failure(self) -> None:
-        """A write failed: stop trying Redis for a while, as a failed read would."""
-        self._mark_down(self.clock())
-
     @property
     def redis_down(self) -> bool:
         return self._is_down(self.clock())
+
+    def _direct(self, call: Callable[[], T]) -> T:
+        """A store call that must reach Redis now: refused while Redis is down, and a failure
+        opens the breaker for every other call, as a failed read does."""
+        if self.redis_down:  # never wait on a Redis that just failed
+            raise StoreFailed("Redis unavailable")
+        try:
+            return call()
+        except redis.RedisError as exc:
+            self._mark_down(self.clock())
+            raise StoreFailed(str(exc)) from exc
+
+    def probe(self) -> dict[str, str]:
+        """PING, then the load bookkeeping (P meta), for the readiness probe. Always asks Redis,
+        breaker or not (the probe is how an operator sees it come back), and leaves the
+        breaker alone. Raises StoreFailed."""
+        try:
+            self.store.ping()
+            return self.store.meta()
+        except redis.RedisError as exc:
+            raise StoreFailed(str(exc)) from exc
+
+    # -- calls that must reach Redis now ---------------------------------------------------
+
+    def shard_now(self, cluster: str, shard: str | None) -> ShardState:
+        """The shard's copies read from Redis itself, not from the cache (the bind's re-check)."""
+        return self._direct(lambda: self.store.shard_state(cluster, shard, counts=False))
+
+    def pod(self, namespace: str, name: str) -> PodRecord | None:
+        """The stored record of a pod (written by the sync, a load or a bind), if any."""
+        return self._direct(lambda: self.store.pod_record(namespace, name))
+
+    def filter_memory(self, pod_key: str) -> FilterMemory | None:
+        return self._direct(lambda: self.store.filter_memory(pod_key))
+
+    def remember_filter(self, pod_key: str, memory: FilterMemory) -> None:
+        self._direct(lambda: self.store.remember_filter(pod_key, memory))
+
+    def reserve(self, pod_key: str, cluster: str, shard: str, node: str, role: str, ttl: float) -> bool:
+        return self._direct(lambda: self.store.reserve(pod_key, cluster, shard, node, role, ttl))
+
+    def record_placement(self, pod: PodRecord, expect_version: str = "") -> RecordResult:
+        """The atomic check-and-record (RedisStore.record_placement); drops this process's
+        cached view of the shard and usage, whatever the outcome."""
+        try:
+            return self._direct(lambda: self.store.record_placement(pod, expect_version))
+        finally:
+            self.invalidate_shard(pod.cluster, pod.shard or None)
+
+    def unrecord(self, pod: PodRecord) -> bool:
+        """Undo a placement this service recorded (the API refused the Binding): only while the
+        stored pod is still on that node by our record; a watch event may have replaced it."""
+        try:
+            return self._direct(lambda: self.store.unrecord_placement(pod))
+        finally:
+            self.invalidate_shard(pod.cluster, pod.shard or None)
 
     # -- invalidation by this process's writes ---------------------------------------------
 
@@ -267,5 +323,15 @@ class StateCache:
             self._table = None
 
 
+def open_cache(settings: Settings) -> StateCache:
+    """A serving process's cache: decisions' calls bounded by store.socket_timeout, the
+    background reloads of big reads by store.bulk_timeout, on a client of their own."""
+    s = settings.store
+    store = RedisStore.from_url(s.redis_url, s.key_prefix, s.socket_timeout)
+    bulk = RedisStore.from_url(s.redis_url, s.key_prefix, s.bulk_timeout)
+    return StateCache(store, settings.domains.levels, ttl=s.cache_ttl, node_ttl=s.node_cache_ttl,
+                      max_staleness=s.max_staleness, retry_after=s.retry_after, shard_ttl=s.shard_cache_ttl,
+                      bulk=bulk)
+
+
 _MISSING = object()
-REVALIDATE_EVERY = 0.25

@@ -13,18 +13,15 @@ A relist deletes from the store what the API no longer has. Writes are skipped w
 fields we keep did not change (node heartbeats would otherwise reload every replica's table).
 
 Several replicas: exactly one syncer writes, the holder of a Redis lock with expiry
-(P sync:leader, renewed every ttl/3); when it dies, the lock expires and another takes over
+(state/lock.py, renewed every ttl/3); when it dies, the lock expires and another takes over
 within `ttl` seconds. Writes are idempotent upserts of the API's truth, so a paused ex-leader
 writing once more does no lasting harm: the next event corrects it.
 """
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -37,6 +34,7 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from ..identity import Identifier
 from .loader import node_record, pod_record
+from .lock import LeaderLock
 from .redis_store import NodeRecord, RedisStore
 
 log = logging.getLogger(__name__)
@@ -219,37 +217,6 @@ class Reflector:
                 self.store.delete_pod(namespace, name, record.get("uid", ""))
         self.known = seen
         self.store.mark_loaded(f"kubernetes {self.kind} list", **{self.kind: len(seen)})
-
-
-class LeaderLock:
-    """A Redis lock with expiry: SET NX PX to take it, compare-and-expire to keep it."""
-
-    _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"
-    _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"
-
-    def __init__(self, store: RedisStore, ttl: float = 15.0, identity: str | None = None):
-        self.r = store.r
-        self.key = store.p + "sync:leader"
-        self.ttl_ms = int(ttl * 1000)
-        self.identity = identity or f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
-        self._renew = self.r.register_script(self._RENEW)
-        self._release = self.r.register_script(self._RELEASE)
-
-    def acquire(self) -> bool:
-        return bool(self.r.set(self.key, self.identity, nx=True, px=self.ttl_ms))
-
-    def renew(self) -> bool:
-        return bool(self._renew(keys=[self.key], args=[self.identity, self.ttl_ms]))
-
-    def release(self) -> None:
-        try:
-            self._release(keys=[self.key], args=[self.identity])
-        except redis.RedisError:
-            pass
-
-    def holder(self) -> str | None:
-        value = self.r.get(self.key)
-        return value.decode() if value else None
 
 
 class Syncer:

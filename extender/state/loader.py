@@ -1,4 +1,5 @@
-"""Kubernetes objects (Nodes, Pods) -> store records. Used by `load` and, later, the watches."""
+"""Kubernetes objects (Nodes, Pods) -> store records: what `load` reads from a List and the
+syncer (k8s_sync.py) from its lists and watch events."""
 from __future__ import annotations
 
 from typing import Any, Mapping

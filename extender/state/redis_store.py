@@ -18,9 +18,10 @@ not supported as the state's store:
   P cmasters:<cluster>      HASH node -> masters of the cluster on it
   P clusters                SET of cluster ids ("ns/name")
   P meta                    HASH loaded_at, source, nodes, pods
-  P seen:<ns>/<name>        STRING JSON: the pod's identity and the domains its last filter could
-                            choose from (expires after 10 min), for the bind-time re-check
-  P sync:leader             STRING the syncer holding the leader lock (expires)
+  P seen:<ns>/<name>        STRING JSON (FilterMemory): the pod's identity and the domains its
+                            last filter could choose from (expires after FILTER_MEMORY_TTL),
+                            for the bind-time re-check
+  P sync:leader             STRING the syncer holding the leader lock (expires; state/lock.py)
   P liveroles:<cluster>     HASH "<ns>/<name>" -> master|replica seen live in Redis; overrides
                             the pod's role label in every index (state/redis_topology.py writes it)
   P live:<cluster>          STRING JSON of the cluster's last live topology (reports/topology.py's
@@ -32,15 +33,22 @@ the new one in, so indexes never drift, whoever writes (load, watch, bind, sever
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
 import orjson
 import redis
 
-from ..model import ClusterCounts, Copy, Role
+from ..model import ClusterCounts, Copy, PodRequest, Role
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
+
+FILTER_MEMORY_TTL = 600.0
+"""Seconds a filter's memory (P seen:) is kept. A bind normally follows its filter within
+seconds; ten minutes also covers a slow scheduling cycle, and bounds what a pod that is never
+bound leaves behind. A bind without it still checks the node rule atomically."""
+
+LEADER_KEY = "sync:leader"
 
 _APPLY_POD = r"""
 local P, key_id, mode = ARGV[1], ARGV[2], ARGV[3]
@@ -139,6 +147,10 @@ return {'ok', ''}
 """
 
 
+_LOCK_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"
+_LOCK_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"
+
+
 _RESERVE = r"""
 local skey, key_id, value = KEYS[1], ARGV[1], ARGV[2]
 local cur = redis.call('HGET', skey, key_id)
@@ -201,6 +213,48 @@ class PodRecord:
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
+    @classmethod
+    def of(cls, pod: PodRequest, node: str) -> "PodRecord":
+        """The record of a pod being scheduled, placed on `node` ("" for not placed)."""
+        member = pod.member
+        return cls(namespace=pod.namespace, name=pod.name, uid=pod.uid, node=node,
+                   memory=pod.memory_request, cpu=pod.cpu_request, phase="Pending",
+                   cluster=member.cluster if member else "",
+                   shard=(member.shard or "") if member else "",
+                   role=member.role.value if member else "")
+
+    @classmethod
+    def decode(cls, namespace: str, name: str, fields: Mapping[str, str]) -> "PodRecord":
+        """A stored P pod: hash, as strings."""
+        return cls(namespace=namespace, name=name, uid=fields.get("uid", ""), node=fields.get("node", ""),
+                   memory=int(fields.get("mem") or 0), cpu=int(fields.get("cpu") or 0),
+                   phase=fields.get("phase") or "Pending", cluster=fields.get("cluster", ""),
+                   shard=fields.get("shard", ""), role=fields.get("role", ""), ip=fields.get("ip", ""))
+
+
+@dataclass(frozen=True)
+class FilterMemory:
+    """What a pod's filter saw (P seen:), for the bind-time re-check: the pod's identity and
+    the domain paths its filter chose from (policy/bindcheck.py)."""
+
+    cluster: str
+    shard: str
+    role: str
+    uid: str
+    memory: int
+    cpu: int
+    paths: list[tuple[str | None, ...]]
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"cluster": self.cluster, "shard": self.shard, "role": self.role, "uid": self.uid,
+                             "mem": self.memory, "cpu": self.cpu, "paths": self.paths})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "FilterMemory":
+        v = orjson.loads(raw)
+        return cls(v["cluster"], v["shard"], v["role"], v.get("uid", ""), int(v.get("mem", 0)),
+                   int(v.get("cpu", 0)), [tuple(p) for p in v.get("paths", [])])
+
 
 @dataclass(frozen=True)
 class NodeRecord:
@@ -245,6 +299,8 @@ class RedisStore:
         self.p = prefix
         self._apply = client.register_script(_APPLY_POD)
         self._reserve = client.register_script(_RESERVE)
+        self._lock_renew = client.register_script(_LOCK_RENEW)
+        self._lock_release = client.register_script(_LOCK_RELEASE)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, timeout: float = 0.03) -> "RedisStore":
@@ -350,12 +406,13 @@ class RedisStore:
             touched += self._call("relabel", PodRecord(namespace=namespace, name=name)).ok
         return touched
 
-    def remember_filter(self, pod_key: str, payload: bytes, ttl: float = 600.0) -> None:
+    def remember_filter(self, pod_key: str, memory: FilterMemory, ttl: float = FILTER_MEMORY_TTL) -> None:
         """What a pod's filter saw, for the bind-time re-check (P seen:<ns>/<name>, expiring)."""
-        self.r.set(f"{self.p}seen:{pod_key}", payload, px=int(ttl * 1000))
+        self.r.set(f"{self.p}seen:{pod_key}", memory.encode(), px=int(ttl * 1000))
 
-    def filter_memory(self, pod_key: str) -> bytes | None:
-        return self.r.get(f"{self.p}seen:{pod_key}")
+    def filter_memory(self, pod_key: str) -> FilterMemory | None:
+        raw = self.r.get(f"{self.p}seen:{pod_key}")
+        return FilterMemory.decode(raw) if raw else None
 
     def pod_keys(self) -> list[str]:
         """Every stored pod as "ns/name" (a SCAN: for relists, not for decisions)."""
@@ -363,8 +420,22 @@ class RedisStore:
         return [k.decode()[head:] for k in self.r.scan_iter(match=escape_glob(self.p + "pod:") + "*", count=1000)]
 
     def pod(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The stored hash as is, bookkeeping (source, updated) included."""
         raw = self.r.hgetall(f"{self.p}pod:{namespace}/{name}")
         return {k.decode(): v.decode() for k, v in raw.items()} or None
+
+    def pod_record(self, namespace: str, name: str) -> PodRecord | None:
+        stored = self.pod(namespace, name)
+        return PodRecord.decode(namespace, name, stored) if stored else None
+
+    def unrecord_placement(self, pod: PodRecord) -> bool:
+        """Take back a placement recorded for pod.node, if the stored pod is still there by
+        that record (source placement): a watch event since then is the truth and stays."""
+        stored = self.pod(pod.namespace, pod.name)
+        if not stored or stored.get("node") != pod.node or stored.get("source") != "placement":
+            return False
+        self.upsert_pod(replace(pod, node=""), source="unbind")
+        return True
 
     def shard_state(self, cluster: str, shard: str | None, counts: bool = True) -> ShardState:
         """The shard's copies and version, and (`counts`) the cluster's pods and masters per
@@ -404,6 +475,22 @@ class RedisStore:
 
     def clusters(self) -> list[str]:
         return sorted(m.decode() for m in self.r.smembers(self.p + "clusters"))
+
+    # -- the syncers' leader lock (state/lock.py) --------------------------------------------
+
+    def take_lock(self, identity: str, ttl_ms: int) -> bool:
+        return bool(self.r.set(self.p + LEADER_KEY, identity, nx=True, px=ttl_ms))
+
+    def renew_lock(self, identity: str, ttl_ms: int) -> bool:
+        """Extend the lock only while `identity` holds it (compare-and-expire)."""
+        return bool(self._lock_renew(keys=[self.p + LEADER_KEY], args=[identity, ttl_ms]))
+
+    def release_lock(self, identity: str) -> None:
+        self._lock_release(keys=[self.p + LEADER_KEY], args=[identity])
+
+    def lock_holder(self) -> str | None:
+        value = self.r.get(self.p + LEADER_KEY)
+        return value.decode() if value else None
 
     # -- bookkeeping ----------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ import pytest
 
 from extender.identity import Identifier
 from extender.settings import IdentitySettings
-from extender.state.k8s_sync import POD_SELECTOR, Gone, LeaderLock, Reflector, api_client
+from extender.state.k8s_sync import POD_SELECTOR, Gone, Reflector, api_client
+from extender.state.lock import LeaderLock
 from extender.state.loader import node_record, pod_record
 from extender.state.redis_store import NodeRecord, RedisStore
 

@@ -9,8 +9,8 @@ import pytest
 from extender.localredis import LocalRedis
 from extender.processes import wait_until
 from extender.settings import DEFAULT_LEVELS
-from extender.state.cache import StateCache, StateUnavailable
-from extender.state.redis_store import NodeRecord, PodRecord, RedisStore
+from extender.state.cache import StateCache, StateUnavailable, StoreFailed
+from extender.state.redis_store import FilterMemory, NodeRecord, PodRecord, RedisStore
 
 
 class Clock:
@@ -146,3 +146,66 @@ def test_after_retry_after_redis_is_tried_again(own_redis: LocalRedis) -> None:
         assert cache.usage() == ({}, {})
     finally:
         revived.stop()
+
+
+def test_a_failed_write_opens_the_breaker_for_reads_and_writes(own_redis: LocalRedis) -> None:
+    port = own_redis.port
+    store = RedisStore.from_url(own_redis.url, "rx:{t}:", timeout=0.05)
+    clock = Clock()
+    cache = make_cache(store, clock)
+    memory = FilterMemory("redis/c", "0", "replica", "u-a", 1, 1, [(None, "zone-a", None)])
+    cache.remember_filter("redis/a", memory)
+    assert cache.filter_memory("redis/a") == memory
+    own_redis.stop()
+
+    with pytest.raises(StoreFailed):  # the client's own error text, for the reply
+        cache.reserve("redis/a", "redis/c", "0", "n1", "replica", 30)
+    assert cache.redis_down and cache.stats.redis_errors == 1
+    with pytest.raises(StoreFailed, match="^Redis unavailable$"):  # not even tried: no wait
+        cache.pod("redis", "a")
+    with pytest.raises(StateUnavailable):  # a read with nothing to fall back on
+        cache.usage()
+    assert cache.stats.redis_errors == 1
+
+    revived = LocalRedis(port=port).start()
+    try:
+        clock.now += 2  # past retry_after
+        assert cache.pod("redis", "a") is None
+        assert not cache.redis_down
+    finally:
+        revived.stop()
+
+
+def test_the_readiness_probe_asks_redis_whatever_the_breaker(own_redis: LocalRedis) -> None:
+    port = own_redis.port
+    store = RedisStore.from_url(own_redis.url, "rx:{t}:", timeout=0.05)
+    clock = Clock()
+    cache = make_cache(store, clock)
+    store.mark_loaded("test", nodes=0)
+    assert cache.probe()["source"] == "test"
+    own_redis.stop()
+    with pytest.raises(StoreFailed):
+        cache.probe()
+    assert not cache.redis_down  # the probe leaves the breaker alone
+    with pytest.raises(StoreFailed):
+        cache.shard_now("redis/c", "0")
+    assert cache.redis_down
+    revived = LocalRedis(port=port).start()
+    try:
+        assert "loaded_at" not in cache.probe()  # a new, empty server, while the breaker is still open
+    finally:
+        revived.stop()
+
+
+def test_record_and_unrecord_drop_the_cached_shard(store: RedisStore) -> None:
+    cache = make_cache(store, Clock(), shard_ttl=60.0)
+    assert cache.shard("redis/c", "0").copies == ()
+    placed = pod("a", "n1")
+    assert cache.record_placement(placed).ok
+    assert [c.node for c in cache.shard("redis/c", "0").copies] == ["n1"]  # not the cached ()
+    assert cache.unrecord(placed)
+    assert cache.shard("redis/c", "0").copies == ()
+    assert store.pod_record("redis", "a").node == ""
+    store.upsert_pod(pod("a", "n2"), source="watch")  # the API's truth since
+    assert not cache.unrecord(pod("a", "n2"))  # not ours to undo
+    assert store.pod_record("redis", "a").node == "n2"

@@ -393,9 +393,9 @@ def test_no_candidates_means_no_fit():
 
 def test_an_empty_node_table_treats_every_candidate_as_uncached():
     """The first request after start may come before the sync has stored any node."""
-    from extender.policy.candidates import NodeArrays, UsageArrays
+    from extender.policy.candidates import NodeArrays, Tables, UsageArrays
 
     arrays = NodeArrays.build({}, 3)
-    snapshot = Snapshot(level_names=LEVELS, nodes={}, arrays=arrays, usage_arrays=UsageArrays.build(arrays, {}, {}))
-    result = filter_nodes(make_pod(), ["fresh-node"], snapshot)
+    snapshot = Snapshot(level_names=LEVELS, nodes={})
+    result = filter_nodes(make_pod(), ["fresh-node"], snapshot, tables=Tables(arrays, UsageArrays.build(arrays, {}, {})))
     assert result.accepted == ["fresh-node"]

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extender.model import Copy, PodRequest, Role, Snapshot
+from extender.policy.candidates import NodeArrays, Tables, UsageArrays
 from extender.policy.filter import filter_nodes
 from extender.policy.score import MAX_SCORE, NEUTRAL_SCORE, score_nodes
 
@@ -337,3 +338,22 @@ def test_scores_follow_the_documented_formula(case, pass_own_node):
             assert scores[n] == NEUTRAL_SCORE, (n, scores)
         else:  # min-max stretched to 0..10 and rounded
             assert abs(scores[n] - MAX_SCORE * (raw[n] - low) / (high - low)) <= 0.5 + 1e-6, (n, scores, raw)
+
+
+# --- the array view ------------------------------------------------------------------------
+
+def _tables(snapshot: Snapshot) -> Tables:
+    """The snapshot's nodes and requests as arrays, as state/snapshot.py hands them over."""
+    arrays = NodeArrays.build(snapshot.nodes, len(snapshot.level_names))
+    return Tables(arrays, UsageArrays.build(arrays, snapshot.requested_memory, snapshot.requested_cpu))
+
+
+@PROPERTY
+@given(cases())
+def test_the_array_view_gives_the_same_verdicts_and_scores(case):
+    tables = _tables(case.snapshot)
+    fast = filter_nodes(case.pod, case.candidates, case.snapshot, tables=tables)
+    slow = filter_nodes(case.pod, case.candidates, case.snapshot)
+    assert fast == slow
+    assert score_nodes(case.pod, case.candidates, case.snapshot, SETTINGS, tables=tables) == \
+        score_nodes(case.pod, case.candidates, case.snapshot, SETTINGS)

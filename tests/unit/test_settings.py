@@ -161,6 +161,13 @@ def test_all_problems_are_reported_together_each_naming_its_source(tmp_path):
     assert len(problems) == 7
 
 
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_big_reads_need_a_positive_timeout(value):
+    assert problems_of(env={"REDIS_EXTENDER_BULK_TIMEOUT": value}) == [
+        "$REDIS_EXTENDER_BULK_TIMEOUT: store.bulk_timeout must be > 0"]
+    assert load(env={"REDIS_EXTENDER_BULK_TIMEOUT": "12"}).store.bulk_timeout == 12.0
+
+
 def test_settings_error_message_lists_every_problem():
     err = SettingsError(["first", "second"])
     assert str(err) == "invalid configuration:\n  - first\n  - second"

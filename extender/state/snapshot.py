@@ -1,0 +1,163 @@
+"""Per request: the small snapshot one decision reads, assembled from the cache, and its memos.
+
+A decision reads the pod's shard (copies, reservations, version), its cluster's counts per
+node, the node table and the nodes' usage: one pipelined Redis read or the cache (cache.py).
+The policy gets them twice: as records (model.Snapshot) and, for the thousands of candidates
+of a call, as arrays (policy/candidates.py Tables). The arrays are derived once and kept:
+the node table's with the table (per generation), its usage's per usage read, the rows of a
+NodeNames list per list and generation, and what a full-Node body gives per body.
+"""
+from __future__ import annotations
+
+import threading
+from collections import ChainMap
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..model import Member, Node, PodRequest, Role, Snapshot
+from ..policy.candidates import NodeArrays, Tables, UsageArrays
+from ..protocol import ExtenderArgs, node_from_object
+from .cache import NodeTable, StateCache
+from .redis_store import FilterMemory
+
+Usage = tuple[dict[str, int], dict[str, int]]  # (memory, CPU) requested per node
+
+BODY_MEMO_SIZE = 4
+"""Full-Node bodies kept derived: kube-scheduler resends one body for pod after pod while its
+nodes do not change; a few cover the bodies of concurrent scheduling profiles."""
+
+
+@dataclass
+class Prepared:
+    """What one decision reads: the snapshot, the same as arrays (None: build them from the
+    snapshot), where the store still places the pod itself, and the shard's version."""
+
+    snapshot: Snapshot
+    tables: Tables | None
+    own_node: str | None
+    version: str
+
+
+class Snapshots:
+    """Assembles a request's Prepared from the cache; one per process, shared by its threads."""
+
+    def __init__(self, cache: StateCache, levels: tuple[str, ...]):
+        self.cache = cache
+        self.levels = levels
+        self._bodies: dict[Any, BodyView] = {}
+        self._bodies_lock = threading.Lock()
+        self._usage: tuple[Any, UsageArrays, Any, Any] | None = None  # keeps the keyed objects alive
+
+    def prepare(self, args: ExtenderArgs, fresh: bool = False, counts: bool = True) -> Prepared:
+        """Raises StateUnavailable when Redis and the cache both fail. `fresh` reads the shard
+        from Redis itself (bind), not from the cache, and no usage: room was judged at filter."""
+        member = args.pod.member
+        assert member is not None
+        table = self.cache.node_table()
+        rows = None
+        if args.nodes is None:
+            rows = self._rows(args, table)
+            if (rows < 0).any():  # a node added since the last check?
+                table = self.cache.node_table(revalidate=True)
+                rows = self._rows(args, table)
+        if fresh:
+            usage: Usage = ({}, {})
+            shard = self.cache.shard_now(member.cluster, member.shard)
+        else:
+            usage = self.cache.usage()
+            shard = self.cache.shard(member.cluster, member.shard, counts)
+        nodes: ChainMap[str, Node] | dict[str, Node] = table.nodes
+        level_domains = table.level_domains
+        tables = None
+        if args.nodes is None and not fresh:  # (bind asks about one node: no arrays needed)
+            tables = Tables(table.arrays, self._usage_arrays(table, usage), rows)
+        elif args.nodes is not None:  # full Node objects: fresher than the cache for candidates
+            view = self._body_view(args, table)
+            nodes, level_domains = ChainMap(view.body, table.nodes), view.level_domains
+            if not fresh:
+                tables = Tables(view.arrays, view.usage(usage), view.rows)
+        own_node = next((c.node for c in shard.copies if c.pod == args.pod.key and not c.reserved), None)
+        mem, cpu = usage
+        snapshot = Snapshot(level_names=self.levels, nodes=nodes, copies=shard.copies,
+                            cluster=shard.counts, level_domains=level_domains,
+                            requested_memory=mem, requested_cpu=cpu)
+        return Prepared(snapshot, tables, own_node, shard.version)
+
+    def bound_pod(self, namespace: str, name: str, uid: str) -> tuple[PodRequest | None, FilterMemory | None]:
+        """The identity of a pod being bound: from the store (sync, load), else from its
+        filter's memory; and that memory. Raises StoreFailed."""
+        memory = self.cache.filter_memory(f"{namespace}/{name}")
+        stored = self.cache.pod(namespace, name)
+        if stored is not None and stored.cluster:
+            member = Member(stored.cluster, stored.shard or None, Role.parse(stored.role))
+            return PodRequest(namespace, name, uid or stored.uid, member, stored.memory, stored.cpu), memory
+        if memory is not None:
+            member = Member(memory.cluster, memory.shard, Role.parse(memory.role))
+            return PodRequest(namespace, name, uid or memory.uid, member, memory.memory, memory.cpu), memory
+        return None, None
+
+    def _usage_arrays(self, table: NodeTable, usage: Usage) -> UsageArrays:
+        """`usage` as arrays aligned to `table`, rebuilt only when either changed."""
+        key = (table.generation, id(table), id(usage))
+        built = self._usage
+        if built is None or built[0] != key:
+            built = self._usage = (key, UsageArrays.build(table.arrays, *usage), usage, table)
+        return built[1]
+
+    def _body_view(self, args: ExtenderArgs, table: NodeTable) -> "BodyView":
+        """What full Node bodies give, built once per body (the scheduler resends the same
+        nodes pod after pod) and per node-table generation."""
+        key = (args.nodes_key, table.generation) if args.nodes_key is not None else None
+        with self._bodies_lock:
+            found = self._bodies.get(key) if key is not None else None
+        if found is not None:
+            return found
+        objects = args.node_objects or [node_from_object(n, self.levels) for n in args.nodes or []]
+        view = BodyView.build(objects, args.node_names, table, len(self.levels))
+        if key is not None:
+            with self._bodies_lock:
+                while len(self._bodies) >= BODY_MEMO_SIZE:
+                    self._bodies.pop(next(iter(self._bodies)))
+                self._bodies[key] = view
+        return view
+
+    @staticmethod
+    def _rows(args: ExtenderArgs, table: NodeTable) -> np.ndarray:
+        """The candidates' rows in the node table, shared by requests with the same list (kept
+        on the protocol's CandidateList, per table generation)."""
+        entry = args.candidates
+        derived = entry.derived if entry is not None else None
+        if derived is not None and derived[0] == table.generation:
+            return derived[1]
+        rows = table.arrays.rows(args.node_names)
+        if entry is not None:
+            entry.derived = (table.generation, rows)
+        return rows
+
+
+@dataclass
+class BodyView:
+    """The nodes of a full-Node request as the policy's arrays, with their usage per read."""
+
+    body: dict[str, Node]
+    arrays: NodeArrays
+    rows: np.ndarray
+    level_domains: tuple[frozenset[str], ...]
+    _usage: tuple[Any, UsageArrays] | None = None
+
+    @classmethod
+    def build(cls, objects: list[Node], names: list[str], table: NodeTable, levels: int) -> "BodyView":
+        body = {n.name: n for n in objects}
+        arrays = NodeArrays.build(body, levels)
+        rows = arrays.rows(names)
+        domains = tuple(known | {n.domains[i] for n in objects if n.domains[i] is not None}
+                        for i, known in enumerate(table.level_domains))
+        return cls(body, arrays, rows, domains)
+
+    def usage(self, usage: Usage) -> UsageArrays:
+        built = self._usage
+        if built is None or built[0] is not usage:
+            built = self._usage = (usage, UsageArrays.build(self.arrays, *usage))
+        return built[1]
