@@ -212,7 +212,11 @@ def _side(doc: Mapping[str, Any], colors: Mapping[str, str], risky: Mapping[str,
             parts += [f"<li data-promote=\"{escape(st['promote'])}\">"
                       f"{escape(plan_line(st, pl['level']).split('. ', 1)[1])}</li>" for st in pl["steps"]]
             parts.append("</ol>")
-        parts += [f"<p class=\"note\">{escape(pl['cluster'])}: {escape(n)}</p>" for n in pl["notes"]]
+    notes: dict[str, list[str]] = {}  # one line per note, naming every cluster it is about
+    for pl in doc["advice"]:
+        for n in pl["notes"]:
+            notes.setdefault(n, []).append(pl["cluster"])
+    parts += [f"<p class=\"note\">{escape(', '.join(cs))}: {escape(n)}</p>" for n, cs in notes.items()]
     if not any_step and not any(pl["notes"] for pl in doc["advice"]):
         parts.append("<p class=\"note\">no failover needed</p>")
     hy = doc["hygiene"]
