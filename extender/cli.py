@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-serve", "--once", action="store_true",
                      help="load, place and print, then stop instead of serving")
     run.add_argument("--no-place", action="store_true", help="leave the pending pods pending (serve only)")
+    run.add_argument("--scheduler", choices=("auto", "kube", "replay"), default="auto",
+                     help="who places the pending pods: kube = the real kube-scheduler (needs a checkout and "
+                          "the control-plane binaries), replay = its calls replayed in process, auto = kube "
+                          "when possible (default)")
     run.add_argument("--kubeconfig", help="a real cluster instead of the simulation: sync from it and bind in it")
 
     plan = sub.add_parser("plan", help="place a dump's pending Redis pods as the extender would, offline",

@@ -98,14 +98,14 @@ def place_all(decider: Decider, store: RedisStore, settings: Settings, dump: Any
     labels = {n["metadata"]["name"]: (n["metadata"].get("labels") or {}) for n in nodes}
     names = CandidateList(schedulable(nodes))
     pending = queue(pods, decider.identifier)
-    before = _document(store, settings)
+    before = read_document(store, settings)
     steps = []
     for i, pod in enumerate(pending):
         step = place_one(decider, pod, names, labels, settings.domains.levels)
         steps.append(step)
         if progress is not None:
             progress(i + 1, len(pending), step)
-    return Outcome(tuple(steps), before, _document(store, settings))
+    return Outcome(tuple(steps), before, read_document(store, settings))
 
 
 def place_one(decider: Decider, pod: Mapping[str, Any], names: CandidateList,
@@ -152,7 +152,7 @@ def _reasons(refused: Mapping[str, str], shown: int = 2) -> str:
     return "; ".join(f"{n} x {text}" for text, n in top) + (f"; {more} for other reasons" if more > 0 else "")
 
 
-def _document(store: RedisStore, settings: Settings) -> dict[str, Any]:
+def read_document(store: RedisStore, settings: Settings) -> dict[str, Any]:
     report, plans = compose(read_inventory(store, settings.domains.levels))
     return document(report, plans)
 

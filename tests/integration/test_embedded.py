@@ -1,6 +1,7 @@
 """`redis-extender run` (extender/embedded.py), the main job, bounded by --once: its own
 redis-server, the simulated cluster, its pending Redis pods placed through the extender with
-each placement shown, and the placement quality before and after."""
+each placement shown, and the placement quality before and after. Here with kube-scheduler's
+calls replayed in process; tests/e2e/test_embedded.py runs it with the real kube-scheduler."""
 from __future__ import annotations
 
 import os
@@ -11,8 +12,8 @@ from pathlib import Path
 
 
 def test_run_places_the_simulated_pending_pods_and_shows_before_and_after(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "extender.cli", "run", "--once"], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "TMPDIR": str(tmp_path)})
+    done = subprocess.run([sys.executable, "-m", "extender.cli", "run", "--once", "--scheduler", "replay"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "TMPDIR": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     out = done.stdout
     lines = re.findall(r"^\[[#.]+\] (\d+)/(\d+) (redis/\S+) -> (node-\d+) \((zone-\w), region-1\): (.+)$", out, re.M)
