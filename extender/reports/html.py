@@ -9,7 +9,11 @@ A side panel lists the risky shards and the failover advice. Sized for 1600x1000
 10 nodes x 32 shards (96 chips) fit without scrolling; bigger clusters and longer side lists
 scroll inside their panel, never the page.
 
-Pure: renders a render.document() dict. Every text and attribute goes through html.escape.
+comparison() puts two documents on one page, before and after placing pending pods (plan.py):
+a bar with the headline numbers "before -> after" (green better, red worse) and two tabs made
+of CSS radio buttons (still no script), "after" shown first.
+
+Pure: renders render.document() dicts. Every text and attribute goes through html.escape.
 """
 from __future__ import annotations
 
