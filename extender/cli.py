@@ -1,4 +1,4 @@
-"""redis-extender: serve | sync | load | simulate | run | bench | report | rebalance | config.
+"""redis-extender: serve | sync | load | simulate | run | plan | bench | report | rebalance | config.
 
 Every subcommand that talks to Redis takes --redis-url (default: $REDIS_URL, else
 redis://127.0.0.1:6379/0). Configuration errors are printed together and exit with code 2.
@@ -61,8 +61,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bind", default="127.0.0.1:8888")
     run.add_argument("--nodes", type=int, default=30)
     run.add_argument("--workers", type=int, default=2)
-    run.add_argument("--no-serve", action="store_true", help="prepare and print, then stop (for tests)")
+    run.add_argument("--no-serve", "--once", action="store_true",
+                     help="load, place and print, then stop instead of serving")
+    run.add_argument("--no-place", action="store_true", help="leave the pending pods pending (serve only)")
+    run.add_argument("--scheduler", choices=("auto", "kube", "replay"), default="auto",
+                     help="who places the pending pods: kube = the real kube-scheduler (needs a checkout and "
+                          "the control-plane binaries), replay = its calls replayed in process, auto = kube "
+                          "when possible (default)")
     run.add_argument("--kubeconfig", help="a real cluster instead of the simulation: sync from it and bind in it")
+
+    plan = sub.add_parser("plan", help="place a dump's pending Redis pods as the extender would, offline",
+                          description="Load a `kubectl get nodes,pods -A -o json` dump into a private "
+                                      "redis-server (or --redis-url: its state is REPLACED), place the pending "
+                                      "Redis pods as kube-scheduler would call the extender, and print where "
+                                      "each goes, why, and the placement quality before and after. "
+                                      "No cluster is touched.")
+    add_common(plan)
+    plan.add_argument("file", help="JSON file ('-' for stdin): kubectl get nodes,pods -A -o json")
+    plan.add_argument("--json", action="store_true", help="print the result as JSON (schema redis-extender.plan/v1)")
+    plan.add_argument("--html", metavar="FILE", help="also write the before/after page to FILE")
 
     bench = sub.add_parser("bench", help="latency and throughput at scale over loopback HTTP")
     bench.add_argument("--nodes", type=int, default=5000)
@@ -181,6 +198,12 @@ def cmd_run(ns: argparse.Namespace) -> int:
     return run(ns)
 
 
+def cmd_plan(ns: argparse.Namespace) -> int:
+    from .plan import main as plan_main
+
+    return plan_main(ns)
+
+
 def cmd_bench(ns: argparse.Namespace) -> int:
     from . import bench
 
@@ -218,7 +241,7 @@ def _plain(value: Any) -> Any:
     raise TypeError
 
 
-COMMANDS = {"serve": cmd_serve, "sync": cmd_sync, "load": cmd_load, "simulate": cmd_simulate, "run": cmd_run,
+COMMANDS = {"serve": cmd_serve, "sync": cmd_sync, "load": cmd_load, "simulate": cmd_simulate, "run": cmd_run, "plan": cmd_plan,
             "bench": cmd_bench, "report": cmd_reports, "rebalance": cmd_reports, "config": cmd_config}
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 Nodes are spread round-robin over zones (and regions, racks); every Redis cluster has
 `shards` shards of 1 + `replicas` copies, labelled with the default convention. A fraction of
-the copies is already placed (spread over zones as a careful operator would), the rest is
-Pending; filler pods of other apps use some of every node.
+the copies is already placed (spread over zones as a careful operator would; a shard's master,
+ordinal 0, first, as a StatefulSet starts its pods), the rest is Pending; filler pods of other apps use some of every node.
 """
 from __future__ import annotations
 
@@ -74,6 +74,11 @@ def redis_labels(cluster: str, shard: int, role: str) -> dict[str, str]:
             f"{LABEL}/shard": str(shard), f"{LABEL}/role": role}
 
 
+def _created(index: int) -> str:
+    """A creationTimestamp in the order the items are made (kube-scheduler's queue order)."""
+    return f"2026-01-01T{index // 3600 % 24:02d}:{index // 60 % 60:02d}:{index % 60:02d}Z"
+
+
 def generate(shape: Shape) -> dict[str, Any]:
     rnd = random.Random(shape.seed)
     zones = [zone_name(z) for z in range(max(1, shape.zones))]
@@ -94,13 +99,19 @@ def generate(shape: Shape) -> dict[str, Any]:
     for c in range(shape.clusters):
         cluster = f"cache-{c}"
         for s in range(shape.shards):
-            first_zone = rnd.randrange(len(zones))
-            for k in range(1 + shape.replicas):
+            first_zone = (c + s) % len(zones)  # masters round-robin over the zones
+            copies = 1 + shape.replicas
+            # as a StatefulSet starts them: ordinal 0 (the master) first, so a shard with any
+            # copy placed has its master placed and the report knows its role
+            placed = sum(1 for _ in range(copies) if rnd.random() < shape.placed)
+            for k in range(copies):
                 role = "master" if k == 0 else "replica"
                 node = None
-                if rnd.random() < shape.placed:
+                if k < placed:
                     zone = zones[(first_zone + k) % len(zones)]
                     node = rnd.choice(by_zone[zone]) if by_zone[zone] else None
                 name = f"{cluster}-shard{s}-{k}"
-                items.append(make_pod(shape.namespace, name, redis_labels(cluster, s, role), memory, cpu, node))
+                pod = make_pod(shape.namespace, name, redis_labels(cluster, s, role), memory, cpu, node)
+                pod["metadata"]["creationTimestamp"] = _created(len(items))
+                items.append(pod)
     return {"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}

@@ -9,16 +9,20 @@ A side panel lists the risky shards and the failover advice. Sized for 1600x1000
 10 nodes x 32 shards (96 chips) fit without scrolling; bigger clusters and longer side lists
 scroll inside their panel, never the page.
 
-Pure: renders a render.document() dict. Every text and attribute goes through html.escape.
+comparison() puts two documents on one page, before and after placing pending pods (plan.py):
+a bar with the headline numbers "before -> after" (green better, red worse) and two tabs made
+of CSS radio buttons (still no script), "after" shown first.
+
+Pure: renders render.document() dicts. Every text and attribute goes through html.escape.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from html import escape
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .placement import natural_key
-from .render import age_text, plan_line
+from .render import age_text, live_text, plan_line
 
 PALETTE = ("#1f6fb4", "#2a9d55", "#8a4fbf", "#c07a12", "#0f8b8d", "#b4456e", "#5b6b2f", "#3f51b5")
 MAX_SIDE_ITEMS = 40
@@ -61,6 +65,12 @@ aside ul,aside ol{margin:0;padding-left:18px}aside li{margin:2px 0}
 
 
 def page(doc: Mapping[str, Any], title: str = "Redis placement") -> str:
+    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>{_body(doc, title)}</body></html>\n")
+
+
+def _body(doc: Mapping[str, Any], title: str) -> str:
+    """The header and the picture of one document."""
     top = doc.get("top_level")
     clusters = doc["clusters"]
     colors = {c["id"]: PALETTE[i % len(PALETTE)] for i, c in enumerate(clusters)}
@@ -84,12 +94,54 @@ def page(doc: Mapping[str, Any], title: str = "Redis placement") -> str:
     order = sorted(columns, key=natural_key)
     cols = "".join(_column(d, columns[d], masters[d], d in crowded, top) for d in order)
     width = max(1, len(order))
+    return (f"{_header(doc, title)}<main>"
+            f"<section class=\"domains\" style=\"grid-template-columns:repeat({width},minmax(0,1fr))\">{cols}</section>"
+            f"{_side(doc, colors, risky)}</main>")
+
+
+def comparison(before: Mapping[str, Any], after: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
+               steps: Sequence[Mapping[str, Any]], title: str = "Redis placement") -> str:
+    """Before and after placing pending pods, one page: a bar with the headline numbers side
+    by side and two tabs (CSS radio buttons, no script), "after" shown first. `rows` are
+    plan.compare() rows, `steps` plan.Step.to_json() dicts."""
+    placed = sum(1 for st in steps if st["node"])
+
+    def value(key: str, v: Any) -> str:
+        return f"{v * 100:.0f}%" if key == "worst_loss" else escape(str(v))
+
+    cells = "".join(
+        f"<span class=\"cmp\" data-key=\"{escape(r['key'])}\">{escape(r['label'])} "
+        f"<b class=\"{'worse' if _worse(r) else 'same' if r['before'] == r['after'] else 'better'}\">"
+        f"<span class=\"b\">{value(r['key'], r['before'])}</span> &rarr; "
+        f"<span class=\"a\">{value(r['key'], r['after'])}</span></b></span>" for r in rows)
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
-        f"{_header(doc, title)}<main>"
-        f"<section class=\"domains\" style=\"grid-template-columns:repeat({width},minmax(0,1fr))\">{cols}</section>"
-        f"{_side(doc, colors, risky)}</main></body></html>\n")
+        f"<title>{escape(title)}: before and after</title><style>{CSS}{COMPARE_CSS}</style></head><body>"
+        "<input type=\"radio\" name=\"view\" id=\"view-after\" checked>"
+        "<input type=\"radio\" name=\"view\" id=\"view-before\">"
+        f"<nav class=\"compare\"><label for=\"view-before\" class=\"tab before\">Before ({len(steps)} pending)</label>"
+        f"<label for=\"view-after\" class=\"tab after\">After ({placed} of {len(steps)} placed)</label>"
+        f"<span class=\"cmps\">{cells}</span></nav>"
+        f"<div class=\"panel before\" data-view=\"before\">{_body(before, title + ': before')}</div>"
+        f"<div class=\"panel after\" data-view=\"after\">{_body(after, title + ': after')}</div>"
+        "</body></html>\n")
+
+
+def _worse(row: Mapping[str, Any]) -> bool:
+    return row["key"] != "copies" and row["after"] > row["before"]
+
+
+COMPARE_CSS = """
+body>input{position:absolute;opacity:0;pointer-events:none}
+nav.compare{display:flex;align-items:center;gap:6px;padding:6px 10px;background:#e8edf2;border-bottom:1px solid #d5dbe1;
+ flex-wrap:wrap}
+.tab{padding:4px 12px;border:1px solid #8b98a5;border-radius:14px;cursor:pointer;background:#fff;font-weight:600}
+#view-before:checked~nav .tab.before,#view-after:checked~nav .tab.after{background:#1d232b;color:#fff;border-color:#1d232b}
+.cmps{margin-left:auto;display:flex;gap:12px;flex-wrap:wrap}
+.cmp{font-size:12px;white-space:nowrap}.cmp b.better{color:#2e7d32}.cmp b.worse{color:#c62828}.cmp b.same{color:#57606a}
+.panel{display:none;flex:1;flex-direction:column;min-height:0}
+#view-before:checked~.panel.before,#view-after:checked~.panel.after{display:flex}
+"""
 
 
 def _chip(key: str, label: str, cp: Mapping[str, Any], risks: list[str], color: str) -> str:
@@ -132,7 +184,7 @@ def _header(doc: Mapping[str, Any], title: str) -> str:
     ])
     meta = (f"{s['clusters']} cluster(s) &middot; {s['shards']} shards &middot; {s['copies']} copies &middot; "
             f"level {escape(str(doc.get('top_level') or '-'))} &middot; state {age_text(s['cache_age'])} old &middot; "
-            f"live {age_text(s['live_age'])} old")
+            f"{escape(live_text(s))}")
     return f"<header><h1>{escape(title)}</h1>{badges}<span class=\"meta\">{meta}</span></header>"
 
 
@@ -164,7 +216,11 @@ def _side(doc: Mapping[str, Any], colors: Mapping[str, str], risky: Mapping[str,
             parts += [f"<li data-promote=\"{escape(st['promote'])}\">"
                       f"{escape(plan_line(st, pl['level']).split('. ', 1)[1])}</li>" for st in pl["steps"]]
             parts.append("</ol>")
-        parts += [f"<p class=\"note\">{escape(pl['cluster'])}: {escape(n)}</p>" for n in pl["notes"]]
+    notes: dict[str, list[str]] = {}  # one line per note, naming every cluster it is about
+    for pl in doc["advice"]:
+        for n in pl["notes"]:
+            notes.setdefault(n, []).append(pl["cluster"])
+    parts += [f"<p class=\"note\">{escape(', '.join(cs))}: {escape(n)}</p>" for n, cs in notes.items()]
     if not any_step and not any(pl["notes"] for pl in doc["advice"]):
         parts.append("<p class=\"note\">no failover needed</p>")
     hy = doc["hygiene"]

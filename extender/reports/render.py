@@ -211,8 +211,7 @@ def table(doc: Mapping[str, Any]) -> str:
     s = doc["summary"]
     lines = [
         f"redis-extender report: {s['clusters']} cluster(s), {s['shards']} shards, {s['copies']} copies; "
-        f"state {age_text(s['cache_age'])} old; live topology {age_text(s['live_age'])} old"
-        + (f" ({s['live_missing']} cluster(s) without)" if s["live_missing"] else ""),
+        f"state {age_text(s['cache_age'])} old; {live_text(s)}",
         "",
     ]
     header = ["level", "domains", "spof", "worst-loss", "write-disr", "quorum-unsafe", "master-skew",
@@ -294,6 +293,16 @@ def _pct(share: float) -> str:
 
 def _num(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def live_text(summary: Mapping[str, Any]) -> str:
+    """What the live topology (roles and health read from Redis itself) adds, for people:
+    none read means roles come from the pods' labels."""
+    missing, clusters = summary.get("live_missing") or 0, summary.get("clusters") or 0
+    if summary.get("live_age") is None and (missing >= clusters or not clusters):
+        return "no live topology read (roles from pod labels)"
+    text = f"live topology {age_text(summary.get('live_age'))} old"
+    return text + (f" ({missing} cluster(s) without: roles from pod labels)" if missing else "")
 
 
 def age_text(seconds: float | None) -> str:

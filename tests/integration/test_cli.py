@@ -76,7 +76,7 @@ def test_every_configuration_problem_is_reported_at_once() -> None:
 
 
 def test_the_embedded_default_starts_its_own_redis_and_explains_itself() -> None:
-    done = cli("run", "--no-serve", "--nodes", "9")
+    done = cli("run", "--no-serve", "--nodes", "9", "--scheduler", "replay")
     assert done.returncode == 0, done.stderr
     assert "started redis-server on redis://127.0.0.1:" in done.stdout
     assert "loaded a simulated cluster: 9 nodes" in done.stdout

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import struct
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,8 @@ from extender.reports.html import page
 from extender.reports.placement import Inventory
 from extender.reports.render import compose, document
 from extender.reports.topology import KIND_CLUSTER, LiveTopology
+from tests.support.chromium import chromium
 
-CHROMIUM = "/usr/bin/chromium"
 LEVELS = ("kubernetes.io/hostname", "topology.kubernetes.io/zone", "topology.kubernetes.io/region")
 ZONES = ("zone-a", "zone-b", "zone-c")
 HOSTILE = "<script>alert('x')</script>&<b>"
@@ -52,19 +51,6 @@ def risky_inventory(shards: int = 32, nodes_per_zone: int = 10) -> Inventory:
                                         f"ConnectionError: {HOSTILE}")}
     return Inventory(levels=LEVELS, nodes=nodes, shards={"redis/cache": table},
                      requested_memory={n: 8 * 2**30 for n in nodes}, live=live, loaded_at=940.0, read_at=1000.0)
-
-
-def chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package "
-                    "(scripts/test does; by hand: apt-get install -y chromium)")
-    profile = tmp / "chromium-profile"
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--window-size=1600,1000", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out
 
 
 PROBE = """<script>
