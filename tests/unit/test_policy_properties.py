@@ -9,7 +9,7 @@ Every expectation below is computed from the generated data, not from the policy
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -357,3 +357,113 @@ def test_the_array_view_gives_the_same_verdicts_and_scores(case):
     assert fast == slow
     assert score_nodes(case.pod, case.candidates, case.snapshot, SETTINGS, tables=tables) == \
         score_nodes(case.pod, case.candidates, case.snapshot, SETTINGS)
+
+
+# --- masters (filter rule 4) ----------------------------------------------------------------
+
+def _masters_in(case: Case, level: int) -> tuple[Counter[str], int]:
+    """Masters of the cluster per known domain at `level` (placed and reserved siblings), and
+    those on nodes whose domain there is unknown: computed from the raw counts."""
+    known: Counter[str] = Counter()
+    unknown = 0
+    per_node = Counter(case.snapshot.cluster.masters_per_node)
+    for sibling in case.snapshot.cluster.reserved:
+        if sibling.pod != case.pod.key and sibling.role is Role.MASTER:
+            per_node[sibling.node] += 1
+    for node, count in per_node.items():
+        value = case.domain(node, level)
+        if value is None:
+            unknown += count
+        else:
+            known[value] += count
+    return known, unknown
+
+
+def _master_count(case: Case, name: str, level: int) -> int:
+    known, unknown = _masters_in(case, level)
+    value = case.domain(name, level)
+    return known.get(value, 0) if value is not None else max(max(known.values(), default=0), unknown)
+
+
+def _as_master(case: Case) -> Case:
+    return Case(make_pod(case.pod.name, role=Role.MASTER, memory=case.pod.memory_request), case.snapshot,
+                case.candidates)
+
+
+def _shard_survivors(case: Case) -> list[str]:
+    """What the shard rules (1-3) keep: the same pod as a replica (rule 4 is for masters)."""
+    replica = make_pod(case.pod.name, role=Role.REPLICA, memory=case.pod.memory_request)
+    return filter_nodes(replica, case.candidates, case.snapshot).accepted
+
+
+@st.composite
+def master_cases(draw) -> Case:
+    base = draw(cases())
+    names = sorted(base.snapshot.nodes)
+    flight = draw(st.lists(st.tuples(st.sampled_from(names), st.booleans()), max_size=5))
+    reserved = tuple(make_copy(f"cache-a-{30 + i}", node, Role.MASTER if m else Role.REPLICA)
+                     for i, (node, m) in enumerate(flight))
+    snap = replace(base.snapshot, cluster=replace(base.snapshot.cluster, reserved=reserved))
+    return _as_master(Case(base.pod, snap, base.candidates))
+
+
+@PROPERTY
+@given(master_cases())
+def test_a_master_is_accepted_within_the_shard_rules_and_never_left_pending_for_masters(case):
+    survivors = _shard_survivors(case)
+    accepted = filter_nodes(case.pod, case.candidates, case.snapshot).accepted
+    assert set(accepted) <= set(survivors)
+    assert bool(accepted) == bool(survivors)
+
+
+@PROPERTY
+@given(master_cases())
+def test_a_master_goes_to_the_top_level_domains_holding_the_fewest_masters_among_the_shard_survivors(case):
+    active = [i for i in range(len(LEVELS)) if case.active(i)]
+    survivors = _shard_survivors(case)
+    if not active or len(survivors) < 2:
+        return
+    top = max(active)
+    fewest = min(_master_count(case, n, top) for n in survivors)
+    accepted = filter_nodes(case.pod, case.candidates, case.snapshot).accepted
+    assert all(_master_count(case, n, top) == fewest for n in accepted)
+
+
+@PROPERTY
+@given(master_cases())
+def test_with_three_top_domains_no_master_goes_where_it_would_hold_half_while_a_safe_choice_exists(case):
+    active = [i for i in range(len(LEVELS)) if case.active(i)]
+    if not active:
+        return
+    top = max(active)
+    known, unknown = _masters_in(case, top)
+    domains = {n.domains[top] for n in case.snapshot.nodes.values()} - {None}
+    if len(domains) < 3:
+        return
+    total = sum(known.values()) + unknown + 1
+
+    def safe(name: str) -> bool:
+        return 2 * (_master_count(case, name, top) + 1) < total
+
+    survivors = _shard_survivors(case)
+    accepted = filter_nodes(case.pod, case.candidates, case.snapshot).accepted
+    if any(safe(n) for n in survivors):
+        assert accepted and all(safe(n) for n in accepted)
+
+
+@PROPERTY
+@given(master_cases())
+def test_a_sibling_in_flight_counts_exactly_like_a_placed_master(case):
+    """Each reserved sibling moved into the placed counts gives the same verdicts."""
+    cluster = case.snapshot.cluster
+    pods, masters = Counter(cluster.pods_per_node), Counter(cluster.masters_per_node)
+    for sibling in cluster.reserved:
+        pods[sibling.node] += 1
+        masters[sibling.node] += sibling.role is Role.MASTER
+    placed = replace(case.snapshot, cluster=replace(cluster, pods_per_node=dict(pods),
+                                                    masters_per_node=dict(masters), reserved=()))
+    a = filter_nodes(case.pod, case.candidates, case.snapshot)
+    b = filter_nodes(case.pod, case.candidates, placed)
+    assert a.accepted == b.accepted
+    assert score_nodes(case.pod, case.candidates, case.snapshot, SETTINGS) == \
+        score_nodes(case.pod, case.candidates, placed, SETTINGS)
