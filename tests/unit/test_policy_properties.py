@@ -8,6 +8,7 @@ Every expectation below is computed from the generated data, not from the policy
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, replace
 
@@ -276,12 +277,16 @@ def reference_raw(case: Case, own_node: str | None) -> dict[str, float]:
     """The prioritize formula as score.py's docstring states it, computed naively per candidate."""
     member = case.pod.member
     weights = SETTINGS.score
-    pods = dict(case.snapshot.cluster.pods_per_node)
-    masters = dict(case.snapshot.cluster.masters_per_node)
+    pods = Counter(case.snapshot.cluster.pods_per_node)
+    masters = Counter(case.snapshot.cluster.masters_per_node)
     if own_node and pods.get(own_node, 0) > 0:  # the pod's own ghost is not a neighbour
         pods[own_node] -= 1
         if member.role is Role.MASTER and masters.get(own_node, 0) > 0:
             masters[own_node] -= 1
+    for sibling in case.snapshot.cluster.reserved:  # in flight: where it is reserved
+        if sibling.pod != case.pod.key:
+            pods[sibling.node] += 1
+            masters[sibling.node] += sibling.role is Role.MASTER
 
     def tally(per_node: dict[str, int], level: int) -> tuple[Counter[str], int]:
         known, unknown = Counter(), 0
@@ -322,7 +327,7 @@ def reference_raw(case: Case, own_node: str | None) -> dict[str, float]:
                 (node and node.allocatable_memory, case.snapshot.requested_memory.get(n, 0), case.pod.memory_request),
                 (node and node.allocatable_cpu, case.snapshot.requested_cpu.get(n, 0), case.pod.cpu_request)):
             fractions.append(min(1.0, max(0.0, (allocatable - requested - want) / allocatable)) if allocatable else 0.0)
-        raw[n] += weights.headroom * sum(fractions) / 2
+        raw[n] += weights.headroom * math.floor(sum(fractions) / 2 * 4 + 1e-9) / 4  # in quarters
     return raw
 
 
@@ -332,12 +337,16 @@ def test_scores_follow_the_documented_formula(case, pass_own_node):
     own_node = next((c.node for c in case.snapshot.copies if c.pod == case.pod.key), None) if pass_own_node else None
     scores = score_nodes(case.pod, case.candidates, case.snapshot, SETTINGS, own_node=own_node)
     raw = reference_raw(case, own_node)
-    low, high = min(raw.values()), max(raw.values())
+    classes = sorted({round(v, 6) for v in raw.values()}, reverse=True)  # best first
     for n in case.candidates:
-        if high - low < 1e-9:
+        rank = classes.index(round(raw[n], 6))
+        if len(classes) == 1:
             assert scores[n] == NEUTRAL_SCORE, (n, scores)
-        else:  # min-max stretched to 0..10 and rounded
-            assert abs(scores[n] - MAX_SCORE * (raw[n] - low) / (high - low)) <= 0.5 + 1e-6, (n, scores, raw)
+        elif len(classes) <= MAX_SCORE + 1:  # ranked, every class a whole point apart
+            assert abs(scores[n] - MAX_SCORE * (1 - rank / (len(classes) - 1))) <= 0.5 + 1e-6, (n, scores, raw)
+        else:
+            assert scores[n] == max(0, MAX_SCORE - rank), (n, scores, raw)
+
 
 
 # --- the array view ------------------------------------------------------------------------
@@ -467,3 +476,19 @@ def test_a_sibling_in_flight_counts_exactly_like_a_placed_master(case):
     assert a.accepted == b.accepted
     assert score_nodes(case.pod, case.candidates, case.snapshot, SETTINGS) == \
         score_nodes(case.pod, case.candidates, placed, SETTINGS)
+
+
+@PROPERTY
+@given(master_cases())
+def test_a_better_raw_never_scores_lower_and_the_best_eleven_classes_never_tie(case):
+    """The masters term (or any other) is never rounded away among the best classes."""
+    scores = score_nodes(case.pod, case.candidates, case.snapshot, SETTINGS)
+    raw = reference_raw(case, None)
+    classes = sorted({round(v, 6) for v in raw.values()}, reverse=True)
+    for a in case.candidates:
+        for b in case.candidates:
+            ra, rb = round(raw[a], 6), round(raw[b], 6)
+            if ra > rb:
+                assert scores[a] >= scores[b]
+                if classes.index(ra) < MAX_SCORE:
+                    assert scores[a] > scores[b], (a, b, scores, raw)

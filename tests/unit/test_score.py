@@ -175,3 +175,31 @@ def test_the_pods_own_stale_record_does_not_push_it_away(own_node, expected):
     # the only pod of the cluster on record is this very pod, still shown on node-a1
     snap = make_snapshot(zones("a", "b"), [make_copy("cache-a-1", "node-a1")], pods_per_node={"node-a1": 1})
     assert score_nodes(REPLICA, ["node-a1", "node-b1"], snap, SETTINGS, own_node=own_node) == expected
+
+
+# --- the 0..10 range keeps every term ------------------------------------------------------
+
+def test_one_master_of_difference_on_a_node_is_not_rounded_away_beside_a_big_shard_difference():
+    """Region, zone and node spread of the shard make a raw range of ~100; one master more on
+    node-1a1 (node level, the lightest) is 4 of it: ranked, it stays a whole point or more."""
+    snap = make_snapshot(two_regions(), [make_copy("cache-a-9", "node-2a1")], masters_per_node={"node-1a1": 1},
+                         pods_per_node={"node-1a1": 1, "node-2a1": 1})
+    scores = score_nodes(MASTER, ["node-1a1", "node-1a2", "node-2a2"], snap, SETTINGS)
+    assert scores["node-1a2"] == MAX_SCORE
+    assert scores["node-2a2"] == 0
+    assert 0 < scores["node-1a1"] < MAX_SCORE
+
+
+def test_master_balance_outranks_cluster_spread_for_a_master():
+    """zone-a holds a master, zone-b two replicas of the cluster: a master prefers zone-b."""
+    snap = make_snapshot(zones("a", "b"), masters_per_node={"node-a1": 1},
+                         pods_per_node={"node-a1": 1, "node-b1": 2})
+    assert score_nodes(MASTER, ["node-a2", "node-b2"], snap, SETTINGS) == {"node-a2": 0, "node-b2": MAX_SCORE}
+    assert score_nodes(REPLICA, ["node-a2", "node-b2"], snap, SETTINGS) == {"node-a2": MAX_SCORE, "node-b2": 0}
+
+
+def test_a_master_in_flight_counts_like_a_placed_one():
+    from extender.model import Copy, Role
+
+    snap = make_snapshot(zones("a", "b"), reserved=[Copy("ns/cache-a-0", "node-a1", Role.MASTER, reserved=True)])
+    assert score_nodes(MASTER, ["node-a2", "node-b2"], snap, SETTINGS) == {"node-a2": 0, "node-b2": MAX_SCORE}
