@@ -62,11 +62,12 @@ MODES = ("extender", "native")
 BURSTS = (26, 42, 60, 78, 96)
 COPIES = 3
 SHARDS_PER_CLUSTER = 6
-SETTLE_S = 6.0
+SETTLE_S = 12.0
 RUN_LABEL = "bench.redis-extender.io/run"
 LABEL_SHARD = "redis-extender.io/shard"
 LABEL_ROLE = "redis-extender.io/role"
 UNLABELLED = "(none)"
+REDIS_TIMEOUT = "0.5"
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,10 @@ class Session:
             from extender.state.redis_store import RedisStore
 
             prefix = f"rxplace:{{{tag}}}:"
-            self.extender = LiveExtender(cp, redis_url, prefix, 1, logdir / f"extender-{tag}.log")
+            # placement, not latency, is measured: a Redis call slowed by a busy machine must not
+            # open the breaker (the 30 ms default) and leave pods failing closed
+            self.extender = LiveExtender(cp, redis_url, prefix, 1, logdir / f"extender-{tag}.log",
+                                         env_extra={"REDIS_EXTENDER_REDIS_TIMEOUT": REDIS_TIMEOUT})
             self.extender.wait_ready()
             store = RedisStore.from_url(redis_url, prefix, timeout=5)
             cp.wait_for(lambda: set(zone_of) <= set(store.node_names()), timeout=60, interval=0.1,
@@ -259,6 +263,7 @@ class Session:
             if watch.error:
                 raise RuntimeError(f"bind watch failed: {watch.error}")
             node_of = dict(watch.node_of)
+            self.last_order = [(n, self.zone_of.get(node_of[n])) for n in sorted(watch.bound_at, key=watch.bound_at.get)]
             end = max(watch.bound_at.values(), default=started)
         finally:
             watch.close()

@@ -24,7 +24,9 @@ eleven classes of candidates, however small the term that makes it: a min-max st
 turn one master of difference (4 of a raw range of ~100 with three levels) into 0.4 points,
 i.e. into nothing. The order is the raw order; only distances are dropped, which the
 scheduler does not use (it adds weighted scores and takes the highest). Equal candidates all
-get NEUTRAL_SCORE. Computed on arrays (policy/candidates.py): one gather per level and term,
+no candidate shares the top: ties are broken by unrounded headroom, then by the candidates'
+order (`_single_best`; equal candidates too: one gets 10, the others 0), so the node the pod
+is reserved on is the one the scheduler picks. A non-Redis pod gets NEUTRAL_SCORE everywhere. Computed on arrays (policy/candidates.py): one gather per level and term,
 whatever the number of candidates.
 """
 from __future__ import annotations
@@ -76,9 +78,25 @@ def score_list(pod: PodRequest, candidates: list[str], snapshot: Snapshot, setti
             if weight:
                 raw += weight * _fewest(cand.coder.table(level.index, tally.known, tally.at(None) + UNKNOWN_PENALTY)[codes])
 
+    headroom = _headroom(cand, pod)
     if weights.headroom:
-        raw += weights.headroom * np.floor(_headroom(cand, pod) * HEADROOM_STEPS + 1e-9) / HEADROOM_STEPS
-    return _stretch(raw)
+        raw += weights.headroom * np.floor(headroom * HEADROOM_STEPS + 1e-9) / HEADROOM_STEPS
+    return _stretch(_single_best(raw, headroom))
+
+
+def _single_best(raw: np.ndarray, headroom: np.ndarray) -> np.ndarray:
+    """One candidate alone in the best class: the one with the most headroom (unrounded), the
+    first of those in the candidates' order. The pod is reserved on the best-scored node,
+    and the scheduler picks among its best-scored nodes with its own plugins: with a tie, it
+    could pick a node in another zone than the one reserved, and siblings in flight would be
+    counted in the wrong domain. Alone at 10, the reserved node leads the others by a whole
+    extender point (weight x 10 in the scheduler's sum)."""
+    top = raw.max()
+    best = np.flatnonzero(raw >= top - RAW_QUANTUM / 2)
+    if best.size > 1:
+        raw = raw.copy()
+        raw[best[int(np.argmax(headroom[best]))]] += RAW_QUANTUM * 4
+    return raw
 
 
 def _fewest(counts: np.ndarray) -> np.ndarray:

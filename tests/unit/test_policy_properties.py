@@ -300,6 +300,7 @@ def reference_raw(case: Case, own_node: str | None) -> dict[str, float]:
         return known, unknown
 
     raw = dict.fromkeys(case.candidates, 0.0)
+    unrounded: dict[str, float] = {}
     for level in range(len(LEVELS)):
         if not case.active(level):
             continue
@@ -328,6 +329,12 @@ def reference_raw(case: Case, own_node: str | None) -> dict[str, float]:
                 (node and node.allocatable_cpu, case.snapshot.requested_cpu.get(n, 0), case.pod.cpu_request)):
             fractions.append(min(1.0, max(0.0, (allocatable - requested - want) / allocatable)) if allocatable else 0.0)
         raw[n] += weights.headroom * math.floor(sum(fractions) / 2 * 4 + 1e-9) / 4  # in quarters
+        unrounded[n] = sum(fractions) / 2
+    # one candidate alone at the top: the most (unrounded) headroom, then the first
+    top = max(raw.values())
+    tied = [n for n in case.candidates if abs(raw[n] - top) < 5e-7]
+    if len(tied) > 1:
+        raw[max(tied, key=lambda n: (unrounded[n], -case.candidates.index(n)))] += 4e-6
     return raw
 
 
