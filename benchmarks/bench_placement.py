@@ -241,7 +241,7 @@ class Session:
             self.extender = LiveExtender(cp, redis_url, prefix, 1, logdir / f"extender-{tag}.log",
                                          env_extra={"REDIS_EXTENDER_REDIS_TIMEOUT": REDIS_TIMEOUT})
             self.extender.wait_ready()
-            store = RedisStore.from_url(redis_url, prefix, timeout=5)
+            self.store = store = RedisStore.from_url(redis_url, prefix, timeout=5)
             cp.wait_for(lambda: set(zone_of) <= set(store.node_names()), timeout=60, interval=0.1,
                         what="nodes synced into Redis")
             config = scheduler_config(port, self.extender.port)
@@ -258,9 +258,23 @@ class Session:
         self.runs = 0
 
     def run(self, pods: int, timeout: float = 120.0) -> dict[str, Any]:
-        run_id = f"{self.tag}-r{self.runs}"
-        self.runs += 1
+        run_id = self.next_run()
         bodies = burst(run_id, pods, native=self.mode == "native")
+        names = [b["metadata"]["name"] for b in bodies]
+        node_of, seconds = self.place(run_id, bodies, timeout)
+        result = measure(bodies, node_of, self.zone_of)
+        result["seconds"] = seconds
+        result["placement"] = node_of
+        self.delete(run_id, names)
+        return result
+
+    def next_run(self) -> str:
+        self.runs += 1
+        return f"{self.tag}-r{self.runs - 1}"
+
+    def place(self, run_id: str, bodies: Sequence[dict[str, Any]], timeout: float = 120.0) -> tuple[dict[str, str], float]:
+        """Create the pods at once; (pod name -> node of those bound, seconds from the first
+        create to the last bind) once every pod is bound or nothing was bound for SETTLE_S."""
         names = [b["metadata"]["name"] for b in bodies]
         watch = BindWatch(self.cp, run_id, names)
         watch.selector = f"{RUN_LABEL}={run_id}"
@@ -278,17 +292,12 @@ class Session:
             if watch.error:
                 raise RuntimeError(f"bind watch failed: {watch.error}")
             node_of = dict(watch.node_of)
-            self.last_order = [(n, self.zone_of.get(node_of[n])) for n in sorted(watch.bound_at, key=watch.bound_at.get)]
             end = max(watch.bound_at.values(), default=started)
         finally:
             watch.close()
-        result = measure(bodies, node_of, self.zone_of)
-        result["seconds"] = round(end - started, 2)
-        result["placement"] = node_of
-        self._delete(run_id, names)
-        return result
+        return node_of, round(end - started, 2)
 
-    def _delete(self, run_id: str, names: Sequence[str]) -> None:
+    def delete(self, run_id: str, names: Sequence[str]) -> None:
         cp = self.cp
         _parallel(lambda n: cp.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/{n}"), list(names))
         cp.wait_for(lambda: not cp.list_pods(NAMESPACE, f"{RUN_LABEL}={run_id}"), timeout=120, interval=0.2,
