@@ -4,7 +4,7 @@ exist, then the nodes are deleted. The
 replacements, scheduled by the real kube-scheduler through the live extender, keep every
 invariant the two surviving zones allow: nothing Pending, no two copies of a shard on a node,
 no zone beyond an even spread over two zones, nothing on an unknown zone, the cluster's
-masters one apart at most between the survivors (and per node where the node rule allows)."""
+masters one apart at most between the survivors (two per node of a zone)."""
 from __future__ import annotations
 
 import os
@@ -82,7 +82,7 @@ def test_replacements_after_a_zone_is_lost_keep_the_invariants_the_survivors_all
             assert m["zone_excess"] == 0, where  # two surviving zones: at most 2 copies of 3 in one
             assert m["unknown_zone"] == 0, where
             assert m["master_skew_zone"] <= 1, where  # 6 masters a cluster over 2 zones
-            assert m["master_node_avoidable"] == 0, where
+            assert m["master_skew_node"] <= 2, where  # (master_node_avoidable: see test_bursts.py)
             session.delete(run_id, names)
         finally:
             session.close()
