@@ -380,11 +380,12 @@ def extender_metrics(port: int) -> dict[str, Any]:
 class LiveExtender:
     """`redis-extender serve --kubeconfig` (gunicorn workers + sync child) in its own session."""
 
-    def __init__(self, cp: ControlPlane, redis_url: str, prefix: str, workers: int, log: Path):
+    def __init__(self, cp: ControlPlane, redis_url: str, prefix: str, workers: int, log: Path,
+                 env_extra: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        env = {**os.environ, "REDIS_EXTENDER_KEY_PREFIX": prefix, "REDIS_URL": redis_url}
+        env = {**os.environ, "REDIS_EXTENDER_KEY_PREFIX": prefix, "REDIS_URL": redis_url, **(env_extra or {})}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # serve makes a fresh one
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(

@@ -17,6 +17,9 @@ of one run: compare within a run, machines here are noisy.
 `--scheduler` adds the real kube-scheduler benchmark, benchmarks/bench_scheduler.py: a
 development tool that needs a checkout of the repository (its control-plane harness and
 scripts/kube-binaries.sh), so it is run from there, never imported from the package.
+`--placement` runs only benchmarks/bench_placement.py the same way: bursts of 26 to 96 Redis
+pods through the real kube-scheduler on several topologies, the extender against the best
+native rules, with the placement-quality figures of every run.
 """
 from __future__ import annotations
 
@@ -70,6 +73,15 @@ def scheduler_bench_needs(package_dir: Path = PACKAGE_DIR) -> str:
             "there, or python -m benchmarks.bench_scheduler from its root). It also needs the "
             "control-plane binaries etcd, kube-apiserver and kube-scheduler: built once by the "
             "checkout's scripts/kube-binaries.sh, or a directory holding them in KUBE_BIN_DIR.")
+
+
+PLACEMENT_BENCH = Path("benchmarks") / "bench_placement.py"
+
+
+def run_placement_bench(root: Path, args: Sequence[str] = ()) -> int:
+    """benchmarks/bench_placement.py of the checkout `root` (placement quality of bursts through
+    the real kube-scheduler, extender vs native rules), as `python -m` from there."""
+    return subprocess.run([sys.executable, "-m", "benchmarks.bench_placement", *args], cwd=root).returncode
 
 
 def run_scheduler_bench(root: Path, args: Sequence[str] = ()) -> int:

@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scheduler", action="store_true",
                        help="also schedule pods with the real kube-scheduler, with and without the extender "
                             "(needs a checkout of the repository and the control-plane binaries)")
+    bench.add_argument("--placement", action="store_true",
+                       help="only the placement quality of bursts through the real kube-scheduler, extender vs "
+                            "native rules (benchmarks/bench_placement.py; a checkout and the control-plane binaries)")
+    bench.add_argument("--runs", type=int, default=5, help="--placement: bursts per topology and mode")
     bench.add_argument("--out", help="also write the results as JSON")
 
     from .reports.cli import add_parsers as add_report_parsers
@@ -207,10 +211,13 @@ def cmd_plan(ns: argparse.Namespace) -> int:
 def cmd_bench(ns: argparse.Namespace) -> int:
     from . import bench
 
-    root = bench.checkout() if ns.scheduler else None
-    if ns.scheduler and root is None:  # said before the minutes of the extender-alone bench
+    root = bench.checkout() if ns.scheduler or ns.placement else None
+    if (ns.scheduler or ns.placement) and root is None:  # said before the minutes of the extender-alone bench
         print(bench.scheduler_bench_needs(), file=sys.stderr)
         return 2
+    if ns.placement:
+        assert root is not None
+        return bench.run_placement_bench(root, ["--runs", str(ns.runs), *(["--out", ns.out] if ns.out else [])])
     bench.main(nodes=ns.nodes, shards=ns.shards, calls=ns.calls, workers=ns.workers,
                concurrency=ns.concurrency, out=ns.out, quick=ns.quick)
     if root is not None:

@@ -110,10 +110,15 @@ class PodRequest:
 
 @dataclass(frozen=True, slots=True)
 class ClusterCounts:
-    """Pods and masters of one cluster per node, the raw material of cluster spread."""
+    """Pods and masters of one cluster per node, the raw material of cluster spread.
+
+    `reserved`: the cluster's pods in flight (scored or filtered, not yet bound), each with
+    its likely node and role; they count toward the tallies as if placed (policy/spread.py),
+    except the pod being decided itself."""
 
     pods_per_node: dict[str, int] = field(default_factory=dict)
     masters_per_node: dict[str, int] = field(default_factory=dict)
+    reserved: tuple[Copy, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

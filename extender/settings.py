@@ -48,11 +48,11 @@ class DomainSettings:
 @dataclass(frozen=True)
 class ScoreSettings:
     """Weights of the prioritize formula (policy/score.py). Defaults make it near-lexicographic:
-    shard spread, then cluster spread, then master balance, then headroom."""
+    shard spread, then master balance (masters only), then cluster spread, then headroom."""
 
     shard: float = 8.0
     cluster: float = 2.0
-    masters: float = 1.0
+    masters: float = 4.0
     headroom: float = 0.5
     level_weights: tuple[float, ...] = ()  # empty: 1, 2, 4, ... (higher levels weigh more)
 

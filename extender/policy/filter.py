@@ -11,7 +11,17 @@ Order of the rules, each applied to the survivors of the previous one:
    domain holding a copy (and every unknown domain); when all hold some, the least crowded
    stay, so the pod is never left Pending for want of a perfect spot. Levels with a single
    known domain constrain nothing.
-Rules 1 and 3 reject as FailedAndUnresolvableNodes: evicting a sibling copy is never a fix.
+4. A pod that will be a master (policy sees Role.MASTER: role label, live role, the ordinal
+   rule or the operator's convention): among the survivors of 1-3, each level from the
+   largest down keeps the domains holding the fewest masters of the pod's cluster (placed,
+   plus siblings reserved in flight: ClusterCounts.reserved). Relaxed like rule 3: the least
+   crowded survivors always stay, so it never leaves a pod Pending. Quorum safety follows:
+   with three or more domains at the top active level, a domain that would then hold half
+   or more of the cluster's masters is kept only when every survivor would (the fewest-masters
+   survivor is the safest one there is); QUORUM_UNSAFE names it when it loses. An unknown
+   domain counts as holding half a master more than the most crowded known one: a master
+   lands there only when no known domain survived the shard rules.
+Rules 1, 3 and 4 reject as FailedAndUnresolvableNodes: evicting a sibling copy is never a fix.
 """
 from __future__ import annotations
 
@@ -21,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..model import HOSTNAME_LABEL, Copy, PodRequest, Snapshot
+from ..model import HOSTNAME_LABEL, Copy, PodRequest, Role, Snapshot
 from ..quantity import human_bytes
 from . import spread as spreadmod
 from .candidates import UNKNOWN_CODE, Candidates, Tables, view
@@ -34,6 +44,14 @@ DOMAIN_HOLDS_COPY = "{domain} already holds shard {shard} of {cluster} ({copies}
 DOMAIN_CROWDED = "{domain} holds {count} of shard {shard} of {cluster} ({copies}); {title}s holding {best} are available"
 DOMAIN_UNKNOWN = ("{title} unknown ({why}) while shard {shard} of {cluster} has copies; "
                   "{title}s known to hold {best} are available")
+MASTERS_CROWDED = ("{domain} holds {count} of {cluster}'s masters; a master goes to the {title}s "
+                   "holding {best}")
+MASTERS_UNKNOWN = ("{title} unknown ({why}): a master of {cluster} goes to a {title} known to hold "
+                   "{best} of its masters")
+QUORUM_UNSAFE = ("{domain} would hold {after} of {total} masters of {cluster} (half or more: losing it "
+                 "loses the quorum); {title}s that stay below half are available")
+
+UNKNOWN_MASTERS = 0.5  # a domain that is unknown holds this many more masters than the most crowded one
 
 
 class Outcome(str, Enum):
@@ -80,6 +98,8 @@ def filter_nodes(pod: PodRequest, candidates: list[str], snapshot: Snapshot,
         active = sorted((lv for lv in spread.levels if lv.active), key=lambda lv: -lv.index)
         for level in active:
             _level(level, cand, alive, result, cluster, shard)
+        if member.role is Role.MASTER:
+            _masters(active, cand, alive, result, cluster)
         if active:
             unknown = (cand.codes[[lv.index for lv in active]] == UNKNOWN_CODE).any(axis=0)
             result.unknown_domain_nodes = int(unknown.sum())
@@ -145,6 +165,48 @@ def _level(level: spreadmod.LevelView, cand: Candidates, alive: np.ndarray, resu
                 count = int(crowd[losing][mask][0])
                 reason = _level_reason(level, cand.coder.value(level.index, code), known, count, int(best),
                                        cluster, shard)
+                result.unresolvable.update(dict.fromkeys(cand.names_at(rejected[mask]), reason))
+
+
+def _masters(active: list[spreadmod.LevelView], cand: Candidates, alive: np.ndarray, result: FilterResult,
+             cluster: str) -> None:
+    """Rule 4: top-down, keep the survivors whose domain holds the fewest of the cluster's
+    masters; the quorum check first at the top level (three or more domains there)."""
+    for rank, level in enumerate(active):
+        positions = np.flatnonzero(alive)
+        if positions.size <= 1:
+            return
+        codes = cand.codes[level.index, positions]
+        # unknown: more crowded than the most crowded known domain, so never chosen over one
+        table = cand.coder.table(level.index, level.masters.known, level.masters.at(None) + UNKNOWN_MASTERS)
+        crowd = table[codes]
+        best = crowd.min()
+        losing = crowd != best
+        if not losing.any():
+            continue
+        total = sum(level.masters.known.values()) + level.masters.unknown + 1  # with this pod
+        top = rank == 0 and len({c for c in codes.tolist() if c != UNKNOWN_CODE} |
+                                set(level.masters.known)) >= 3
+        rejected = positions[losing]
+        alive[rejected] = False
+        rejected_codes = codes[losing]
+        rejected_known = cand.known[rejected]
+        for code in np.unique(rejected_codes).tolist():
+            for known in (True, False):
+                mask = (rejected_codes == code) & (rejected_known == known)
+                if not mask.any():
+                    continue
+                count = int(np.floor(crowd[losing][mask][0]))
+                value = cand.coder.value(level.index, code)
+                if value is None:
+                    why = f"node has no {level.label} label" if known else "node not in the extender's cache yet"
+                    reason = MASTERS_UNKNOWN.format(title=level.title, why=why, cluster=cluster, best=int(np.floor(best)))
+                elif top and 2 * (count + 1) >= total > 2 * (best + 1):
+                    reason = QUORUM_UNSAFE.format(domain=value, after=count + 1, total=total, cluster=cluster,
+                                                  title=level.title)
+                else:
+                    reason = MASTERS_CROWDED.format(domain=value, count=count, cluster=cluster,
+                                                    title=level.title, best=int(np.floor(best)))
                 result.unresolvable.update(dict.fromkeys(cand.names_at(rejected[mask]), reason))
 
 

@@ -1,20 +1,33 @@
 """Prioritize scores: 0..10 per candidate, the best placement always 10 and the worst 0.
 
 raw(node) = sum over active levels i of  w_i * ( W_shard   * fewest(copies of the shard in the node's domain)
-                                              + W_cluster * fewest(pods of the cluster in it)
-                                              + W_masters * fewest(masters of the cluster in it)  [masters only] )
-          + W_headroom * mean(free memory fraction, free CPU fraction) after placing the pod
+                                              + W_masters * fewest(masters of the cluster in it)  [masters only]
+                                              + W_cluster * fewest(pods of the cluster in it) )
+          + W_headroom * quarters(mean(free memory fraction, free CPU fraction) after placing the pod)
 
 fewest(count) = 1 - rank / (ranks - 1), where rank is the count's place among the distinct
 counts of the candidates (0 = fewest), 1 when all are equal: each term lies in 0..1, and an
 outlier (one zone with 100 pods) does not squeeze the differences among the rest, which a
-min-max scale would (then headroom could outweigh one pod of cluster spread). Unknown domains
-count as the most crowded known domain plus one half: never preferred. w_i defaults to 1, 2, 4, ... (higher levels weigh
-more) and the W defaults (8, 2, 1, 0.5) make the order near-lexicographic: shard spread, then
-cluster spread, then master balance, then room. Finally raw is stretched to 0..10 (min-max),
-so the scheduler sees a clear preference; equal candidates all get NEUTRAL_SCORE.
-Computed on arrays (policy/candidates.py): one gather per level and term, whatever the
-number of candidates.
+min-max scale would. Cluster and master counts include the cluster's pods in flight
+(reserved, not yet bound: ClusterCounts.reserved). Unknown domains count as the most crowded
+known domain plus one half: never preferred. w_i defaults to 1, 2, 4, ... (higher levels weigh
+more) and the W defaults (shard 8, masters 4, cluster 2, headroom 0.5) order the terms: shard
+spread, then master balance (for a master), then cluster spread, then room. Headroom is
+rounded down to quarters (0, .25, .5, .75, 1) so that it only separates nodes that differ
+markedly and does not make every candidate a class of its own.
+
+How raw becomes 0..10 (kube-scheduler's MaxExtenderPriority is 10, integers): by RANK, not by
+a min-max stretch. The distinct raw values are ranked (0 = best); with d of them, rank r scores
+round(10 * (1 - r / (d - 1))) when d <= 11 (every step at least one point), else 10 - r for
+the ten best and 0 for the rest. So a difference in raw is never rounded away among the best
+eleven classes of candidates, however small the term that makes it: a min-max stretch would
+turn one master of difference (4 of a raw range of ~100 with three levels) into 0.4 points,
+i.e. into nothing. The order is the raw order; only distances are dropped, which the
+scheduler does not use (it adds weighted scores and takes the highest). Equal candidates all
+no candidate shares the top: ties are broken by unrounded headroom, then by the candidates'
+order (`_single_best`; equal candidates too: one gets 10, the others 0), so the node the pod
+is reserved on is the one the scheduler picks. A non-Redis pod gets NEUTRAL_SCORE everywhere. Computed on arrays (policy/candidates.py): one gather per level and term,
+whatever the number of candidates.
 """
 from __future__ import annotations
 
@@ -28,6 +41,8 @@ from .candidates import Candidates, Tables, view
 MAX_SCORE = 10
 NEUTRAL_SCORE = 0
 UNKNOWN_PENALTY = 0.5
+HEADROOM_STEPS = 4  # headroom counted in quarters
+RAW_QUANTUM = 1e-6  # raw values closer than this are one class
 
 
 def score_nodes(pod: PodRequest, candidates: list[str], snapshot: Snapshot, settings: Settings,
@@ -55,17 +70,33 @@ def score_list(pod: PodRequest, candidates: list[str], snapshot: Snapshot, setti
         terms: list[tuple[float, spreadmod.Tally]] = []
         if pod.member.shard is not None:
             terms.append((lw * weights.shard, level.copies))
-        terms.append((lw * weights.cluster, level.cluster_pods))
         if pod.member.role is Role.MASTER:
             terms.append((lw * weights.masters, level.masters))
+        terms.append((lw * weights.cluster, level.cluster_pods))
         codes = cand.codes[level.index]
         for weight, tally in terms:
             if weight:
                 raw += weight * _fewest(cand.coder.table(level.index, tally.known, tally.at(None) + UNKNOWN_PENALTY)[codes])
 
+    headroom = _headroom(cand, pod)
     if weights.headroom:
-        raw += weights.headroom * _headroom(cand, pod)
-    return _stretch(raw)
+        raw += weights.headroom * np.floor(headroom * HEADROOM_STEPS + 1e-9) / HEADROOM_STEPS
+    return _stretch(_single_best(raw, headroom))
+
+
+def _single_best(raw: np.ndarray, headroom: np.ndarray) -> np.ndarray:
+    """One candidate alone in the best class: the one with the most headroom (unrounded), the
+    first of those in the candidates' order. The pod is reserved on the best-scored node,
+    and the scheduler picks among its best-scored nodes with its own plugins: with a tie, it
+    could pick a node in another zone than the one reserved, and siblings in flight would be
+    counted in the wrong domain. Alone at 10, the reserved node leads the others by a whole
+    extender point (weight x 10 in the scheduler's sum)."""
+    top = raw.max()
+    best = np.flatnonzero(raw >= top - RAW_QUANTUM / 2)
+    if best.size > 1:
+        raw = raw.copy()
+        raw[best[int(np.argmax(headroom[best]))]] += RAW_QUANTUM * 4
+    return raw
 
 
 def _fewest(counts: np.ndarray) -> np.ndarray:
@@ -95,7 +126,13 @@ def _headroom(cand: Candidates, pod: PodRequest) -> np.ndarray:
 
 
 def _stretch(raw: np.ndarray) -> list[int]:
-    low, high = float(raw.min()), float(raw.max())
-    if high - low < 1e-9:
+    """Rank the distinct raw values (0 = best) and map ranks to 0..10, each of the best
+    eleven classes a whole point or more apart (see the module docstring)."""
+    order = np.rint(raw / RAW_QUANTUM).astype(np.int64)  # float noise of sums in one bucket
+    distinct, inverse = np.unique(-order, return_inverse=True)  # ascending -raw: best first
+    classes = len(distinct)
+    if classes == 1:
         return [NEUTRAL_SCORE] * len(raw)
-    return np.rint(MAX_SCORE * (raw - low) / (high - low)).astype(int).tolist()
+    if classes <= MAX_SCORE + 1:
+        return np.rint(MAX_SCORE * (1 - inverse / (classes - 1))).astype(int).tolist()
+    return np.maximum(MAX_SCORE - inverse, 0).astype(int).tolist()

@@ -67,7 +67,8 @@ def build(member: Member, snapshot: Snapshot, pod_key: str, own_node: str | None
     """Count copies, cluster pods and masters per domain at every level.
 
     `own_node`: where the store still places this very pod (a stale record); it is taken
-    out of the cluster counts so a pod does not avoid its own ghost.
+    out of the cluster counts so a pod does not avoid its own ghost. The cluster's siblings in
+    flight (snapshot.cluster.reserved) count where they are reserved.
     """
     copies = own_copies(snapshot, pod_key)
     pods_per_node = dict(snapshot.cluster.pods_per_node)
@@ -76,6 +77,12 @@ def build(member: Member, snapshot: Snapshot, pod_key: str, own_node: str | None
         pods_per_node[own_node] -= 1
         if member.role is Role.MASTER and masters_per_node.get(own_node, 0) > 0:
             masters_per_node[own_node] -= 1
+    for sibling in snapshot.cluster.reserved:  # in flight: counted as if bound where reserved
+        if sibling.pod == pod_key or not sibling.node:
+            continue
+        pods_per_node[sibling.node] = pods_per_node.get(sibling.node, 0) + 1
+        if sibling.role is Role.MASTER:
+            masters_per_node[sibling.node] = masters_per_node.get(sibling.node, 0) + 1
 
     levels = []
     for index, label in enumerate(snapshot.level_names):

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ..identity import Identifier
-from ..model import PodRequest, Snapshot
+from ..model import PodRequest, Role, Snapshot
 from ..policy.bindcheck import recheck
 from ..policy.filter import NODE_HOLDS_COPY, FilterResult, Outcome, filter_nodes
 from ..policy.score import NEUTRAL_SCORE, score_list
@@ -47,7 +47,8 @@ class Decider:
             return filter_nodes(args.pod, args.node_names, _EMPTY), ""
         try:
             with metrics.PHASE.labels("state").time():
-                prepared = self.snapshots.prepare(args, counts=False)  # filter spreads copies; counts only score
+                # the cluster's counts: for the masters rule only (copies come with the shard)
+                prepared = self.snapshots.prepare(args, counts=args.pod.member.role is Role.MASTER)
         except StateUnavailable as exc:
             if self.fail_open:
                 log.warning("filter %s: %s; failing open (all nodes accepted)", args.pod.key, exc)

@@ -14,6 +14,11 @@ not supported as the state's store:
                             "<node>\\t<role>\\t<expiry ms>" for a reservation (a pod's likely
                             node noted at prioritize; readers ignore it once expired)
   P shardv:<cluster>|<shard> STRING version, bumped when the shard's copies change
+  P creserve:<cluster>      HASH "<ns>/<name>" -> "<node>\t<role>\t<expiry ms>": the cluster's
+                            pods in flight (reserved with their shard's reservation, never for a
+                            placed pod; taken out when the pod is placed or deleted; expired
+                            entries are ignored by readers and pruned by the next reservation).
+                            They count toward the cluster's pods and masters (policy/spread.py)
   P cpods:<cluster>         HASH node -> pods of the cluster on it
   P cmasters:<cluster>      HASH node -> masters of the cluster on it
   P clusters                SET of cluster ids ("ns/name")
@@ -135,6 +140,13 @@ if mode == 'delete' and not oldk and o[6] and o[6] ~= '' and o[7] and o[7] ~= ''
   redis.call('HDEL', P .. 'shard:' .. o[6] .. '|' .. o[7], key_id)  -- the reservation of a pod that never ran
 end
 
+-- the bind hand-off of the cluster's reservation: a placed (or deleted) pod is no longer in flight
+if mode == 'delete' then
+  if o[6] and o[6] ~= '' then redis.call('HDEL', P .. 'creserve:' .. o[6], key_id) end
+elseif new.cluster ~= '' and active(new.node, new.phase) then
+  redis.call('HDEL', P .. 'creserve:' .. new.cluster, key_id)
+end
+
 if mode == 'delete' then
   redis.call('DEL', podkey)
 else
@@ -159,6 +171,24 @@ if cur then
   if a and not string.find(cur, '\t', a + 1, true) then return 0 end  -- placed: keep the truth
 end
 redis.call('HSET', skey, key_id, value)
+return 1
+"""
+
+
+_RESERVE_CLUSTER = r"""
+local ckey, podkey, key_id, value, now, ttl = KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local placed = redis.call('HMGET', podkey, 'node', 'phase')
+if placed[1] and placed[1] ~= '' and placed[2] ~= 'Succeeded' and placed[2] ~= 'Failed' then
+  redis.call('HDEL', ckey, key_id)
+  return 0  -- placed: the cluster counts hold it already
+end
+local all = redis.call('HGETALL', ckey)
+for i = 1, #all, 2 do
+  local expiry = string.match(all[i + 1], '\t(%d+)$')
+  if all[i] ~= key_id and (not expiry or tonumber(expiry) < now) then redis.call('HDEL', ckey, all[i]) end
+end
+redis.call('HSET', ckey, key_id, value)
+redis.call('PEXPIRE', ckey, ttl)
 return 1
 """
 
@@ -299,6 +329,7 @@ class RedisStore:
         self.p = prefix
         self._apply = client.register_script(_APPLY_POD)
         self._reserve = client.register_script(_RESERVE)
+        self._reserve_cluster = client.register_script(_RESERVE_CLUSTER)
         self._lock_renew = client.register_script(_LOCK_RENEW)
         self._lock_release = client.register_script(_LOCK_RELEASE)
 
@@ -385,8 +416,20 @@ class RedisStore:
         filter, which may run before this pod's bind arrives, then avoids its domain. Never
         overwrites a real placement; the bind's record replaces it."""
         expiry = int((time.time() + ttl) * 1000)
-        return bool(self._reserve(keys=[f"{self.p}shard:{cluster}|{shard}"],
-                                  args=[pod_key, f"{node}\t{role}\t{expiry}"]))
+        value = f"{node}\t{role}\t{expiry}"
+        pipe = self.r.pipeline(transaction=False)  # one round trip: the shard's and the cluster's
+        self._reserve(keys=[f"{self.p}shard:{cluster}|{shard}"], args=[pod_key, value], client=pipe)
+        self.reserve_cluster(pod_key, cluster, value, ttl, client=pipe)
+        return bool(pipe.execute()[0])
+
+    def reserve_cluster(self, pod_key: str, cluster: str, value: str, ttl: float, client: Any = None) -> Any:
+        """The pod in flight in its cluster's reservations (P creserve:), so a sibling of any
+        shard counts it toward the cluster's pods and masters until it is placed; `value` is
+        a reservation entry "node\trole\texpiry_ms"."""
+        now_ms = int(time.time() * 1000)
+        return self._reserve_cluster(keys=[f"{self.p}creserve:{cluster}", f"{self.p}pod:{pod_key}"],
+                                     args=[pod_key, value, now_ms, max(1, int(ttl * 1000))],
+                                     client=client or self.r)
 
     def set_live_roles(self, cluster: str, roles: Mapping[str, str]) -> int:
         """Roles seen in the live topology ("ns/name" -> master|replica), which from now on
@@ -439,7 +482,8 @@ class RedisStore:
 
     def shard_state(self, cluster: str, shard: str | None, counts: bool = True) -> ShardState:
         """The shard's copies and version, and (`counts`) the cluster's pods and masters per
-        node, which only scores need."""
+        node with its pods in flight (P creserve:), which scores and the masters rule need:
+        one pipelined read."""
         pipe = self.r.pipeline(transaction=True)
         if shard is not None:
             pipe.hgetall(f"{self.p}shard:{cluster}|{shard}")
@@ -447,20 +491,23 @@ class RedisStore:
         if counts:
             pipe.hgetall(f"{self.p}cpods:{cluster}")
             pipe.hgetall(f"{self.p}cmasters:{cluster}")
+            pipe.hgetall(f"{self.p}creserve:{cluster}")
         out = pipe.execute()
         copies: tuple[Copy, ...] = ()
         version = ""
+        now_ms = time.time() * 1000
         if shard is not None:
             raw, v = out[0], out[1]
             out = out[2:]
-            now_ms = time.time() * 1000
             copies = tuple(c for c in (parse_copy(k.decode(), val.decode(), now_ms) for k, val in raw.items()) if c)
             version = (v or b"0").decode()
         if not counts:
             return ShardState(copies=copies, version=version, counts=ClusterCounts())
         pods = {k.decode(): int(v) for k, v in out[0].items() if int(v) > 0}
         masters = {k.decode(): int(v) for k, v in out[1].items() if int(v) > 0}
-        return ShardState(copies=copies, version=version, counts=ClusterCounts(pods, masters))
+        reserved = tuple(c for c in (parse_copy(k.decode(), val.decode(), now_ms) for k, val in out[2].items())
+                         if c and c.reserved)
+        return ShardState(copies=copies, version=version, counts=ClusterCounts(pods, masters, reserved))
 
     def cluster_pod_ips(self, cluster: str) -> dict[str, str]:
         """The placed pods of a cluster with their IPs ("ns/name" -> ip), to find its Redis."""

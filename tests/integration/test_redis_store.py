@@ -245,3 +245,51 @@ def test_a_sentinel_managed_redis_is_found_through_its_sentinels_and_after_a_fai
         sentinel.wait(5)
         replica.stop()
         primary.stop()
+
+
+# --- the cluster's pods in flight (P creserve:) -------------------------------------------
+
+def test_a_reservation_counts_toward_the_cluster_read_with_any_shard(store: RedisStore) -> None:
+    store.upsert_pod(copy("cache-a-0", ""))  # pending, as the watch stores it
+    store.reserve("redis/cache-a-0", "redis/cache-a", "0", "n1", "master", ttl=30)
+    state = store.shard_state("redis/cache-a", "5")  # a sibling of another shard
+    assert [(c.pod, c.node, c.role.value, c.reserved) for c in state.counts.reserved] == [
+        ("redis/cache-a-0", "n1", "master", True)]
+    assert state.counts.masters_per_node == {}  # not placed yet
+    assert store.shard_state("redis/cache-b", "5").counts.reserved == ()  # another cluster
+    assert store.shard_state("redis/cache-a", "5", counts=False).counts.reserved == ()
+
+
+def test_the_bind_hands_the_cluster_reservation_over_to_the_placed_counts(store: RedisStore) -> None:
+    store.upsert_pod(copy("cache-a-0", ""))
+    store.reserve("redis/cache-a-0", "redis/cache-a", "3", "n1", "master", ttl=30)
+    assert store.record_placement(copy("cache-a-0", "n1", role="master")).ok
+    state = store.shard_state("redis/cache-a", "3")
+    assert state.counts.reserved == ()
+    assert state.counts.masters_per_node == {"n1": 1}
+    # a late reservation of a placed pod is refused: it would count twice
+    store.reserve("redis/cache-a-0", "redis/cache-a", "3", "n2", "master", ttl=30)
+    assert store.shard_state("redis/cache-a", "3").counts.reserved == ()
+
+
+def test_deleting_a_pod_in_flight_drops_its_cluster_reservation(store: RedisStore) -> None:
+    store.upsert_pod(copy("cache-a-0", ""))
+    store.reserve("redis/cache-a-0", "redis/cache-a", "3", "n1", "master", ttl=30)
+    store.delete_pod("redis", "cache-a-0")
+    assert store.shard_state("redis/cache-a", "3").counts.reserved == ()
+    assert store.r.hgetall(f"{store.p}creserve:redis/cache-a") == {}
+
+
+def test_a_pending_status_update_keeps_the_cluster_reservation(store: RedisStore) -> None:
+    store.reserve("redis/cache-a-0", "redis/cache-a", "3", "n1", "master", ttl=30)
+    store.upsert_pod(copy("cache-a-0", ""))  # the watch stores the still-pending pod again
+    assert len(store.shard_state("redis/cache-a", "3").counts.reserved) == 1
+
+
+def test_expired_cluster_reservations_are_ignored_then_pruned(store: RedisStore) -> None:
+    key = f"{store.p}creserve:redis/cache-a"
+    store.r.hset(key, "redis/cache-a-0", "n1\tmaster\t1000")  # expired long ago
+    assert store.shard_state("redis/cache-a", "3").counts.reserved == ()
+    store.reserve("redis/cache-a-1", "redis/cache-a", "1", "n2", "master", ttl=30)
+    assert set(store.r.hkeys(key)) == {b"redis/cache-a-1"}
+    assert 0 < store.r.pttl(key) <= 30_000

@@ -39,6 +39,7 @@ def make_snapshot(nodes: Iterable[Node], copies: Iterable[Copy] = (), *,
                   levels: tuple[str, ...] = LEVELS,
                   pods_per_node: Mapping[str, int] | None = None,
                   masters_per_node: Mapping[str, int] | None = None,
+                  reserved: Iterable[Copy] = (),
                   requested_memory: Mapping[str, int] | None = None,
                   requested_cpu: Mapping[str, int] | None = None,
                   level_domains: tuple[frozenset[str], ...] | None = None) -> Snapshot:
@@ -51,7 +52,8 @@ def make_snapshot(nodes: Iterable[Node], copies: Iterable[Copy] = (), *,
     return Snapshot(
         level_names=levels, nodes=table, copies=tuple(copies),
         cluster=ClusterCounts(pods_per_node=dict(pods_per_node or {}),
-                              masters_per_node=dict(masters_per_node or {})),
+                              masters_per_node=dict(masters_per_node or {}),
+                              reserved=tuple(reserved)),
         level_domains=level_domains,
         requested_memory=dict(requested_memory or {}), requested_cpu=dict(requested_cpu or {}))
 

@@ -399,3 +399,84 @@ def test_an_empty_node_table_treats_every_candidate_as_uncached():
     snapshot = Snapshot(level_names=LEVELS, nodes={})
     result = filter_nodes(make_pod(), ["fresh-node"], snapshot, tables=Tables(arrays, UsageArrays.build(arrays, {}, {})))
     assert result.accepted == ["fresh-node"]
+
+
+# --- rule 4: masters ------------------------------------------------------------------------
+
+MASTER = make_pod("cache-a-2", cluster="cache-a", shard="2", role="master")
+NODES6 = ["node-a1", "node-a2", "node-b1", "node-b2", "node-c1", "node-c2"]
+
+
+def test_a_master_goes_to_the_zones_holding_the_fewest_masters_of_its_cluster():
+    snap = make_snapshot(three_zones(), masters_per_node={"node-a1": 1, "node-b1": 1},
+                         pods_per_node={"node-a1": 1, "node-b1": 1})
+    result = filter_nodes(MASTER, NODES6, snap)
+    assert result.accepted == ["node-c1", "node-c2"]
+    assert result.unresolvable["node-a2"] == ("zone-a would hold 2 of 3 masters of cache-a (half or more: "
+                                              "losing it loses the quorum); zones that stay below half are available")
+
+
+def test_a_crowded_zone_that_stays_below_half_is_named_as_crowded():
+    """Masters 3/3/2, this one the 9th: zone a would hold 4 of 9, still below half."""
+    snap = make_snapshot(three_zones(), masters_per_node={"node-a1": 2, "node-a2": 1, "node-b1": 2,
+                                                          "node-b2": 1, "node-c1": 1, "node-c2": 1})
+    result = filter_nodes(MASTER, NODES6, snap)
+    assert result.accepted == ["node-c1", "node-c2"]
+    assert result.unresolvable["node-a2"] == ("zone-a holds 3 of cache-a's masters; a master goes to the "
+                                              "zones holding 2")
+
+
+def test_a_replica_is_not_spread_by_masters():
+    snap = make_snapshot(three_zones(), masters_per_node={"node-a1": 1, "node-b1": 1})
+    assert filter_nodes(POD, NODES6, snap).accepted == NODES6
+
+
+def test_masters_of_another_cluster_do_not_count():
+    """ClusterCounts are the pod's cluster's (the store reads cmasters:<cluster>)."""
+    snap = make_snapshot(three_zones())
+    assert filter_nodes(MASTER, NODES6, snap).accepted == NODES6
+
+
+def test_the_masters_rule_works_among_the_shard_rule_survivors_and_relaxes_never_pending():
+    """Zone c is the only copy-free zone: the master goes there, whatever its masters."""
+    copies = [make_copy("cache-a-7", "node-a1"), make_copy("cache-a-8", "node-b1")]
+    snap = make_snapshot(three_zones(), copies, masters_per_node={"node-c1": 2, "node-c2": 1})
+    result = filter_nodes(MASTER, NODES6, snap)
+    assert result.accepted == ["node-c2"]  # the node level: the fewest masters in zone c
+    assert "masters" in result.unresolvable["node-c1"]
+
+
+def test_masters_spread_per_node_within_the_zone():
+    snap = make_snapshot(three_zones(), masters_per_node={"node-a1": 1, "node-b1": 1, "node-c1": 1})
+    assert filter_nodes(MASTER, NODES6, snap).accepted == ["node-a2", "node-b2", "node-c2"]
+
+
+def test_a_sibling_master_in_flight_counts_where_it_is_reserved():
+    reserved = [Copy(pod="ns/cache-a-0", node="node-a2", role=Role.MASTER, reserved=True),
+                Copy(pod="ns/cache-a-1", node="node-b1", role=Role.MASTER, reserved=True),
+                Copy(pod="ns/cache-a-5", node="node-c1", role=Role.REPLICA, reserved=True)]
+    snap = make_snapshot(three_zones(), reserved=reserved)
+    assert filter_nodes(MASTER, NODES6, snap).accepted == ["node-c1", "node-c2"]
+
+
+def test_the_pods_own_reservation_does_not_count_against_it():
+    reserved = [Copy(pod=MASTER.key, node="node-a1", role=Role.MASTER, reserved=True)]
+    snap = make_snapshot(three_zones(), reserved=reserved)
+    assert filter_nodes(MASTER, NODES6, snap).accepted == NODES6
+
+
+def test_quorum_unsafe_zone_is_named_when_a_safe_zone_exists():
+    """Masters 2/1/0 (3, this one the 4th): zone a would hold 3 of 4 masters."""
+    nodes = three_zones()
+    snap = make_snapshot(nodes, masters_per_node={"node-a1": 1, "node-a2": 1, "node-b1": 1})
+    result = filter_nodes(MASTER, NODES6, snap)
+    assert result.accepted == ["node-c1", "node-c2"]
+    assert result.unresolvable["node-a1"].startswith("zone-a would hold 3 of 4 masters of cache-a")
+
+
+def test_unknown_zone_counts_as_the_most_crowded_for_masters():
+    nodes = three_zones() + [make_node("node-x", zone=None, region="region-1")]
+    snap = make_snapshot(nodes, masters_per_node={"node-a1": 1, "node-b1": 1, "node-c1": 1})
+    result = filter_nodes(MASTER, NODES6 + ["node-x"], snap)
+    assert "node-x" not in result.accepted
+    assert "unknown" in result.unresolvable["node-x"]

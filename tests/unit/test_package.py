@@ -86,3 +86,15 @@ def test_bench_scheduler_without_a_checkout_says_what_it_needs_and_exits_2(tmp_p
 def test_from_the_checkout_bench_scheduler_finds_and_runs_the_benchmark() -> None:
     assert bench.checkout() == REPO
     assert bench.run_scheduler_bench(REPO, ["--help"]) == 0  # the module imports and parses its arguments
+
+
+def test_from_the_checkout_bench_placement_finds_and_runs_the_benchmark() -> None:
+    assert bench.run_placement_bench(REPO, ["--help"]) == 0
+
+
+def test_bench_placement_without_a_checkout_says_what_it_needs_and_exits_2(tmp_path: Path) -> None:
+    site, env = _package_alone(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "extender.cli", "bench", "--placement"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "no repository checkout" in done.stderr

@@ -8,8 +8,9 @@ Every expectation below is computed from the generated data, not from the policy
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -276,12 +277,16 @@ def reference_raw(case: Case, own_node: str | None) -> dict[str, float]:
     """The prioritize formula as score.py's docstring states it, computed naively per candidate."""
     member = case.pod.member
     weights = SETTINGS.score
-    pods = dict(case.snapshot.cluster.pods_per_node)
-    masters = dict(case.snapshot.cluster.masters_per_node)
+    pods = Counter(case.snapshot.cluster.pods_per_node)
+    masters = Counter(case.snapshot.cluster.masters_per_node)
     if own_node and pods.get(own_node, 0) > 0:  # the pod's own ghost is not a neighbour
         pods[own_node] -= 1
         if member.role is Role.MASTER and masters.get(own_node, 0) > 0:
             masters[own_node] -= 1
+    for sibling in case.snapshot.cluster.reserved:  # in flight: where it is reserved
+        if sibling.pod != case.pod.key:
+            pods[sibling.node] += 1
+            masters[sibling.node] += sibling.role is Role.MASTER
 
     def tally(per_node: dict[str, int], level: int) -> tuple[Counter[str], int]:
         known, unknown = Counter(), 0
@@ -295,6 +300,7 @@ def reference_raw(case: Case, own_node: str | None) -> dict[str, float]:
         return known, unknown
 
     raw = dict.fromkeys(case.candidates, 0.0)
+    unrounded: dict[str, float] = {}
     for level in range(len(LEVELS)):
         if not case.active(level):
             continue
@@ -322,7 +328,13 @@ def reference_raw(case: Case, own_node: str | None) -> dict[str, float]:
                 (node and node.allocatable_memory, case.snapshot.requested_memory.get(n, 0), case.pod.memory_request),
                 (node and node.allocatable_cpu, case.snapshot.requested_cpu.get(n, 0), case.pod.cpu_request)):
             fractions.append(min(1.0, max(0.0, (allocatable - requested - want) / allocatable)) if allocatable else 0.0)
-        raw[n] += weights.headroom * sum(fractions) / 2
+        raw[n] += weights.headroom * math.floor(sum(fractions) / 2 * 4 + 1e-9) / 4  # in quarters
+        unrounded[n] = sum(fractions) / 2
+    # one candidate alone at the top: the most (unrounded) headroom, then the first
+    top = max(raw.values())
+    tied = [n for n in case.candidates if abs(raw[n] - top) < 5e-7]
+    if len(tied) > 1:
+        raw[max(tied, key=lambda n: (unrounded[n], -case.candidates.index(n)))] += 4e-6
     return raw
 
 
@@ -332,12 +344,16 @@ def test_scores_follow_the_documented_formula(case, pass_own_node):
     own_node = next((c.node for c in case.snapshot.copies if c.pod == case.pod.key), None) if pass_own_node else None
     scores = score_nodes(case.pod, case.candidates, case.snapshot, SETTINGS, own_node=own_node)
     raw = reference_raw(case, own_node)
-    low, high = min(raw.values()), max(raw.values())
+    classes = sorted({round(v, 6) for v in raw.values()}, reverse=True)  # best first
     for n in case.candidates:
-        if high - low < 1e-9:
+        rank = classes.index(round(raw[n], 6))
+        if len(classes) == 1:
             assert scores[n] == NEUTRAL_SCORE, (n, scores)
-        else:  # min-max stretched to 0..10 and rounded
-            assert abs(scores[n] - MAX_SCORE * (raw[n] - low) / (high - low)) <= 0.5 + 1e-6, (n, scores, raw)
+        elif len(classes) <= MAX_SCORE + 1:  # ranked, every class a whole point apart
+            assert abs(scores[n] - MAX_SCORE * (1 - rank / (len(classes) - 1))) <= 0.5 + 1e-6, (n, scores, raw)
+        else:
+            assert scores[n] == max(0, MAX_SCORE - rank), (n, scores, raw)
+
 
 
 # --- the array view ------------------------------------------------------------------------
@@ -357,3 +373,129 @@ def test_the_array_view_gives_the_same_verdicts_and_scores(case):
     assert fast == slow
     assert score_nodes(case.pod, case.candidates, case.snapshot, SETTINGS, tables=tables) == \
         score_nodes(case.pod, case.candidates, case.snapshot, SETTINGS)
+
+
+# --- masters (filter rule 4) ----------------------------------------------------------------
+
+def _masters_in(case: Case, level: int) -> tuple[Counter[str], int]:
+    """Masters of the cluster per known domain at `level` (placed and reserved siblings), and
+    those on nodes whose domain there is unknown: computed from the raw counts."""
+    known: Counter[str] = Counter()
+    unknown = 0
+    per_node = Counter(case.snapshot.cluster.masters_per_node)
+    for sibling in case.snapshot.cluster.reserved:
+        if sibling.pod != case.pod.key and sibling.role is Role.MASTER:
+            per_node[sibling.node] += 1
+    for node, count in per_node.items():
+        value = case.domain(node, level)
+        if value is None:
+            unknown += count
+        else:
+            known[value] += count
+    return known, unknown
+
+
+def _master_count(case: Case, name: str, level: int) -> int:
+    known, unknown = _masters_in(case, level)
+    value = case.domain(name, level)
+    return known.get(value, 0) if value is not None else max(max(known.values(), default=0), unknown)
+
+
+def _as_master(case: Case) -> Case:
+    return Case(make_pod(case.pod.name, role=Role.MASTER, memory=case.pod.memory_request), case.snapshot,
+                case.candidates)
+
+
+def _shard_survivors(case: Case) -> list[str]:
+    """What the shard rules (1-3) keep: the same pod as a replica (rule 4 is for masters)."""
+    replica = make_pod(case.pod.name, role=Role.REPLICA, memory=case.pod.memory_request)
+    return filter_nodes(replica, case.candidates, case.snapshot).accepted
+
+
+@st.composite
+def master_cases(draw) -> Case:
+    base = draw(cases())
+    names = sorted(base.snapshot.nodes)
+    flight = draw(st.lists(st.tuples(st.sampled_from(names), st.booleans()), max_size=5))
+    reserved = tuple(make_copy(f"cache-a-{30 + i}", node, Role.MASTER if m else Role.REPLICA)
+                     for i, (node, m) in enumerate(flight))
+    snap = replace(base.snapshot, cluster=replace(base.snapshot.cluster, reserved=reserved))
+    return _as_master(Case(base.pod, snap, base.candidates))
+
+
+@PROPERTY
+@given(master_cases())
+def test_a_master_is_accepted_within_the_shard_rules_and_never_left_pending_for_masters(case):
+    survivors = _shard_survivors(case)
+    accepted = filter_nodes(case.pod, case.candidates, case.snapshot).accepted
+    assert set(accepted) <= set(survivors)
+    assert bool(accepted) == bool(survivors)
+
+
+@PROPERTY
+@given(master_cases())
+def test_a_master_goes_to_the_top_level_domains_holding_the_fewest_masters_among_the_shard_survivors(case):
+    active = [i for i in range(len(LEVELS)) if case.active(i)]
+    survivors = _shard_survivors(case)
+    if not active or len(survivors) < 2:
+        return
+    top = max(active)
+    fewest = min(_master_count(case, n, top) for n in survivors)
+    accepted = filter_nodes(case.pod, case.candidates, case.snapshot).accepted
+    assert all(_master_count(case, n, top) == fewest for n in accepted)
+
+
+@PROPERTY
+@given(master_cases())
+def test_with_three_top_domains_no_master_goes_where_it_would_hold_half_while_a_safe_choice_exists(case):
+    active = [i for i in range(len(LEVELS)) if case.active(i)]
+    if not active:
+        return
+    top = max(active)
+    known, unknown = _masters_in(case, top)
+    domains = {n.domains[top] for n in case.snapshot.nodes.values()} - {None}
+    if len(domains) < 3:
+        return
+    total = sum(known.values()) + unknown + 1
+
+    def safe(name: str) -> bool:
+        return 2 * (_master_count(case, name, top) + 1) < total
+
+    survivors = _shard_survivors(case)
+    accepted = filter_nodes(case.pod, case.candidates, case.snapshot).accepted
+    if any(safe(n) for n in survivors):
+        assert accepted and all(safe(n) for n in accepted)
+
+
+@PROPERTY
+@given(master_cases())
+def test_a_sibling_in_flight_counts_exactly_like_a_placed_master(case):
+    """Each reserved sibling moved into the placed counts gives the same verdicts."""
+    cluster = case.snapshot.cluster
+    pods, masters = Counter(cluster.pods_per_node), Counter(cluster.masters_per_node)
+    for sibling in cluster.reserved:
+        pods[sibling.node] += 1
+        masters[sibling.node] += sibling.role is Role.MASTER
+    placed = replace(case.snapshot, cluster=replace(cluster, pods_per_node=dict(pods),
+                                                    masters_per_node=dict(masters), reserved=()))
+    a = filter_nodes(case.pod, case.candidates, case.snapshot)
+    b = filter_nodes(case.pod, case.candidates, placed)
+    assert a.accepted == b.accepted
+    assert score_nodes(case.pod, case.candidates, case.snapshot, SETTINGS) == \
+        score_nodes(case.pod, case.candidates, placed, SETTINGS)
+
+
+@PROPERTY
+@given(master_cases())
+def test_a_better_raw_never_scores_lower_and_the_best_eleven_classes_never_tie(case):
+    """The masters term (or any other) is never rounded away among the best classes."""
+    scores = score_nodes(case.pod, case.candidates, case.snapshot, SETTINGS)
+    raw = reference_raw(case, None)
+    classes = sorted({round(v, 6) for v in raw.values()}, reverse=True)
+    for a in case.candidates:
+        for b in case.candidates:
+            ra, rb = round(raw[a], 6), round(raw[b], 6)
+            if ra > rb:
+                assert scores[a] >= scores[b]
+                if classes.index(ra) < MAX_SCORE:
+                    assert scores[a] > scores[b], (a, b, scores, raw)

@@ -87,8 +87,9 @@ def test_score_weights_are_configuration():
 
 @pytest.mark.parametrize("pod, expected", [
     pytest.param(MASTER, {"node-a2": 0, "node-b2": MAX_SCORE}, id="master-prefers-the-zone-with-fewer-masters"),
-    pytest.param(REPLICA, {"node-a2": NEUTRAL_SCORE, "node-b2": NEUTRAL_SCORE}, id="replica-ignores-masters"),
-    pytest.param(make_pod("cache-a-1", shard="3", role="unknown"), {"node-a2": NEUTRAL_SCORE, "node-b2": NEUTRAL_SCORE},
+    # equal for a replica: the tie is broken by the candidates' order (test_ties_are_broken...)
+    pytest.param(REPLICA, {"node-a2": MAX_SCORE, "node-b2": 0}, id="replica-ignores-masters"),
+    pytest.param(make_pod("cache-a-1", shard="3", role="unknown"), {"node-a2": MAX_SCORE, "node-b2": 0},
                  id="unknown-role-ignores-masters"),
 ])
 def test_master_balance_applies_only_to_masters(pod, expected):
@@ -149,10 +150,17 @@ def test_non_redis_pod_gets_the_same_neutral_score_for_all():
     assert score_nodes(pod, candidates, snap, SETTINGS) == dict.fromkeys(candidates, NEUTRAL_SCORE)
 
 
-def test_equal_candidates_all_get_the_neutral_score():
+def test_ties_are_broken_so_one_candidate_is_alone_at_the_top():
+    """The pod is reserved on its best-scored node: the scheduler must pick that one, not
+    another of equal score in another zone."""
     snap = make_snapshot(zones("a", "b", "c"), [make_copy("cache-a-0", "node-a1")])
-    scores = score_nodes(REPLICA, ["node-b1", "node-c1"], snap, SETTINGS)
-    assert scores == {"node-b1": NEUTRAL_SCORE, "node-c1": NEUTRAL_SCORE}
+    assert score_nodes(REPLICA, ["node-b1", "node-c1"], snap, SETTINGS) == {"node-b1": MAX_SCORE, "node-c1": 0}
+    assert score_nodes(REPLICA, ["node-c1", "node-b1"], snap, SETTINGS) == {"node-c1": MAX_SCORE, "node-b1": 0}
+    roomier = make_snapshot(zones("a", "b", "c"), [make_copy("cache-a-0", "node-a1")],
+                            requested_memory={"node-b1": 1 * Gi})  # less than a quarter: same class
+    assert score_nodes(REPLICA, ["node-b1", "node-c1"], roomier, SETTINGS) == {"node-b1": 0, "node-c1": MAX_SCORE}
+    three = score_nodes(REPLICA, ["node-b1", "node-b2", "node-c1"], snap, SETTINGS)
+    assert sorted(three.values()) == [0, 0, MAX_SCORE]
 
 
 def test_no_candidates_gives_no_scores():
@@ -167,7 +175,7 @@ def test_pod_without_a_shard_is_spread_by_cluster_only():
 
 
 @pytest.mark.parametrize("own_node, expected", [
-    pytest.param("node-a1", {"node-a1": NEUTRAL_SCORE, "node-b1": NEUTRAL_SCORE},
+    pytest.param("node-a1", {"node-a1": MAX_SCORE, "node-b1": 0},  # equal: the first wins the tie
                  id="own-stale-record-is-not-counted-against-its-old-node"),
     pytest.param(None, {"node-a1": 0, "node-b1": MAX_SCORE}, id="without-own-node-the-record-counts"),
 ])
@@ -175,3 +183,31 @@ def test_the_pods_own_stale_record_does_not_push_it_away(own_node, expected):
     # the only pod of the cluster on record is this very pod, still shown on node-a1
     snap = make_snapshot(zones("a", "b"), [make_copy("cache-a-1", "node-a1")], pods_per_node={"node-a1": 1})
     assert score_nodes(REPLICA, ["node-a1", "node-b1"], snap, SETTINGS, own_node=own_node) == expected
+
+
+# --- the 0..10 range keeps every term ------------------------------------------------------
+
+def test_one_master_of_difference_on_a_node_is_not_rounded_away_beside_a_big_shard_difference():
+    """Region, zone and node spread of the shard make a raw range of ~100; one master more on
+    node-1a1 (node level, the lightest) is 4 of it: ranked, it stays a whole point or more."""
+    snap = make_snapshot(two_regions(), [make_copy("cache-a-9", "node-2a1")], masters_per_node={"node-1a1": 1},
+                         pods_per_node={"node-1a1": 1, "node-2a1": 1})
+    scores = score_nodes(MASTER, ["node-1a1", "node-1a2", "node-2a2"], snap, SETTINGS)
+    assert scores["node-1a2"] == MAX_SCORE
+    assert scores["node-2a2"] == 0
+    assert 0 < scores["node-1a1"] < MAX_SCORE
+
+
+def test_master_balance_outranks_cluster_spread_for_a_master():
+    """zone-a holds a master, zone-b two replicas of the cluster: a master prefers zone-b."""
+    snap = make_snapshot(zones("a", "b"), masters_per_node={"node-a1": 1},
+                         pods_per_node={"node-a1": 1, "node-b1": 2})
+    assert score_nodes(MASTER, ["node-a2", "node-b2"], snap, SETTINGS) == {"node-a2": 0, "node-b2": MAX_SCORE}
+    assert score_nodes(REPLICA, ["node-a2", "node-b2"], snap, SETTINGS) == {"node-a2": MAX_SCORE, "node-b2": 0}
+
+
+def test_a_master_in_flight_counts_like_a_placed_one():
+    from extender.model import Copy, Role
+
+    snap = make_snapshot(zones("a", "b"), reserved=[Copy("ns/cache-a-0", "node-a1", Role.MASTER, reserved=True)])
+    assert score_nodes(MASTER, ["node-a2", "node-b2"], snap, SETTINGS) == {"node-a2": 0, "node-b2": MAX_SCORE}
