@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from ..support.controlplane import (
-    KUBE_BINARIES_SCRIPT, ControlPlane, binary_version, kube_bin_dir, requested_version,
+    KUBE_BINARIES_SCRIPT, ControlPlane, kube_bin_dir, requested_version,
 )
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -48,12 +48,6 @@ def kube_bin(kube_version_name: str) -> Path:
             "holding kube-apiserver and kube-scheduler). Run the script by hand to see why.",
             pytrace=False)
     return path
-
-
-@pytest.fixture(scope="session")
-def scheduler_version(kube_bin: Path) -> tuple[int, int, int]:
-    """(major, minor, patch) of the kube-scheduler under test, as the binary reports it."""
-    return binary_version(kube_bin / "kube-scheduler")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
