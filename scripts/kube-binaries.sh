@@ -108,8 +108,9 @@ build_modules() {
     BUILD_OUT=$(mktemp -d "$CACHE_ROOT/.build.XXXXXX")
     trap 'rm -rf "$BUILD_OUT"' EXIT
     # Module + build caches under the cache root: checksum-verified against go.sum
-    # (-mod=readonly: go.mod/go.sum are never rewritten), reused by the next build.
-    (cd "$KUBE_MODULE" && env CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
+    # (-mod=readonly: go.mod/go.sum are never rewritten), reused by the next build. No VCS
+    # stamp: the binaries depend on go.mod/go.sum and the mains, not on this repo's commit.
+    (cd "$KUBE_MODULE" && env CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" \
         GOMODCACHE="$CACHE_ROOT/go/mod" GOCACHE="$CACHE_ROOT/go/build" \
         "$go" build -trimpath -ldflags "$ldflags" -o "$BUILD_OUT/" ./cmd/kube-apiserver ./cmd/kube-scheduler)
     publish "$BUILD_OUT/kube-apiserver" "$BUILD_OUT/kube-scheduler"
