@@ -406,7 +406,11 @@ def test_scheduler_config_starts_real_kube_scheduler(api: ControlPlane, path: Pa
 
     api.start_scheduler(text, args=["--v=2"])  # returns once /healthz answers 200
     try:
-        assert api.scheduler_log is not None
+        assert api.scheduler_log is not None and api.scheduler_config_file is not None
+        started = yaml.safe_load(api.scheduler_config_file.read_text())
+        if api.scheduler_version[:2] >= (1, 25):  # as shipped: no apiVersion rewrite
+            assert started["apiVersion"] == shipped["apiVersion"]
+            assert started["extenders"] == yaml.safe_load(text)["extenders"]
         log = api.scheduler_log.read_text()
         if lease:  # it leads under its own lease, not the default scheduler's
             holder = api.wait_for(lambda: _lease_holder(api, lease), timeout=20,

@@ -291,6 +291,7 @@ class ControlPlane:
         self.etcd_port = self.apiserver_port = self.scheduler_port = 0
         self.etcd_data_dir: Path | None = None
         self.scheduler_log: Path | None = None
+        self.scheduler_config_file: Path | None = None  # what the running scheduler reads
         self.timings: dict[str, float] = {}
         self._etcd: subprocess.Popen[bytes] | None = None
         self._apiserver: subprocess.Popen[bytes] | None = None
@@ -370,6 +371,7 @@ class ControlPlane:
         rendered = render_scheduler_config(
             self.scheduler_config_text(config_text or self.scheduler_config), self.kubeconfig)
         config.write_text(rendered)
+        self.scheduler_config_file = config
         insecure_at = re.search(r"^metricsBindAddress:\s*\"?([\d.]+:\d+)", rendered, re.M)
         self.scheduler_insecure = insecure_at.group(1) if insecure_at else None
         (self.scheduler_port,) = _free_ports(1)
