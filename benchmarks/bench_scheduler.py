@@ -66,10 +66,9 @@ COPIES = 3
 CLIENT_THREADS = 4  # pod/node creators: enough to outrun the scheduler, sane on 2 cores
 LABEL_CLUSTER = "redis-extender.io/cluster"
 
-def scheduler_config(metrics_port: int, extender_port: int | None = None,
-                     node_cache_capable: bool = True) -> str:
-    """Its own insecure healthz/metrics port, so /metrics needs no token."""
-    return controlplane.scheduler_config(SCHEDULER_NAME, extender_port, node_cache_capable, metrics_port)
+def scheduler_config(extender_port: int | None = None, node_cache_capable: bool = True) -> str:
+    """The scheduler's /metrics is read through ControlPlane.scheduler_get (either version)."""
+    return controlplane.scheduler_config(SCHEDULER_NAME, extender_port, node_cache_capable)
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,9 +342,9 @@ def _get(url: str, timeout: float = 5.0) -> str:
         return resp.read().decode(errors="replace")
 
 
-def scheduler_metrics(port: int) -> dict[str, Any]:
+def scheduler_metrics(cp: ControlPlane) -> dict[str, Any]:
     try:
-        samples = metric_samples(_get(f"http://127.0.0.1:{port}/metrics"))
+        samples = metric_samples(cp.scheduler_get("/metrics"))
     except OSError as exc:
         return {"error": str(exc)}
     out: dict[str, Any] = {
@@ -462,10 +461,9 @@ def run_mode(cp: ControlPlane, mode: str, index: int, pods: int, zone_of: dict[s
     names = [b["metadata"]["name"] for b in bodies]
     result: dict[str, Any] = {"mode": mode, "pods": len(bodies)}
     extender: LiveExtender | None = None
-    sched_port = free_port()
     try:
         if mode == "none":
-            config = scheduler_config(sched_port)
+            config = scheduler_config()
         elif mode in ("extender-ncc", "extender-full"):
             from extender.state.redis_store import RedisStore
 
@@ -477,7 +475,7 @@ def run_mode(cp: ControlPlane, mode: str, index: int, pods: int, zone_of: dict[s
             cp.wait_for(lambda: set(zone_of) <= set(store.node_names()), timeout=60, interval=0.1,
                         what="nodes synced into Redis")
             result["extender_ready_s"] = round(time.perf_counter() - t0, 2)
-            config = scheduler_config(sched_port, extender.port, node_cache_capable=mode == "extender-ncc")
+            config = scheduler_config(extender.port, node_cache_capable=mode == "extender-ncc")
         else:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
         cp.start_scheduler(config)
@@ -498,11 +496,11 @@ def run_mode(cp: ControlPlane, mode: str, index: int, pods: int, zone_of: dict[s
         watch.close()
         # The scheduler counts a pod as scheduled after its bind returns, which can come a
         # moment after the watch saw the binding: give its counters a moment to catch up.
-        sched = scheduler_metrics(sched_port)
+        sched = scheduler_metrics(cp)
         deadline = time.monotonic() + 3
         while sched.get("attempts", {}).get("scheduled", 0) < len(watch.bound_at) and time.monotonic() < deadline:
             time.sleep(0.1)
-            sched = scheduler_metrics(sched_port)
+            sched = scheduler_metrics(cp)
         if watch.error:
             raise RuntimeError(f"bind watch failed: {watch.error}")
 
@@ -551,11 +549,12 @@ def _steady_rate(times: list[float]) -> float | None:
 def run(nodes: int = 500, pods: int = 300, modes: Sequence[str] = MODES, workers: int = 1,
         out: str | Path | None = None, control_plane: ControlPlane | None = None,
         redis_url: str | None = None, keep: bool = False, quiet: bool = False,
-        timeout: float | None = None) -> dict[str, Any]:
+        timeout: float | None = None, kube_version: str = controlplane.CURRENT) -> dict[str, Any]:
     """Measure pods/s of the real scheduler per mode; print a table; return (and write) a dict.
 
     `control_plane`: a started ControlPlane without a running scheduler (e.g. the e2e
     session's) instead of a private one; its bench nodes are deleted again at the end.
+    `kube_version`: CURRENT or LEGACY, for a private control plane ($KUBE_BIN_DIR wins).
     `redis_url`: an existing Redis instead of a private redis-server (keys use a fresh prefix).
     `keep`: keep the work directory (configs and logs of every process).
     """
@@ -577,9 +576,9 @@ def run(nodes: int = 500, pods: int = 300, modes: Sequence[str] = MODES, workers
     runs: list[dict[str, Any]] = []
     try:
         if cp is None:
-            bin_dir = kube_bin_dir()
+            bin_dir = kube_bin_dir(kube_version)
             if bin_dir is None:
-                raise RuntimeError("kube binaries unavailable (scripts/kube-binaries.sh failed)")
+                raise RuntimeError(f"kube binaries unavailable (scripts/kube-binaries.sh {kube_version} failed)")
             cp = ControlPlane(bin_dir, workdir / "cp", with_scheduler=False).start()
         if redis_url is None:
             redis = LocalRedis().start()
@@ -618,7 +617,8 @@ def run(nodes: int = 500, pods: int = 300, modes: Sequence[str] = MODES, workers
     result = {
         "config": {"nodes": nodes, "pods": pods, "shards": math.ceil(pods / COPIES), "copies": COPIES,
                    "zones": ZONES, "extender_workers": workers, "client_threads": CLIENT_THREADS,
-                   "node_json_bytes": node_bytes},
+                   "node_json_bytes": node_bytes,
+                   "kube_scheduler": controlplane.version_text(cp.scheduler_version) if cp else None},
         "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0],
                     "host": socket.gethostname()},
         "runs": runs,
@@ -698,7 +698,7 @@ def _breakdown(r: dict[str, Any], baseline: float | None) -> dict[str, float]:
 
 def format_table(result: dict[str, Any]) -> str:
     cfg = result["config"]
-    lines = [f"kube-scheduler v1.20.2, {cfg['nodes']} nodes / {cfg['zones']} zones, {cfg['pods']} pods "
+    lines = [f"kube-scheduler {cfg.get('kube_scheduler') or '?'}, {cfg['nodes']} nodes / {cfg['zones']} zones, {cfg['pods']} pods "
              f"({cfg['shards']} shards x {cfg['copies']}), extender workers {cfg['extender_workers']}, "
              f"{result['machine']['cores']} cores, python {result['machine']['python']}",
              f"{'mode':14} {'pods/s':>7} {'ratio':>6} {'steady':>7} {'wall s':>7} {'create s':>8} "
@@ -760,9 +760,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="extender gunicorn workers")
     parser.add_argument("--out", help="also write the results as JSON")
     parser.add_argument("--keep", action="store_true", help="keep configs and logs")
+    parser.add_argument("--kube-version", choices=controlplane.KUBE_VERSIONS, default=None,
+                        help="kube-apiserver/kube-scheduler version (default: $REDIS_EXTENDER_KUBE_VERSION, "
+                             "else current); $KUBE_BIN_DIR wins")
     ns = parser.parse_args(argv)
     result = run(nodes=ns.nodes, pods=ns.pods, modes=tuple(m.strip() for m in ns.modes.split(",") if m.strip()),
-                 workers=ns.workers, out=ns.out, keep=ns.keep)
+                 workers=ns.workers, out=ns.out, keep=ns.keep,
+                 kube_version=ns.kube_version or controlplane.requested_version())
     return 0 if all(r["complete"] for r in result["runs"]) else 1
 
 

@@ -17,11 +17,16 @@ ensure_redis() {
 }
 
 ensure_kube() {
-  # etcd + kube-apiserver + kube-scheduler v1.20.2 for the end-to-end tests: $KUBE_BIN_DIR if
-  # it holds them, else the cache, else built once from Debian's source package (~5 min).
-  local dir
-  dir="$(bash "$ROOT/scripts/kube-binaries.sh" | tail -n 1)"
-  export KUBE_BIN_DIR="$dir"
+  # etcd + kube-apiserver + kube-scheduler for the end-to-end tests, both versions: current
+  # (tests/support/kube/go.mod, built from Go modules, ~10 min cold) and 1.20.2 (Debian's
+  # source package with Debian's Go 1.19, ~5 min), each cached under
+  # ${REDIS_EXTENDER_KUBE_CACHE_ROOT:-/var/cache/redis-extender}/kube-v<version>. The tests find
+  # them by version (--kube-version / REDIS_EXTENDER_KUBE_VERSION); $KUBE_BIN_DIR, if the user
+  # set it, wins for every version (then only one run: see scripts/test).
+  local version
+  for version in current 1.20.2; do
+    bash "$ROOT/scripts/kube-binaries.sh" "$version" >/dev/null
+  done
 }
 
 ensure_chromium() {

@@ -18,6 +18,15 @@ from .support.serving import Served
 DATA = Path(__file__).parent / "data"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Here, not in tests/e2e/conftest.py: options must be known before e2e's conftest loads.
+    parser.addoption(
+        "--kube-version", default=None, choices=("current", "1.20.2"),
+        help="Kubernetes version of the e2e control plane: current (the release required in "
+             "tests/support/kube/go.mod, default) or 1.20.2 (the compatibility version); "
+             "default from $REDIS_EXTENDER_KUBE_VERSION. $KUBE_BIN_DIR, if set, wins.")
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[LocalRedis]:
     if not shutil.which("redis-server"):

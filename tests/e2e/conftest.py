@@ -11,7 +11,9 @@ from typing import Iterator
 
 import pytest
 
-from ..support.controlplane import KUBE_BINARIES_SCRIPT, ControlPlane, kube_bin_dir
+from ..support.controlplane import (
+    KUBE_BINARIES_SCRIPT, ControlPlane, kube_bin_dir, requested_version,
+)
 
 E2E_DIR = Path(__file__).resolve().parent
 
@@ -24,20 +26,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def kube_bin() -> Path:
+def kube_version_name(request: pytest.FixtureRequest) -> str:
+    """"current" or "1.20.2": --kube-version, else $REDIS_EXTENDER_KUBE_VERSION, else current."""
+    option = request.config.getoption("--kube-version", default=None)
+    return str(option) if option else requested_version()
+
+
+@pytest.fixture(scope="session")
+def kube_bin(kube_version_name: str) -> Path:
     """The directory holding kube-apiserver and kube-scheduler (etcd there or on PATH).
 
-    $KUBE_BIN_DIR wins, then the cache, else a ~6 min build from Debian's source package
-    (scripts/kube-binaries.sh). Fails the test when none of these works.
+    $KUBE_BIN_DIR wins, then the cache of the requested version, else a build
+    (scripts/kube-binaries.sh VERSION). Fails the test when none of these works.
     """
-    path = kube_bin_dir()
+    path = kube_bin_dir(kube_version_name)
     if path is None:
         pytest.fail(
-            f"kube-apiserver/kube-scheduler unavailable: {KUBE_BINARIES_SCRIPT} failed "
-            "(it needs root or sudo and apt access to build v1.20.2 once; or set KUBE_BIN_DIR "
-            "to a directory holding kube-apiserver and kube-scheduler). Run the script by hand "
-            "to see why.", pytrace=False)
+            f"kube-apiserver/kube-scheduler unavailable: {KUBE_BINARIES_SCRIPT} "
+            f"{kube_version_name} failed (it needs Go and the module proxy for current, root "
+            "or sudo and apt access for 1.20.2, once; or set KUBE_BIN_DIR to a directory "
+            "holding kube-apiserver and kube-scheduler). Run the script by hand to see why.",
+            pytrace=False)
     return path
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    option = config.getoption("--kube-version", default=None)
+    return f"e2e kube version: {option or requested_version()}"
 
 
 @pytest.fixture(scope="session")
@@ -45,8 +60,8 @@ def control_plane(kube_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     """etcd + kube-apiserver on loopback for the whole session, without a scheduler.
 
     Tests start the scheduler they need on it with ``control_plane.start_scheduler(config_text)``
-    (a v1beta1 KubeSchedulerConfiguration; ``as_v1beta1`` rewrites a v1 one; the harness points
-    clientConnection at this apiserver) and must ``stop_scheduler()`` in a finally block: one
+    (a v1 KubeSchedulerConfiguration; the harness rewrites it to v1beta1 for a scheduler < 1.25
+    only, and points clientConnection at this apiserver) and must ``stop_scheduler()`` in a finally block: one
     scheduler runs at a time. The apiserver is shared, so tests use their own namespaces or
     object names and delete what they create (no controller-manager runs, so a deleted
     namespace would stay Terminating: keep namespaces). Logs and configs are in

@@ -5,11 +5,14 @@
   stored. A v1.20 apiserver drops unknown fields silently instead of rejecting them, so each
   test also checks that every field sent comes back (newer servers get fieldValidation=Strict).
 - The RBAC of deploy/ grants what the extender and the scheduler need and nothing else,
-  as judged by a real RBAC authorizer (a second apiserver with --authorization-mode=Node,RBAC
-  and the built-in roles; SubjectAccessReviews for the two ServiceAccounts).
-- Every file of scheduler-config/ starts the real kube-scheduler (v1.20.2 decodes strictly:
-  an unknown field stops it), which must become healthy, take its own lease and log the
-  extender configuration as written; and the certificate made by the recipe in deploy/ is
+  as judged by the real Node,RBAC authorizer (a second apiserver, with deploy/'s
+  ServiceAccounts and RBAC objects created for real and the built-in roles;
+  SubjectAccessReviews for the two ServiceAccounts).
+- Every file of scheduler-config/ starts the real kube-scheduler (which decodes strictly:
+  an unknown field stops it) as shipped on the current version (v1 configs; only paths and
+  ports pointed at the loopback cluster), which must become healthy, take its own lease and
+  log the extender configuration as written; on the v1.20.2 compatibility run v1 is
+  rewritten to v1beta1 by the harness (scheduler < 1.25 only); and the certificate made by the recipe in deploy/ is
   trusted by kube-scheduler with the shipped tlsConfig (a real HTTPS filter call).
 - The copies and cross-references between the files (ConfigMap text, paths, names, ports)
   agree, so a rename in one file cannot silently break the deployment.
@@ -35,7 +38,7 @@ import yaml
 
 from extender.processes import free_port
 
-from ..support.controlplane import ApiError, ControlPlane, as_v1beta1
+from ..support.controlplane import ApiError, ControlPlane
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +67,8 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
 
 # Served by current clusters but not by v1.20, with the older version of the same schema.
 # PodDisruptionBudget policy/v1 is GA since 1.21 (policy/v1beta1 gone in 1.25); the fields
-# used (minAvailable, selector) mean the same in both.
+# used (minAvailable, selector) mean the same in both. Only for an apiserver < 1.25: on the
+# current version every file goes as shipped.
 OLDER_VERSION = {"policy/v1": "policy/v1beta1"}
 
 
@@ -196,7 +200,7 @@ def test_manifest_accepted_by_apiserver_dry_run(api: ControlPlane, group_version
     resource, namespaced = KINDS[key]
     body = dict(obj)
     api_version = obj["apiVersion"]
-    if api_version not in group_versions and api_version in OLDER_VERSION:
+    if api.version[:2] < (1, 25) and api_version not in group_versions and api_version in OLDER_VERSION:
         api_version = OLDER_VERSION[api_version]  # see OLDER_VERSION
         body["apiVersion"] = api_version
     assert api_version in group_versions, f"{api_version} is not served by this apiserver"
@@ -236,22 +240,11 @@ def test_manifest_accepted_by_apiserver_dry_run(api: ControlPlane, group_version
 # --------------------------------------------------------------------------------------------
 # RBAC, decided by a real RBAC authorizer
 
-class RbacControlPlane(ControlPlane):
-    """The harness's control plane with ``--authorization-mode=Node,RBAC`` instead of
-    AlwaysAllow, so the built-in roles exist and SubjectAccessReviews mean something. (The
-    flag is a list: appending it to the harness's arguments would keep AlwaysAllow first.)"""
-
-    def _spawn(self, name: str, log: Path, args: list[str]) -> Any:
-        if name == "kube-apiserver":
-            args = ["--authorization-mode=Node,RBAC" if a == "--authorization-mode=AlwaysAllow" else a
-                    for a in args]
-        return super()._spawn(name, log, args)
-
-
 @pytest.fixture(scope="module")
 def rbac_api(kube_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """A second apiserver, with RBAC on and deploy/'s RBAC objects created for real."""
-    plane = RbacControlPlane(kube_bin, tmp_path_factory.mktemp("cp-rbac"), with_scheduler=False)
+    """A second apiserver (the harness's, Node,RBAC authorizer) with deploy/'s ServiceAccounts
+    and RBAC objects created for real: the first one gets only dry runs of them."""
+    plane = ControlPlane(kube_bin, tmp_path_factory.mktemp("cp-rbac"), with_scheduler=False)
     plane.start()
     try:
         for _, obj in manifest_objects():
@@ -358,20 +351,19 @@ def test_roles_bound_by_the_manifests_exist(rbac_api: ControlPlane) -> None:
 
 SHIPPED_CA_FILE = "/etc/redis-extender-ca/ca.crt"
 LOGGED_CONFIG = re.compile(r"Using component config:\n(.*?)\n(?=[IWEF]\d{4} )", re.S)
+# Since 1.21 the scheduler logs structured: `"Using component config" config=<` then the
+# YAML, each line tab-indented, and ` >` (klog's multi-line value).
+LOGGED_CONFIG_STRUCTURED = re.compile(r'"Using component config" config=<\n(.*?)\n >', re.S)
 
 
-def runnable_config(path: Path, ca_file: Path, kube_version: str) -> str:
+def runnable_config(path: Path, ca_file: Path) -> str:
     """The file's text made runnable here, changing no field's meaning:
-    - apiVersion v1 -> v1beta1 on kube-scheduler < 1.25 (v1.20 knows no other; the fields
-      used are the same in both, see scheduler-config/README.md);
     - tlsConfig.caFile -> ca_file: kube-scheduler reads the file at start, and the shipped
       path exists only in the pod (the Secret's mount);
-    clientConnection.kubeconfig is pointed at this apiserver, and (v1beta1) the insecure
-    healthz/metrics port moved to loopback, by start_scheduler itself."""
+    clientConnection.kubeconfig is pointed at this apiserver (and, for a scheduler < 1.25
+    only, v1 rewritten to v1beta1 with the insecure healthz/metrics port on loopback) by
+    start_scheduler itself. The apiVersion is never touched for the current version."""
     text = path.read_text()
-    minor = int(re.match(r"v1\.(\d+)", kube_version).group(1))  # type: ignore[union-attr]
-    if minor < 25:
-        text = as_v1beta1(text)
     if SHIPPED_CA_FILE in text:
         assert text.count(SHIPPED_CA_FILE) == 1
         text = text.replace(SHIPPED_CA_FILE, str(ca_file))
@@ -380,24 +372,31 @@ def runnable_config(path: Path, ca_file: Path, kube_version: str) -> str:
 
 def logged_component_config(log: str) -> dict[str, Any]:
     """The effective configuration kube-scheduler prints at --v=2 (defaults filled in)."""
+    structured = LOGGED_CONFIG_STRUCTURED.search(log)
+    if structured:
+        return yaml.safe_load("\n".join(line[1:] if line.startswith("\t") else line
+                                         for line in structured.group(1).split("\n")))
     match = LOGGED_CONFIG.search(log)
     assert match, "kube-scheduler did not log its component config (needs --v=2)"
     return yaml.safe_load(match.group(1))
 
 
-@pytest.fixture(scope="module")
-def kube_version(api: ControlPlane) -> str:
-    return str(api.request("GET", "/version")["gitVersion"])
-
-
 CONFIG_FILES = sorted(SCHEDULER_CONFIG.glob("*.yaml"))
 
 
+def test_served_version_is_the_binaries_version(api: ControlPlane) -> None:
+    """/version of the apiserver under test is what its binary reports (the build's ldflags)."""
+    got = api.request("GET", "/version")["gitVersion"]
+    assert got.startswith("v{}.{}.{}".format(*api.version)), got
+
+
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=[p.name for p in CONFIG_FILES])
-def test_scheduler_config_starts_real_kube_scheduler(api: ControlPlane, kube_version: str,
-                                                     path: Path) -> None:
+def test_scheduler_config_starts_real_kube_scheduler(api: ControlPlane, path: Path) -> None:
     shipped = yaml.safe_load(path.read_text())
-    text = runnable_config(path, api.ca_file, kube_version)
+    if shipped["apiVersion"].endswith("/v1beta1") and api.scheduler_version[:2] >= (1, 23):
+        pytest.skip("kubescheduler.config.k8s.io/v1beta1 was removed in kube-scheduler 1.23: "
+                    "this file is for the 1.20-1.22 schedulers (the compatibility run starts it)")
+    text = runnable_config(path, api.ca_file)
     election = shipped.get("leaderElection", {})
     lease = None
     if election.get("leaderElect"):
@@ -407,7 +406,11 @@ def test_scheduler_config_starts_real_kube_scheduler(api: ControlPlane, kube_ver
 
     api.start_scheduler(text, args=["--v=2"])  # returns once /healthz answers 200
     try:
-        assert api.scheduler_log is not None
+        assert api.scheduler_log is not None and api.scheduler_config_file is not None
+        started = yaml.safe_load(api.scheduler_config_file.read_text())
+        if api.scheduler_version[:2] >= (1, 25):  # as shipped: no apiVersion rewrite
+            assert started["apiVersion"] == shipped["apiVersion"]
+            assert started["extenders"] == yaml.safe_load(text)["extenders"]
         log = api.scheduler_log.read_text()
         if lease:  # it leads under its own lease, not the default scheduler's
             holder = api.wait_for(lambda: _lease_holder(api, lease), timeout=20,
@@ -443,7 +446,7 @@ def documented_tls_commands() -> list[str]:
 
 
 def test_documented_certificate_is_trusted_by_kube_scheduler(
-        api: ControlPlane, kube_version: str, tmp_path: Path, redis_server: Any) -> None:
+        api: ControlPlane, tmp_path: Path, redis_server: Any) -> None:
     """The TLS recipe of deploy/, served by `redis-extender serve --certfile --keyfile`, is
     verified by the real kube-scheduler with the shipped tlsConfig: the filter call arrives.
 
@@ -485,7 +488,7 @@ def test_documented_certificate_is_trusted_by_kube_scheduler(
     try:
         api.wait_for(lambda: _answers(get, "/healthz", extender), timeout=20,
                      what=f"the extender to serve HTTPS ({log})")
-        text = runnable_config(CANONICAL_CONFIG, tmp_path / "ca.crt", kube_version)
+        text = runnable_config(CANONICAL_CONFIG, tmp_path / "ca.crt")
         text = text.replace(f"urlPrefix: {service_host.geturl()}", f"urlPrefix: https://127.0.0.1:{port}")
         text = text.replace("    caFile:", f"    serverName: {service_host.hostname}\n    caFile:")
         assert f"127.0.0.1:{port}" in text and "serverName" in text
@@ -563,6 +566,16 @@ def test_http_config_matches_the_shipped_one_but_for_transport() -> None:
     transport = {"urlPrefix", "enableHTTPS", "tlsConfig", "bindVerb"}
     assert {k: v for k, v in http.items() if k not in transport} == \
         {k: v for k, v in shipped.items() if k not in transport}
+
+
+def test_second_scheduler_image_is_the_version_the_tests_run() -> None:
+    """deploy/'s kube-scheduler image names the release the e2e suite builds and runs
+    (tests/support/kube/go.mod), not an untested one."""
+    gomod = (REPO / "tests" / "support" / "kube" / "go.mod").read_text()
+    tested = re.search(r"^\s*(?:require\s+)?k8s\.io/kubernetes (v[\d.]+)$", gomod, re.M)
+    assert tested, "tests/support/kube/go.mod requires no k8s.io/kubernetes"
+    image = container(find("Deployment", "redis-scheduler"), "kube-scheduler")["image"]
+    assert image == f"registry.k8s.io/kube-scheduler:{tested.group(1)}"
 
 
 def test_scheduler_deployment_mounts_what_the_config_names() -> None:

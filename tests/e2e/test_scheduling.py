@@ -1,4 +1,4 @@
-"""The real kube-scheduler v1.20.2 calling the extender (filter, prioritize, bind), against a
+"""The real kube-scheduler (the current release; v1.20.2 in the compatibility run) calling the extender (filter, prioritize, bind), against a
 real kube-apiserver, with the extender's state synced from that API server into a real Redis.
 
 Fake Nodes (no kubelet) in zones; pods created as a StatefulSet controller with

@@ -3,7 +3,10 @@
 Runs the real etcd + kube-apiserver + kube-scheduler (no kubelet, no controller-manager), so
 tests can create fake Ready nodes and pods through the API and watch the real scheduler bind
 them, with or without our extender. Stdlib only, so it works before any test dependency is
-installed. Binaries come from ``scripts/kube-binaries.sh`` (see :func:`kube_bin_dir`).
+installed. Binaries come from ``scripts/kube-binaries.sh`` (see :func:`kube_bin_dir`), of
+one of two versions: CURRENT (the release tests/support/kube/go.mod requires, built from Go
+modules) or LEGACY (v1.20.2, the oldest the README claims). The version-specific flags and
+config rewrites below are decided by the version the binaries report, never assumed.
 
 Run ``python -m tests.support.controlplane`` from the repository root for a self-check.
 """
@@ -28,6 +31,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -41,7 +45,7 @@ KUBE_BINARIES_SCRIPT = REPO_ROOT / "scripts" / "kube-binaries.sh"
 #: Minimal config for the stock scheduler. ``{kubeconfig}`` is optional: the harness always
 #: points ``clientConnection.kubeconfig`` at its own kubeconfig (see render_scheduler_config).
 DEFAULT_SCHEDULER_CONFIG = """\
-apiVersion: kubescheduler.config.k8s.io/v1beta1
+apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
 clientConnection:
   kubeconfig: "{kubeconfig}"
@@ -50,6 +54,13 @@ profiles:
 """
 
 T = TypeVar("T")
+
+#: Names kube-binaries.sh takes. CURRENT is what tests run on unless told otherwise
+#: (pytest --kube-version / REDIS_EXTENDER_KUBE_VERSION).
+CURRENT = "current"
+LEGACY = "1.20.2"
+KUBE_VERSIONS = (CURRENT, LEGACY)
+KUBE_VERSION_ENV = "REDIS_EXTENDER_KUBE_VERSION"
 
 
 class ControlPlaneError(RuntimeError):
@@ -69,16 +80,27 @@ class ApiError(RuntimeError):
 # --------------------------------------------------------------------------------------------
 # Binaries
 
+def requested_version() -> str:
+    """The version asked for by $REDIS_EXTENDER_KUBE_VERSION (CURRENT when unset)."""
+    version = os.environ.get(KUBE_VERSION_ENV, "").strip() or CURRENT
+    if version.lstrip("v") == LEGACY:
+        return LEGACY
+    if version != CURRENT:
+        raise ValueError(f"{KUBE_VERSION_ENV}={version!r}: expected one of {', '.join(KUBE_VERSIONS)}")
+    return version
+
+
 @functools.cache
-def kube_bin_dir() -> Path | None:
-    """Directory with etcd/kube-apiserver/kube-scheduler, building them once if needed.
+def kube_bin_dir(version: str = CURRENT) -> Path | None:
+    """Directory with etcd/kube-apiserver/kube-scheduler of ``version`` (CURRENT or LEGACY),
+    building them once if needed ($KUBE_BIN_DIR, if set, wins for any version).
 
     Returns None (so callers can skip tests) when the script fails, e.g. without root or
     registry access. Cached per process because the script's answer cannot change.
     """
     try:
         out = subprocess.run(
-            ["bash", str(KUBE_BINARIES_SCRIPT)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            ["bash", str(KUBE_BINARIES_SCRIPT), version], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
             text=True, timeout=3600, check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
@@ -88,13 +110,31 @@ def kube_bin_dir() -> Path | None:
     return path if path is not None and (path / "kube-apiserver").is_file() else None
 
 
+@functools.cache
+def binary_version(binary: Path) -> tuple[int, int, int]:
+    """(major, minor, patch) that a kube-apiserver/kube-scheduler binary reports with
+    --version ("Kubernetes v1.37.2")."""
+    out = subprocess.run([str(binary), "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, text=True, timeout=60, check=False).stdout
+    match = re.search(r"\bv(\d+)\.(\d+)\.(\d+)", out)
+    if not match:
+        raise ControlPlaneError(f"{binary} --version gave no version: {out.strip()[:200]!r}")
+    major, minor, patch = (int(g) for g in match.groups())
+    return major, minor, patch
+
+
+def version_text(version: tuple[int, int, int]) -> str:
+    return "v{}.{}.{}".format(*version)
+
+
 # --------------------------------------------------------------------------------------------
 # Scheduler config
 
 def as_v1beta1(config_text: str) -> str:
-    """Rewrite a ``kubescheduler.config.k8s.io/v1`` config for kube-scheduler v1.20.
+    """Rewrite a ``kubescheduler.config.k8s.io/v1`` config for kube-scheduler < 1.25
+    (v1 is GA since 1.25; v1.20 knows only v1beta1). Never done for the current version.
 
-    v1.20 only knows v1beta1; the ``extenders``/``profiles`` schema we use is identical.
+    The ``extenders``/``profiles`` schema we use is identical.
     """
     return re.sub(r"kubescheduler\.config\.k8s\.io/v1\b(?!beta)",
                   "kubescheduler.config.k8s.io/v1beta1", config_text)
@@ -152,6 +192,7 @@ def render_scheduler_config(config_text: str, kubeconfig: Path) -> str:
     """
     text = config_text.replace("{kubeconfig}", str(kubeconfig))
     if "kubescheduler.config.k8s.io/v1beta1" in text and "BindAddress" not in text:
+        # (v1 has no such fields: healthz and metrics are served on the secure port only.)
         insecure = f"127.0.0.1:{_free_ports(1)[0]}"
         text = text.rstrip("\n") + f"\nhealthzBindAddress: {insecure}\nmetricsBindAddress: {insecure}\n"
     text = _set_block_keys(text, "clientConnection", {"kubeconfig": json.dumps(str(kubeconfig))},
@@ -220,8 +261,14 @@ class ControlPlane:
 
     Everything listens on 127.0.0.1 on ports picked at run time; certs, tokens, kubeconfig,
     configs and logs live in ``workdir``; etcd data lives under /dev/shm for speed. Auth is a
-    static bearer token with AlwaysAllow, and the ServiceAccount/TaintNodesByCondition
-    admission plugins are off so fake nodes and bare pods just work.
+    static bearer token (group system:masters) under the real Node,RBAC authorizer with the
+    built-in roles, and the ServiceAccount/TaintNodesByCondition admission plugins are off so
+    fake nodes and bare pods just work.
+
+    ``version`` / ``scheduler_version`` are what the binaries report; flags that a version
+    no longer knows (--insecure-port < 1.24, the scheduler's --port < 1.23) are only passed
+    to the versions that have them, and scheduler configs written as v1 are rewritten to
+    v1beta1 only for a kube-scheduler < 1.25.
 
     Child processes are started from the calling thread and die with it (PR_SET_PDEATHSIG).
     """
@@ -230,6 +277,9 @@ class ControlPlane:
                  with_scheduler: bool = True, apiserver_args: Sequence[str] = (),
                  start_timeout: float = 60.0) -> None:
         self.bin_dir = Path(bin_dir)
+        self.version = binary_version(Path(self._binary("kube-apiserver")))
+        self.scheduler_version = binary_version(Path(self._binary("kube-scheduler")))
+        self.scheduler_insecure: str | None = None  # host:port of a < 1.23 scheduler's plain HTTP
         self.workdir = Path(workdir).resolve()
         self.scheduler_config = scheduler_config or DEFAULT_SCHEDULER_CONFIG
         self.with_scheduler = with_scheduler
@@ -241,6 +291,7 @@ class ControlPlane:
         self.etcd_port = self.apiserver_port = self.scheduler_port = 0
         self.etcd_data_dir: Path | None = None
         self.scheduler_log: Path | None = None
+        self.scheduler_config_file: Path | None = None  # what the running scheduler reads
         self.timings: dict[str, float] = {}
         self._etcd: subprocess.Popen[bytes] | None = None
         self._apiserver: subprocess.Popen[bytes] | None = None
@@ -298,9 +349,16 @@ class ControlPlane:
                  tb: TracebackType | None) -> None:
         self.stop()
 
+    def scheduler_config_text(self, config_text: str) -> str:
+        """A config as this kube-scheduler reads it: v1 -> v1beta1 below 1.25 only."""
+        if self.scheduler_version[:2] < (1, 25):
+            return as_v1beta1(config_text)
+        return config_text
+
     def start_scheduler(self, config_text: str | None = None,
                         args: Sequence[str] = ()) -> None:
-        """(Re)start kube-scheduler with a v1beta1 config; see render_scheduler_config.
+        """(Re)start kube-scheduler with a config (v1, or v1beta1 for an old scheduler);
+        see scheduler_config_text and render_scheduler_config.
 
         Each run gets its own sched-N.yaml and scheduler-N.log in workdir.
         """
@@ -310,13 +368,18 @@ class ControlPlane:
         self._scheduler_runs += 1
         n = self._scheduler_runs
         config = self.workdir / f"sched-{n}.yaml"
-        config.write_text(render_scheduler_config(config_text or self.scheduler_config,
-                                                  self.kubeconfig))
+        rendered = render_scheduler_config(
+            self.scheduler_config_text(config_text or self.scheduler_config), self.kubeconfig)
+        config.write_text(rendered)
+        self.scheduler_config_file = config
+        insecure_at = re.search(r"^metricsBindAddress:\s*\"?([\d.]+:\d+)", rendered, re.M)
+        self.scheduler_insecure = insecure_at.group(1) if insecure_at else None
         (self.scheduler_port,) = _free_ports(1)
         self.scheduler_log = self.workdir / f"scheduler-{n}.log"
+        old_flags = ["--port=0"] if self.scheduler_version[:2] < (1, 23) else []
         self._scheduler = self._spawn("kube-scheduler", self.scheduler_log, [
             f"--config={config}", "--bind-address=127.0.0.1",
-            f"--secure-port={self.scheduler_port}", "--port=0",
+            f"--secure-port={self.scheduler_port}", *old_flags,
             f"--authentication-kubeconfig={self.kubeconfig}",
             f"--authorization-kubeconfig={self.kubeconfig}", *args,
         ])
@@ -335,6 +398,24 @@ class ControlPlane:
     def stop_scheduler(self) -> None:
         stop_process(self._scheduler)
         self._scheduler = None
+
+    def scheduler_get(self, path: str, timeout: float = 10.0) -> str:
+        """GET ``path`` (/metrics, /healthz) of the running kube-scheduler: over its plain
+        HTTP port when an old (v1beta1) config gave it one, else over the secure port with
+        the admin token (delegated authentication and authorization by this apiserver)."""
+        if self.scheduler_insecure:
+            url = f"http://{self.scheduler_insecure}{path}"
+            context = None
+            headers = {}
+        else:
+            url = f"https://127.0.0.1:{self.scheduler_port}{path}"
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE  # the scheduler's throwaway self-signed cert
+            headers = {"Authorization": f"Bearer {self.token}"}
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
+            return str(resp.read().decode())
 
     # ---- REST helpers ------------------------------------------------------------------
 
@@ -524,11 +605,12 @@ current-context: test
         self._apiserver = self._spawn("kube-apiserver", log, [
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={self.apiserver_port}", "--insecure-port=0",
+            f"--secure-port={self.apiserver_port}",
+            *(["--insecure-port=0"] if self.version[:2] < (1, 24) else []),
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={self.ca_file}", f"--token-auth-file={pki / 'tokens.csv'}",
-            "--authorization-mode=AlwaysAllow",
+            "--authorization-mode=Node,RBAC",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -546,18 +628,18 @@ current-context: test
 
 
 def scheduler_config(profile: str = "redis-scheduler", extender_port: int | None = None,
-                     node_cache_capable: bool = True, metrics_port: int | None = None) -> str:
-    """A v1beta1 KubeSchedulerConfiguration (what v1.20 reads) with one profile, and with the
-    extender on 127.0.0.1:`extender_port` (filter, prioritize, bind) when given."""
-    text = ("apiVersion: kubescheduler.config.k8s.io/v1beta1\nkind: KubeSchedulerConfiguration\n"
+                     node_cache_capable: bool = True, extra: str = "") -> str:
+    """A v1 KubeSchedulerConfiguration with one profile, and with the extender on
+    127.0.0.1:`extender_port` (filter, prioritize, bind) when given; ``extra`` lines go into
+    the extender entry. ControlPlane.start_scheduler rewrites it for an old scheduler."""
+    text = ("apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n"
             'clientConnection:\n  kubeconfig: "{kubeconfig}"\npercentageOfNodesToScore: 100\n')
-    if metrics_port is not None:
-        text += f"healthzBindAddress: 127.0.0.1:{metrics_port}\nmetricsBindAddress: 127.0.0.1:{metrics_port}\n"
     text += f"profiles:\n- schedulerName: {profile}\n"
     if extender_port is not None:
         text += (f'extenders:\n- urlPrefix: "http://127.0.0.1:{extender_port}"\n  filterVerb: filter\n'
                  "  prioritizeVerb: prioritize\n  bindVerb: bind\n  weight: 12\n"
-                 f"  nodeCacheCapable: {'true' if node_cache_capable else 'false'}\n  httpTimeout: 2s\n")
+                 f"  nodeCacheCapable: {'true' if node_cache_capable else 'false'}\n  httpTimeout: 2s\n"
+                 + extra)
     return text
 
 
@@ -565,7 +647,7 @@ def scheduler_config(profile: str = "redis-scheduler", extender_port: int | None
 # Self-check
 
 EXTENDER_CONFIG_TEMPLATE = """\
-apiVersion: kubescheduler.config.k8s.io/v1beta1
+apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
 clientConnection:
   kubeconfig: /etc/kubernetes/scheduler.conf
@@ -584,7 +666,7 @@ extenders:
 def _self_check(keep: bool) -> int:
     """Default scheduler binds a pod; an extender config is accepted and actually used."""
     t0 = time.monotonic()
-    bin_dir = kube_bin_dir()
+    bin_dir = kube_bin_dir(requested_version())
     if bin_dir is None:
         print("kube binaries unavailable (scripts/kube-binaries.sh failed)", file=sys.stderr)
         return 1
@@ -596,6 +678,7 @@ def _self_check(keep: bool) -> int:
                "requests": {"cpu": "500m", "memory": "256Mi"}}}]}}
     try:
         with ControlPlane(bin_dir, workdir) as cp:
+            print(f"apiserver {version_text(cp.version)}, scheduler {version_text(cp.scheduler_version)}")
             print("started:", ", ".join(f"{k} {v:.2f} s" for k, v in cp.timings.items()))
             for zone in "abc":
                 cp.create_node(f"node-{zone}", {"topology.kubernetes.io/zone": f"zone-{zone}"})
