@@ -86,13 +86,24 @@ def run(ns: argparse.Namespace) -> int:
 PACKAGE_DIR = Path(__file__).resolve().parent
 SIMCLUSTER = Path("tests") / "support" / "simcluster.py"  # of a checkout, beside extender/
 HARNESS = Path("tests") / "support" / "controlplane.py"
-KUBE_CACHE = Path("/var/cache/redis-extender/kube-v1.20.2")  # what scripts/kube-binaries.sh builds
+KUBE_CACHE_ROOT = Path("/var/cache/redis-extender")  # where scripts/kube-binaries.sh caches builds
+KUBE_CACHE = KUBE_CACHE_ROOT / "kube-v*"
 KUBE_NEEDS = ("redis-extender run --scheduler kube: needs a checkout of the repository (its "
               f"{SIMCLUSTER} and {HARNESS}, development tools never installed with the package) and "
-              "the control-plane binaries kube-apiserver, kube-scheduler and etcd (v1.20: "
-              f"KUBE_BIN_DIR, or {KUBE_CACHE} as ./scripts/test builds it).")
+              "the control-plane binaries kube-apiserver, kube-scheduler and etcd ("
+              f"KUBE_BIN_DIR, or the newest {KUBE_CACHE} as ./scripts/test builds them).")
 WAIT_PLACED = 60.0
 """Seconds the real kube-scheduler gets to place the pending pods before the summary is shown."""
+
+
+def newest_cached_kube(root: Path = KUBE_CACHE_ROOT) -> Path:
+    """The cached build of the newest Kubernetes release (the current one, when both the
+    current and the v1.20.2 compatibility build are cached)."""
+    def release(path: Path) -> tuple[int, ...]:
+        digits = path.name.removeprefix("kube-v").split(".")
+        return tuple(int(d) for d in digits) if all(d.isdigit() for d in digits) else ()
+    builds = [p for p in root.glob("kube-v*") if p.is_dir() and release(p)]
+    return max(builds, key=release, default=root / "kube-none")
 
 
 def kube_scheduler_setup(package_dir: Path = PACKAGE_DIR) -> tuple[Path, Path] | None:
@@ -102,7 +113,7 @@ def kube_scheduler_setup(package_dir: Path = PACKAGE_DIR) -> tuple[Path, Path] |
     root = package_dir.parent
     if not (root / SIMCLUSTER).is_file() or not (root / HARNESS).is_file():
         return None
-    bin_dir = Path(os.environ["KUBE_BIN_DIR"]) if os.environ.get("KUBE_BIN_DIR") else KUBE_CACHE
+    bin_dir = Path(os.environ["KUBE_BIN_DIR"]) if os.environ.get("KUBE_BIN_DIR") else newest_cached_kube()
     if not all((bin_dir / b).is_file() for b in ("kube-apiserver", "kube-scheduler")):
         return None
     if not (bin_dir / "etcd").is_file() and not shutil.which("etcd"):

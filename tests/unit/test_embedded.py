@@ -26,3 +26,10 @@ def test_needs_a_checkout_and_the_binaries(tmp_path: Path, monkeypatch: pytest.M
     assert embedded.kube_scheduler_setup(package) == (tmp_path / "repo", bins)
     (bins / "kube-scheduler").unlink()
     assert embedded.kube_scheduler_setup(package) is None
+
+
+def test_the_newest_cached_release_is_chosen(tmp_path: Path) -> None:
+    for name in ("kube-v1.20.2", "kube-v1.37.2", "kube-v1.9.0", "kube-v1.37.2.lock", "kube-vx"):
+        (tmp_path / name).mkdir()
+    assert embedded.newest_cached_kube(tmp_path) == tmp_path / "kube-v1.37.2"
+    assert embedded.newest_cached_kube(tmp_path / "missing").name == "kube-none"
