@@ -57,7 +57,6 @@ from typing import Any
 from benchmarks.bench_scheduler import (LABEL_CLUSTER, NAMESPACE, REGION, SCHEDULER_NAME, ZONE, BindWatch,
                                         LiveExtender, _ensure_namespace, _parallel, scheduler_config)
 from extender.localredis import LocalRedis
-from extender.processes import free_port
 from tests.support.controlplane import ControlPlane, kube_bin_dir
 
 MODES = ("extender", "native")
@@ -231,7 +230,6 @@ class Session:
                  logdir: Path, tag: str):
         self.cp, self.mode, self.zone_of, self.tag = cp, mode, zone_of, tag
         self.extender: LiveExtender | None = None
-        port = free_port()
         if mode == "extender":
             from extender.state.redis_store import RedisStore
 
@@ -244,9 +242,9 @@ class Session:
             self.store = store = RedisStore.from_url(redis_url, prefix, timeout=5)
             cp.wait_for(lambda: set(zone_of) <= set(store.node_names()), timeout=60, interval=0.1,
                         what="nodes synced into Redis")
-            config = scheduler_config(port, self.extender.port)
+            config = scheduler_config(self.extender.port)
         elif mode == "native":
-            config = scheduler_config(port)
+            config = scheduler_config()
         else:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
         try:
