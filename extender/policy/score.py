@@ -18,6 +18,8 @@ number of candidates.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from ..model import PodRequest, Role, Snapshot
@@ -36,36 +38,69 @@ def score_nodes(pod: PodRequest, candidates: list[str], snapshot: Snapshot, sett
     return dict(zip(candidates, score_list(pod, candidates, snapshot, settings, own_node, tables)))
 
 
+@dataclass(frozen=True)
+class Term:
+    """One addend of raw(node): its name, the level it counts at ("" for headroom), its
+    weight, and its value (0..1) for every candidate, in the candidates' order."""
+
+    name: str
+    level: str
+    weight: float
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
+class ScoreTerms:
+    """Every term of the score, the raw sum and the final 0..10 scores (what prioritize sends)."""
+
+    terms: list[Term] = field(default_factory=list)
+    raw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    scores: list[int] = field(default_factory=list)
+
+
 def score_list(pod: PodRequest, candidates: list[str], snapshot: Snapshot, settings: Settings,
                own_node: str | None = None, tables: Tables | None = None) -> list[int]:
     """Scores in the candidates' order (what the reply needs, without a dict of thousands);
     `tables`: the snapshot as arrays (candidates.Tables), the fast path; same scores."""
     if pod.member is None or not candidates:
         return [NEUTRAL_SCORE] * len(candidates)
+    return score_terms(pod, candidates, snapshot, settings, own_node, tables).scores
+
+
+def score_terms(pod: PodRequest, candidates: list[str], snapshot: Snapshot, settings: Settings,
+                own_node: str | None = None, tables: Tables | None = None) -> ScoreTerms:
+    """The score with its parts (explain shows each); no terms for a non-Redis pod."""
+    if pod.member is None or not candidates:
+        return ScoreTerms(scores=[NEUTRAL_SCORE] * len(candidates), raw=np.zeros(len(candidates)))
     weights = settings.score
     level_weights = settings.level_weights
     spread = spreadmod.build(pod.member, snapshot, pod.key, own_node)
     cand = view(snapshot, candidates, tables)
     raw = np.zeros(len(cand))
+    out: list[Term] = []
 
     for level in spread.levels:
         if not level.active:
             continue
         lw = level_weights[level.index]
-        terms: list[tuple[float, spreadmod.Tally]] = []
+        terms: list[tuple[str, float, spreadmod.Tally]] = []
         if pod.member.shard is not None:
-            terms.append((lw * weights.shard, level.copies))
-        terms.append((lw * weights.cluster, level.cluster_pods))
+            terms.append(("shard spread", lw * weights.shard, level.copies))
+        terms.append(("cluster spread", lw * weights.cluster, level.cluster_pods))
         if pod.member.role is Role.MASTER:
-            terms.append((lw * weights.masters, level.masters))
+            terms.append(("master balance", lw * weights.masters, level.masters))
         codes = cand.codes[level.index]
-        for weight, tally in terms:
+        for name, weight, tally in terms:
             if weight:
-                raw += weight * _fewest(cand.coder.table(level.index, tally.known, tally.at(None) + UNKNOWN_PENALTY)[codes])
+                values = _fewest(cand.coder.table(level.index, tally.known, tally.at(None) + UNKNOWN_PENALTY)[codes])
+                raw += weight * values
+                out.append(Term(name, level.label, weight, values))
 
     if weights.headroom:
-        raw += weights.headroom * _headroom(cand, pod)
-    return _stretch(raw)
+        values = _headroom(cand, pod)
+        raw += weights.headroom * values
+        out.append(Term("headroom", "", weights.headroom, values))
+    return ScoreTerms(out, raw, _stretch(raw))
 
 
 def _fewest(counts: np.ndarray) -> np.ndarray:
