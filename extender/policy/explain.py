@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..domains import level_title
 from ..model import PodRequest, Snapshot
 from ..settings import Settings
 from .candidates import Tables
@@ -42,7 +43,8 @@ class Explanation:
 
 
 def term_label(name: str, level: str) -> str:
-    return f"{name} ({level})" if level else name
+    """"shard spread (zone)": the term and the level it counts at, by its short title."""
+    return f"{name} ({level_title(level)})" if level else name
 
 
 def explain(pod: PodRequest, candidates: list[str], snapshot: Snapshot, settings: Settings,
@@ -78,7 +80,7 @@ def render_table(explanation: Explanation) -> str:
                 term_names.append(t)
     head = [f"pod {explanation.pod}: {explanation.member or 'not a Redis pod (passes through)'}; "
             f"filter outcome {explanation.outcome}"]
-    columns = ["NODE", "VERDICT", "SCORE", *[t.upper() for t in term_names], "REASON"]
+    columns = ["NODE", "VERDICT", "SCORE", *term_names, "REASON"]
     rows = [[n.node, n.verdict, "" if n.score is None else str(n.score),
              *[f"{n.terms[t]:.3f}" if t in n.terms else "" for t in term_names], n.reason]
             for n in explanation.nodes]
