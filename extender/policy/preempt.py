@@ -4,8 +4,9 @@ kube-scheduler proposes, per node, the victims whose eviction lets the preemptor
 extender may only take nodes out (or victims' nodes), never add a victim. For each node:
 
 1. The preemptor's own rules (a Redis preemptor only): the node rule and the level rules
-   of policy/filter.py, over the nodes with victims, with room ignored (evicting the victims
-   is what makes room). A node with no victims is one the extender's filter rejected while it
+   of policy/filter.py, with room ignored (evicting the victims is what makes room), among
+   every Ready node of the state: a zone holding a copy is not "least crowded" only because
+   the copy-free zones sent no candidate this time. A node with no victims is one the extender's filter rejected while it
    fit (newer schedulers send such nodes, kubernetes#135486): nothing evicted changes that
    verdict, so it is left out to stay rejected.
 2. The victims (any preemptor): a node is dropped when its victims include Redis copies whose
@@ -78,9 +79,15 @@ def preempt_nodes(pod: PodRequest, victims: Mapping[str, VictimSet], snapshot: S
         for node in candidates:
             if not victims[node].victims:
                 result.drop(node, "no_victims", NO_VICTIMS)
-        verdict = filter_nodes(pod, with_victims, _room_ignored(snapshot), own_node)
+        # Judged among every Ready node, not the candidates alone: preemption makes room
+        # anywhere (and a node freed a moment ago is no candidate), so a zone holding a copy
+        # is never "the least crowded" only because the copy-free zones sent no candidate.
+        chosen = set(with_victims)
+        others = [n for n, node in snapshot.nodes.items() if n not in chosen and node.ready]
+        verdict = filter_nodes(pod, with_victims + others, _room_ignored(snapshot), own_node)
         for node, reason in {**verdict.failed, **verdict.unresolvable}.items():
-            result.drop(node, "rules", reason)
+            if node in chosen:
+                result.drop(node, "rules", reason)
         candidates = [n for n in with_victims if n not in result.dropped]
 
     survivors = []

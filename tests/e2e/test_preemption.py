@@ -119,7 +119,8 @@ def live(version, control_plane, redis_server, tmp_path_factory) -> Iterator[tup
                 "value": value, "globalDefault": False})
     prefix = f"rxe2e:{{{os.getpid()}-{free_port()}}}:"
     env = {**os.environ, "REDIS_URL": redis_server.url, "REDIS_EXTENDER_KEY_PREFIX": prefix,
-           "REDIS_EXTENDER_LOCK_TTL": "3", "REDIS_EXTENDER_RESERVATION_TTL": "0"}
+           "REDIS_EXTENDER_LOCK_TTL": "3", "REDIS_EXTENDER_RESERVATION_TTL": "0",
+           "REDIS_EXTENDER_NODE_CACHE_TTL": "0.1"}  # a node turned not Ready is seen at once
     extender = Served(env, ["--workers", "1", "--kubeconfig", str(cp.kubeconfig)], ready_path="/readyz",
                       log_dir=tmp_path_factory.mktemp("ext"))
     store = RedisStore.from_url(redis_server.url, prefix, timeout=5)
@@ -136,13 +137,16 @@ def live(version, control_plane, redis_server, tmp_path_factory) -> Iterator[tup
 def world(live) -> Iterator[dict[str, list[str]]]:
     made: dict[str, list[str]] = {"nodes": [], "pods": []}
     yield made
-    cp = live[0]
+    cp, _, store = live
     cp.stop_scheduler()
     for name in made["pods"]:
         cp.delete(f"/api/v1/namespaces/{NS}/pods/{name}")
     for name in made["nodes"]:
         cp.delete(f"/api/v1/nodes/{name}")
     cp.wait_for(lambda: not cp.list_pods(NS), timeout=30, what="pods deleted")
+    # the next test reuses the names: its waits must not be satisfied by this test's records
+    cp.wait_for(lambda: not set(made["nodes"]) & set(store.node_names()) and
+                not any(store.pod_record(NS, n) for n in made["pods"]), timeout=30, what="state synced")
 
 
 def node(cp: Any, made: dict[str, list[str]], name: str, zone: str, ready: bool = True) -> None:
@@ -277,7 +281,8 @@ def test_a_node_sent_with_no_victims_stays_rejected(live, world, version) -> Non
     pods = [pod(world, f"fill-{n}", LOW, n) for n in nodes]
     fill(cp, world, store, nodes, pods)
     node(cp, world, "zc-2", "zone-c", ready=False)  # empty: the pod fits, but the extender rejects it
-    cp.wait_for(lambda: "zc-2" in store.node_names(), timeout=30, what="zc-2 synced")
+    cp.wait_for(lambda: "zc-2" in store.nodes()[1] and not store.nodes()[1]["zc-2"].ready, timeout=30,
+                what="zc-2 synced, not Ready")
     start(live, version)
     before = preempt_metric(extender, "no_victims")
     create(cp, pod(world, "em-0", HIGH, memory=WANT_MEMORY, redis=("em", 0, "master")))

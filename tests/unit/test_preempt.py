@@ -57,13 +57,27 @@ def test_room_does_not_reject_a_candidate_its_victims_make_room_on():
     assert list(result.kept) == ["b1"]
 
 
-def test_relaxed_levels_keep_the_least_crowded_candidates():
+def test_levels_are_judged_among_every_ready_node_not_the_candidates_alone():
     snapshot = make_snapshot(NODES, [make_copy("cache-a-0", "a1"), make_copy("cache-a-1", "b1"),
                                      make_copy("cache-a-2", "b2")])
     victims = sets(a2=[plain_victim("x", "a2")], c1=[plain_victim("y", "c1")])
     assert list(preempt_nodes(make_pod("cache-a-9"), victims, snapshot, VictimState()).kept) == ["c1"]
-    only_crowded = sets(a2=[plain_victim("x", "a2")])  # no copy-free zone among the candidates: relaxed
-    assert list(preempt_nodes(make_pod("cache-a-9"), only_crowded, snapshot, VictimState()).kept) == ["a2"]
+    # zone-c sent no candidate (its nodes may fit already): zone-a is still not the best place
+    only_crowded = sets(a2=[plain_victim("x", "a2")])
+    result = preempt_nodes(make_pod("cache-a-9"), only_crowded, snapshot, VictimState())
+    assert not result.kept and "zones without a copy are available" in result.dropped["a2"]
+
+
+def test_when_every_zone_holds_a_copy_the_least_crowded_candidates_stay():
+    snapshot = make_snapshot(NODES, [make_copy("cache-a-0", "a1"), make_copy("cache-a-1", "b1"),
+                                     make_copy("cache-a-2", "b2"), make_copy("cache-a-3", "c1")])
+    victims = sets(a2=[plain_victim("x", "a2")], c2=[plain_victim("y", "c2")])
+    assert list(preempt_nodes(make_pod("cache-a-9"), victims, snapshot, VictimState()).kept) == ["a2", "c2"]
+    # nodes that are not Ready are no place to go: zone-c then offers nothing
+    down = make_snapshot([*NODES[:4], make_node("c1", "zone-c", "r", ready=False),
+                          make_node("c2", "zone-c", "r", ready=False)], list(snapshot.copies)[:3])
+    assert list(preempt_nodes(make_pod("cache-a-9"), sets(a2=[plain_victim("x", "a2")]), down,
+                              VictimState()).kept) == ["a2"]
 
 
 def test_victim_that_is_the_shards_last_copy_in_a_zone_is_spared_when_another_exists():
