@@ -102,6 +102,7 @@ class PodRequest:
     member: Member | None
     memory_request: int = 0
     cpu_request: int = 0
+    nominated_node: str = ""  # status.nominatedNodeName: where the scheduler preempted for it
 
     @property
     def key(self) -> str:

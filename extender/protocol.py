@@ -269,8 +269,11 @@ def parse_pod(pod: Any, identifier: Identifier) -> PodRequest:
         raise ProtocolError(f"'Pod.spec' has a bad resource request: {exc}") from exc
     member = identifier.member(namespace, name, labels)
     uid = meta.get("uid") or ""
+    status = pod.get("status")
+    nominated = status.get("nominatedNodeName") if isinstance(status, dict) else None
     return PodRequest(namespace=namespace, name=name, uid=str(uid), member=member,
-                      memory_request=memory, cpu_request=cpu)
+                      memory_request=memory, cpu_request=cpu,
+                      nominated_node=nominated if isinstance(nominated, str) else "")
 
 
 def pod_requests(spec: Mapping[str, Any]) -> tuple[int, int]:

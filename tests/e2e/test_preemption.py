@@ -17,6 +17,7 @@ kube-scheduler v1.20.2 never calls extenders when preempting (kubernetes#102971,
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -229,6 +230,14 @@ def alive(cp: Any) -> dict[str, str]:
             if not p["metadata"].get("deletionTimestamp")}
 
 
+def explained(extender: Served, body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """POST /explain of a hypothetical pod: node -> its verdict, reason and score."""
+    request = urllib.request.Request(extender.url + "/explain", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        return {n["node"]: n for n in json.loads(resp.read())["nodes"]}
+
+
 def preempt_metric(extender: Served, result: str) -> float:
     with urllib.request.urlopen(extender.url + "/metrics", timeout=5) as resp:
         text = resp.read().decode()
@@ -283,9 +292,12 @@ def test_a_node_sent_with_no_victims_stays_rejected(live, world, version) -> Non
     node(cp, world, "zc-2", "zone-c", ready=False)  # empty: the pod fits, but the extender rejects it
     cp.wait_for(lambda: "zc-2" in store.nodes()[1] and not store.nodes()[1]["zc-2"].ready, timeout=30,
                 what="zc-2 synced, not Ready")
+    em = pod(world, "em-0", HIGH, memory=WANT_MEMORY, redis=("em", 0, "master"))
+    cp.wait_for(lambda: explained(extender, em).get("zc-2", {}).get("reason", "").startswith("node is not Ready"),
+                timeout=30, what="the extender's cache to see zc-2 not Ready")  # (explain: the verbs' own view)
     start(live, version)
     before = preempt_metric(extender, "no_victims")
-    create(cp, pod(world, "em-0", HIGH, memory=WANT_MEMORY, redis=("em", 0, "master")))
+    create(cp, em)
     seen: set[str] = set()
 
     def bound() -> str | None:
@@ -295,7 +307,10 @@ def test_a_node_sent_with_no_victims_stays_rejected(live, world, version) -> Non
             seen.add(nominated)
         return got["spec"].get("nodeName")
 
-    where = cp.wait_for(bound, timeout=90, interval=0.1, what="em-0 bound")
+    try:
+        where = cp.wait_for(bound, timeout=90, interval=0.1, what="em-0 bound")
+    except TimeoutError:
+        raise AssertionError(f"em-0 not bound (nominated {seen}): {cp.get_pod('em-0', NS).get('status')}")
     assert where != "zc-2" and "zc-2" not in seen, f"em-0 went to the rejected node (nominated {seen})"
     assert len([p for p in pods if p["metadata"]["name"] in alive(cp)]) == len(pods) - 1  # one victim
     after = preempt_metric(extender, "no_victims")

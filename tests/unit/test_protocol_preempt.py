@@ -77,3 +77,9 @@ def test_reply_is_meta_victims_with_pods_never_null():
     assert orjson.loads(preemption_reply(kept)) == {"NodeNameToMetaVictims": {
         "n1": {"Pods": [{"UID": "v1"}], "NumPDBViolations": 2}, "n2": {"Pods": [], "NumPDBViolations": 0}}}
     assert orjson.loads(preemption_reply({})) == {"NodeNameToMetaVictims": {}}
+
+
+def test_the_preemptors_nominated_node_is_read():
+    body = {"Pod": {**pod(**REDIS), "status": {"nominatedNodeName": "n1"}}, "NodeNameToMetaVictims": {}}
+    assert parse_preemption_args(orjson.dumps(body), IDENTIFIER).pod.nominated_node == "n1"
+    assert parse_preemption_args(orjson.dumps({"Pod": pod(), "NodeNameToMetaVictims": {}}), IDENTIFIER).pod.nominated_node == ""
