@@ -91,8 +91,9 @@ def preempt_nodes(pod: PodRequest, victims: Mapping[str, VictimSet], snapshot: S
         candidates = [n for n in with_victims if n not in result.dropped]
 
     survivors = []
+    masters = cluster_masters(state)
     for node in candidates:
-        reason = victims_reason(victims[node], snapshot, state)
+        reason = victims_reason(victims[node], snapshot, state, masters)
         if reason:
             result.drop(node, "shard", reason)
         else:
@@ -113,7 +114,16 @@ def _room_ignored(snapshot: Snapshot) -> Snapshot:
     return replace(snapshot, requested_memory={}, requested_cpu={})
 
 
-def victims_reason(victim_set: VictimSet, snapshot: Snapshot, state: VictimState) -> str:
+def cluster_masters(state: VictimState) -> dict[str, list[Copy]]:
+    """The healthy masters of each cluster (its failover quorum), once per call."""
+    masters: dict[str, list[Copy]] = {}
+    for (cluster, _), shard_copies in state.shards.items():
+        masters.setdefault(cluster, []).extend(c for c in shard_copies if c.role is Role.MASTER and _healthy(c, state))
+    return masters
+
+
+def victims_reason(victim_set: VictimSet, snapshot: Snapshot, state: VictimState,
+                   masters: Mapping[str, list[Copy]] | None = None) -> str:
     """Why evicting this node's victims together costs a shard too much ("" when it does not)."""
     copies = victim_set.copies
     if not copies:
@@ -146,12 +156,13 @@ def victims_reason(victim_set: VictimSet, snapshot: Snapshot, state: VictimState
                             and state.health.get(c.pod, CopyHealth()).in_sync is not False]
                 if not replicas:
                     return NO_INSYNC_REPLICA.format(pod=v.pod, shard=shard, cluster=name)
+    if masters is None:
+        masters = cluster_masters(state)
     for cluster in sorted({k[0] for k in by_shard}):
-        masters = [c for (cl, _), shard_copies in state.shards.items() if cl == cluster
-                   for c in shard_copies if c.role is Role.MASTER and _healthy(c, state)]
-        lost = [c for c in masters if c.pod in evicted]
-        if lost and len(masters) > 1 and 2 * len(lost) >= len(masters):
-            return QUORUM.format(count=len(lost), total=len(masters), cluster=cluster.split("/", 1)[-1])
+        alive = masters.get(cluster, [])
+        lost = [c for c in alive if c.pod in evicted]
+        if lost and len(alive) > 1 and 2 * len(lost) >= len(alive):
+            return QUORUM.format(count=len(lost), total=len(alive), cluster=cluster.split("/", 1)[-1])
     return ""
 
 

@@ -29,12 +29,13 @@ def read_victims(store: RedisStore, victims: Mapping[str, VictimSet],
     nodes = set(victims)
     shards: dict[tuple[str, str], tuple[Copy, ...]] = {}
     on_nodes: list[tuple[str, str, str, Copy]] = []  # (pod, cluster, shard, copy) on candidate nodes
-    for raw_key in store.r.scan_iter(match=keys.shard_pattern, count=1000):
-        ident = keys.shard_id(raw_key.decode())
-        if ident is None:
-            continue
-        copies = tuple(c for c in (parse_copy(k.decode(), v.decode(), now)
-                                   for k, v in store.r.hgetall(raw_key).items()) if c)
+    found = [(raw, ident) for raw in store.r.scan_iter(match=keys.shard_pattern, count=1000)
+             if (ident := keys.shard_id(raw.decode())) is not None]
+    reads = store.r.pipeline(transaction=False)
+    for raw, _ in found:
+        reads.hgetall(raw)
+    for (_, ident), entries in zip(found, reads.execute() if found else []):
+        copies = tuple(c for c in (parse_copy(k.decode(), v.decode(), now) for k, v in entries.items()) if c)
         shards[ident] = copies
         for c in copies:
             if c.node in nodes and not c.reserved:
