@@ -101,8 +101,9 @@ def preempt_nodes(pod: PodRequest, victims: Mapping[str, VictimSet], snapshot: S
 
     clean = [n for n in survivors if not victims[n].copies]
     if clean and len(clean) < len(survivors):
+        keep = set(clean)
         for node in survivors:
-            if node not in clean:
+            if node not in keep:
                 result.drop(node, "not_clean", NOT_CLEAN.format(pods=", ".join(v.pod or v.uid for v in victims[node].copies)))
         survivors = clean
     result.kept = {n: victims[n] for n in survivors}
@@ -114,16 +115,17 @@ def _room_ignored(snapshot: Snapshot) -> Snapshot:
     return replace(snapshot, requested_memory={}, requested_cpu={})
 
 
-def cluster_masters(state: VictimState) -> dict[str, list[Copy]]:
-    """The healthy masters of each cluster (its failover quorum), once per call."""
-    masters: dict[str, list[Copy]] = {}
+def cluster_masters(state: VictimState) -> dict[str, set[str]]:
+    """The healthy masters (pods) of each cluster, its failover quorum: once per call."""
+    masters: dict[str, set[str]] = {}
     for (cluster, _), shard_copies in state.shards.items():
-        masters.setdefault(cluster, []).extend(c for c in shard_copies if c.role is Role.MASTER and _healthy(c, state))
+        masters.setdefault(cluster, set()).update(c.pod for c in shard_copies
+                                                  if c.role is Role.MASTER and _healthy(c, state))
     return masters
 
 
 def victims_reason(victim_set: VictimSet, snapshot: Snapshot, state: VictimState,
-                   masters: Mapping[str, list[Copy]] | None = None) -> str:
+                   masters: Mapping[str, set[str]] | None = None) -> str:
     """Why evicting this node's victims together costs a shard too much ("" when it does not)."""
     copies = victim_set.copies
     if not copies:
@@ -159,8 +161,8 @@ def victims_reason(victim_set: VictimSet, snapshot: Snapshot, state: VictimState
     if masters is None:
         masters = cluster_masters(state)
     for cluster in sorted({k[0] for k in by_shard}):
-        alive = masters.get(cluster, [])
-        lost = [c for c in alive if c.pod in evicted]
+        alive = masters.get(cluster, set())
+        lost = alive & evicted
         if lost and len(alive) > 1 and 2 * len(lost) >= len(alive):
             return QUORUM.format(count=len(lost), total=len(alive), cluster=cluster.split("/", 1)[-1])
     return ""
