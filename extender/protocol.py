@@ -384,7 +384,10 @@ def parse_preemption_args(data: bytes, identifier: Identifier) -> PreemptionArgs
     if pod is None:
         raise ProtocolError("missing 'Pod': ExtenderPreemptionArgs must carry the preemptor")
     preemptor = parse_pod(pod, identifier)
-    full, meta = body.get("nodenametovictims"), body.get("nodenametometavictims")
+    # "nodeToVictims": the json tag of the full form in the scheduler's older, tagged copy of
+    # these types (pkg/scheduler/api/v1); current ones are untagged ("NodeNameToVictims")
+    full = body.get("nodenametovictims", body.get("nodetovictims"))
+    meta = body.get("nodenametometavictims")
     if full is None and meta is None:
         raise ProtocolError("missing candidates: one of 'NodeNameToVictims' or 'NodeNameToMetaVictims' must be given")
     field_name = "NodeNameToMetaVictims" if meta is not None else "NodeNameToVictims"

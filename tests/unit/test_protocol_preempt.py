@@ -83,3 +83,9 @@ def test_the_preemptors_nominated_node_is_read():
     body = {"Pod": {**pod(**REDIS), "status": {"nominatedNodeName": "n1"}}, "NodeNameToMetaVictims": {}}
     assert parse_preemption_args(orjson.dumps(body), IDENTIFIER).pod.nominated_node == "n1"
     assert parse_preemption_args(orjson.dumps({"Pod": pod(), "NodeNameToMetaVictims": {}}), IDENTIFIER).pod.nominated_node == ""
+
+
+def test_the_older_tagged_name_of_the_full_form_is_read():
+    body = {"pod": pod(), "nodeToVictims": {"n1": {"pods": [pod("web", "v3")], "numPDBViolations": 0}}}
+    args = parse_preemption_args(orjson.dumps(body), IDENTIFIER)
+    assert not args.meta and args.victims["n1"].victims[0].uid == "v3"
