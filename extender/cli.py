@@ -1,4 +1,4 @@
-"""redis-extender: serve | sync | load | simulate | run | plan | bench | report | rebalance | config.
+"""redis-extender: serve | sync | load | explain | simulate | run | plan | bench | report | rebalance | config.
 
 Every subcommand that talks to Redis takes --redis-url (default: $REDIS_URL, else
 redis://127.0.0.1:6379/0). Configuration errors are printed together and exit with code 2.
@@ -47,6 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(load)
     load.add_argument("file", help="JSON file ('-' for stdin), e.g. kubectl get nodes,pods -A -o json")
     load.add_argument("--merge", action="store_true", help="merge into the state instead of replacing it")
+
+    explain = sub.add_parser(
+        "explain", help="why this node? every candidate node of a Redis pod: verdict, reason, score terms, score",
+        description="Every node of the state as a candidate for a pending (or hypothetical) Redis pod, with "
+                    "the filter's verdict and reason, each score term and the final score, as filter and "
+                    "prioritize would answer now. With --from it works offline on a dump, before any install.")
+    add_common(explain)
+    explain.add_argument("pod", nargs="?", metavar="NAMESPACE/POD", help="a pod of the state (synced or loaded)")
+    explain.add_argument("--pod-file", metavar="FILE",
+                         help="a Pod as JSON (kubectl get pod -o json, or a hypothetical one; '-' for stdin)")
+    explain.add_argument("--from", dest="dump", metavar="DUMP",
+                         help="offline: load this kubectl get nodes,pods -A -o json dump into a private "
+                              "redis-server and explain against it (the state at --redis-url is not touched)")
+    explain.add_argument("--json", action="store_true", help="print the explanation as JSON")
 
     sim = sub.add_parser("simulate", help="write a synthetic cluster as a Kubernetes List")
     for name, default in (("nodes", 30), ("zones", 3), ("regions", 1), ("racks-per-zone", 0),
@@ -181,6 +195,69 @@ def cmd_load(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(ns: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    from .identity import Identifier
+    from .localredis import LocalRedis
+    from .policy.explain import render_table
+    from .protocol import ProtocolError, parse_pod
+    from .service.decisions import Decider
+    from .state.cache import StateCache, StateUnavailable
+    from .state.loader import LoadError, load_list
+    from .state.redis_store import RedisStore, StoreError
+
+    if bool(ns.pod) == bool(ns.pod_file):
+        print("redis-extender explain: give NAMESPACE/POD or --pod-file FILE (one of them)", file=sys.stderr)
+        return 2
+    settings = load_settings(ns)
+    identifier = Identifier(settings.identity)
+    pod_object = None
+    if ns.pod_file:
+        try:
+            data = sys.stdin.buffer.read() if ns.pod_file == "-" else Path(ns.pod_file).read_bytes()
+            pod_object = orjson.loads(data)
+            pod = parse_pod(pod_object, identifier)
+        except (OSError, orjson.JSONDecodeError, ProtocolError) as exc:
+            print(f"redis-extender explain: cannot read the pod in {ns.pod_file}: {exc}", file=sys.stderr)
+            return 1
+    with ExitStack() as stack:
+        url, prefix = settings.store.redis_url, settings.store.key_prefix
+        try:
+            if ns.dump:
+                document = orjson.loads(Path(ns.dump).read_bytes())
+                url = stack.enter_context(LocalRedis()).url
+            store = RedisStore.from_url(url, prefix, timeout=settings.store.bulk_timeout)
+            if ns.dump:
+                load_list(store, document, identifier, source="explain")
+        except (OSError, orjson.JSONDecodeError, LoadError, RuntimeError) as exc:
+            print(f"redis-extender explain: cannot load {ns.dump}: {exc}", file=sys.stderr)
+            return 1
+        except StoreError as exc:
+            print(f"redis-extender explain: Redis at {url}: {exc}", file=sys.stderr)
+            return 1
+        decider = Decider(settings, StateCache(store, settings.domains.levels), identifier)
+        try:
+            if ns.pod:
+                namespace, sep, name = ns.pod.partition("/")
+                found = decider.pod_from_store(namespace, name) if sep and namespace and name else None
+                if found is None:
+                    print(f"redis-extender explain: {ns.pod} is not a Redis pod of the state "
+                          f"({'the dump' if ns.dump else url}); give NAMESPACE/POD of one, or --pod-file",
+                          file=sys.stderr)
+                    return 1
+                pod = found
+            explanation = decider.explain(pod)
+        except StateUnavailable as exc:
+            print(f"redis-extender explain: Redis at {url}: {exc}", file=sys.stderr)
+            return 1
+    if ns.json:
+        print(orjson.dumps(explanation.to_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(render_table(explanation))
+    return 0
+
+
 def cmd_simulate(ns: argparse.Namespace) -> int:
     from .simulate import Shape, generate
 
@@ -248,7 +325,8 @@ def _plain(value: Any) -> Any:
     raise TypeError
 
 
-COMMANDS = {"serve": cmd_serve, "sync": cmd_sync, "load": cmd_load, "simulate": cmd_simulate, "run": cmd_run, "plan": cmd_plan,
+COMMANDS = {"serve": cmd_serve, "sync": cmd_sync, "load": cmd_load, "explain": cmd_explain, "simulate": cmd_simulate,
+            "run": cmd_run, "plan": cmd_plan,
             "bench": cmd_bench, "report": cmd_reports, "rebalance": cmd_reports, "config": cmd_config}
 
 if __name__ == "__main__":

@@ -102,6 +102,7 @@ class PodRequest:
     member: Member | None
     memory_request: int = 0
     cpu_request: int = 0
+    nominated_node: str = ""  # status.nominatedNodeName: where the scheduler preempted for it
 
     @property
     def key(self) -> str:
@@ -148,3 +149,44 @@ class Snapshot:
             return found
         domains = tuple(name if level == HOSTNAME_LABEL else UNKNOWN for level in self.level_names)
         return Node(name=name, domains=domains, known=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Victim:
+    """A pod kube-scheduler proposes to evict so that a preemptor fits on `node`.
+
+    `member` is its Redis identity when it is a copy of a shard (from the store, or from its
+    labels when the scheduler sent the full pod); None when it is not a Redis pod or unknown.
+    `pod` is "namespace/name", "" when the scheduler sent only the UID and the store lacks it.
+    """
+
+    uid: str
+    node: str
+    pod: str = ""
+    member: Member | None = None
+
+    @property
+    def is_copy(self) -> bool:
+        return self.member is not None and self.member.shard is not None
+
+
+@dataclass(frozen=True, slots=True)
+class VictimSet:
+    """The victims of one candidate node, as the scheduler proposed them (never added to)."""
+
+    node: str
+    victims: tuple[Victim, ...] = ()
+    pdb_violations: int = 0
+
+    @property
+    def copies(self) -> tuple[Victim, ...]:
+        return tuple(v for v in self.victims if v.is_copy)
+
+
+@dataclass(frozen=True, slots=True)
+class CopyHealth:
+    """What the live topology says of one copy: `healthy` False when Redis reports it failed
+    or loading; `in_sync` the replica's master link (None: not known, assumed in sync)."""
+
+    healthy: bool = True
+    in_sync: bool | None = None

@@ -6,6 +6,9 @@ Order of the rules, each applied to the survivors of the previous one:
    requests of every pod on it, including those this service placed and the cache has not
    yet seen from the API) is below the pod's memory request. Preemption may help: these go to
    FailedNodes (a node failing rule 1 too is unresolvable, so it is judged there first).
+   The pod's nominated node (status.nominatedNodeName) is not judged on headroom: the
+   scheduler preempted there to make room, and its victims' deletions reach this state
+   later than the scheduler's retry (it would park the pod as unschedulable meanwhile).
 3. Each higher level, from the largest (region) down: keep the candidates whose domain holds
    the fewest copies of the shard. When some candidate's domain holds none, that rejects every
    domain holding a copy (and every unknown domain); when all hold some, the least crowded
@@ -125,6 +128,8 @@ def _room(pod: PodRequest, cand: Candidates, alive: np.ndarray, result: FilterRe
     want = pod.memory_request
     with np.errstate(invalid="ignore"):
         short = cand.alloc_mem - cand.req_mem < want  # False where allocatable is unknown (nan)
+    if pod.nominated_node:
+        short[cand.positions([pod.nominated_node])] = False
     failing = alive & (~cand.ready | short)
     for i in np.flatnonzero(failing).tolist():
         alive[i] = False

@@ -24,12 +24,15 @@ eleven classes of candidates, however small the term that makes it: a min-max st
 turn one master of difference (4 of a raw range of ~100 with three levels) into 0.4 points,
 i.e. into nothing. The order is the raw order; only distances are dropped, which the
 scheduler does not use (it adds weighted scores and takes the highest). Equal candidates all
-no candidate shares the top: ties are broken by unrounded headroom, then by the candidates'
-order (`_single_best`; equal candidates too: one gets 10, the others 0), so the node the pod
+no candidate shares the top: ties are broken by unrounded headroom, then by a hash of pod and
+node (`_single_best`; equal candidates too: one gets 10, the others 0), so the node the pod
 is reserved on is the one the scheduler picks. A non-Redis pod gets NEUTRAL_SCORE everywhere. Computed on arrays (policy/candidates.py): one gather per level and term,
 whatever the number of candidates.
 """
 from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,42 +54,78 @@ def score_nodes(pod: PodRequest, candidates: list[str], snapshot: Snapshot, sett
     return dict(zip(candidates, score_list(pod, candidates, snapshot, settings, own_node, tables)))
 
 
+@dataclass(frozen=True)
+class Term:
+    """One addend of raw(node): its name, the level it counts at ("" for headroom), its
+    weight, and its value (0..1) for every candidate, in the candidates' order."""
+
+    name: str
+    level: str
+    weight: float
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
+class ScoreTerms:
+    """Every term of the score, the raw sum and the final 0..10 scores (what prioritize sends)."""
+
+    terms: list[Term] = field(default_factory=list)
+    raw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    scores: list[int] = field(default_factory=list)
+
+
 def score_list(pod: PodRequest, candidates: list[str], snapshot: Snapshot, settings: Settings,
                own_node: str | None = None, tables: Tables | None = None) -> list[int]:
     """Scores in the candidates' order (what the reply needs, without a dict of thousands);
     `tables`: the snapshot as arrays (candidates.Tables), the fast path; same scores."""
     if pod.member is None or not candidates:
         return [NEUTRAL_SCORE] * len(candidates)
+    return score_terms(pod, candidates, snapshot, settings, own_node, tables).scores
+
+
+def score_terms(pod: PodRequest, candidates: list[str], snapshot: Snapshot, settings: Settings,
+                own_node: str | None = None, tables: Tables | None = None) -> ScoreTerms:
+    """The score with its parts (explain shows each); no terms for a non-Redis pod."""
+    if pod.member is None or not candidates:
+        return ScoreTerms(scores=[NEUTRAL_SCORE] * len(candidates), raw=np.zeros(len(candidates)))
     weights = settings.score
     level_weights = settings.level_weights
     spread = spreadmod.build(pod.member, snapshot, pod.key, own_node)
     cand = view(snapshot, candidates, tables)
     raw = np.zeros(len(cand))
+    out: list[Term] = []
 
     for level in spread.levels:
         if not level.active:
             continue
         lw = level_weights[level.index]
-        terms: list[tuple[float, spreadmod.Tally]] = []
+        terms: list[tuple[str, float, spreadmod.Tally]] = []
         if pod.member.shard is not None:
-            terms.append((lw * weights.shard, level.copies))
+            terms.append(("shard spread", lw * weights.shard, level.copies))
         if pod.member.role is Role.MASTER:
-            terms.append((lw * weights.masters, level.masters))
-        terms.append((lw * weights.cluster, level.cluster_pods))
+            terms.append(("master balance", lw * weights.masters, level.masters))
+        terms.append(("cluster spread", lw * weights.cluster, level.cluster_pods))
         codes = cand.codes[level.index]
-        for weight, tally in terms:
+        for name, weight, tally in terms:
             if weight:
-                raw += weight * _fewest(cand.coder.table(level.index, tally.known, tally.at(None) + UNKNOWN_PENALTY)[codes])
+                values = _fewest(cand.coder.table(level.index, tally.known, tally.at(None) + UNKNOWN_PENALTY)[codes])
+                raw += weight * values
+                out.append(Term(name, level.label, weight, values))
 
     headroom = _headroom(cand, pod)
     if weights.headroom:
-        raw += weights.headroom * np.floor(headroom * HEADROOM_STEPS + 1e-9) / HEADROOM_STEPS
-    return _stretch(_single_best(raw, headroom))
+        values = np.floor(headroom * HEADROOM_STEPS + 1e-9) / HEADROOM_STEPS
+        raw += weights.headroom * values
+        out.append(Term("headroom", "", weights.headroom, values))
+    raw = _single_best(raw, headroom, candidates, pod.key)
+    return ScoreTerms(out, raw, _stretch(raw))
 
 
-def _single_best(raw: np.ndarray, headroom: np.ndarray) -> np.ndarray:
-    """One candidate alone in the best class: the one with the most headroom (unrounded), the
-    first of those in the candidates' order. The pod is reserved on the best-scored node,
+def _single_best(raw: np.ndarray, headroom: np.ndarray, names: list[str], pod_key: str) -> np.ndarray:
+    """One candidate alone in the best class: the one with the most headroom (unrounded), then
+    the highest hash of (pod, node) (rendezvous hashing: the same winner whatever the order the
+    nodes are asked in, so explain and prioritize agree, while equal pods spread over equal
+    nodes instead of all going to the lowest name). The pod is reserved on the best-scored node,
     and the scheduler picks among its best-scored nodes with its own plugins: with a tie, it
     could pick a node in another zone than the one reserved, and siblings in flight would be
     counted in the wrong domain. Alone at 10, the reserved node leads the others by a whole
@@ -94,8 +133,10 @@ def _single_best(raw: np.ndarray, headroom: np.ndarray) -> np.ndarray:
     top = raw.max()
     best = np.flatnonzero(raw >= top - RAW_QUANTUM / 2)
     if best.size > 1:
+        roomiest = best[headroom[best] >= headroom[best].max() - 1e-12]
+        winner = max(roomiest, key=lambda i: zlib.crc32(f"{pod_key}\0{names[i]}".encode()))
         raw = raw.copy()
-        raw[best[int(np.argmax(headroom[best]))]] += RAW_QUANTUM * 4
+        raw[winner] += RAW_QUANTUM * 4
     return raw
 
 

@@ -2,6 +2,9 @@
 
 Routes:
   POST /filter, /prioritize, /bind   the extender verbs (extender-protocol)
+  POST /preempt                      the preemption verb: candidate nodes whose victims spare shards
+  GET  /explain?pod=NS/POD           every candidate node of a stored pod: verdict, reason, terms, score
+  POST /explain                      the same for a hypothetical pod (a Pod JSON body)
   GET  /healthz                      the process answers
   GET  /readyz                       Redis reachable and state loaded (503 otherwise)
   GET  /metrics                      Prometheus
@@ -17,10 +20,10 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..identity import Identifier
 from ..reports.routes import register as register_reports
-from ..protocol import (ExtenderArgs, NamesMemo, NodeMemo, ProtocolError, bind_reply, filter_reply, parse_binding, parse_extender_args,
-                        prioritize_reply)
+from ..protocol import (ExtenderArgs, NamesMemo, NodeMemo, ProtocolError, bind_reply, filter_reply, loads, parse_binding,
+                        parse_extender_args, parse_pod, parse_preemption_args, preemption_reply, prioritize_reply)
 from ..settings import Settings
-from ..state.cache import StateCache, StoreFailed, open_cache
+from ..state.cache import StateCache, StateUnavailable, StoreFailed, open_cache
 from ..state.redis_store import connect
 from . import metrics
 from .decisions import Binder, Decider
@@ -88,6 +91,50 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
         args = parse_binding(request.get_data(cache=False))
         error = decider.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node, binder)
         return reply(bind_reply(error), "bind")
+
+    @app.post("/preempt")
+    def preempt_route() -> Response:
+        with metrics.PHASE.labels("parse").time():
+            args = parse_preemption_args(request.get_data(cache=False), identifier)
+        result, error = decider.preempt(args)
+        if error:
+            return reply(orjson.dumps({"Error": error}), "preempt", 503)
+        if result.passthrough:
+            metrics.PREEMPT_NODES.labels("passthrough").inc(len(result.kept))
+        else:
+            metrics.PREEMPT_NODES.labels("kept").inc(len(result.kept))
+            for kind in result.kinds.values():
+                metrics.PREEMPT_NODES.labels(kind).inc()
+        with metrics.PHASE.labels("encode").time():
+            body = preemption_reply(result.kept)
+        return reply(body, "preempt")
+
+    @app.get("/explain")
+    def explain_get() -> Response:
+        key = request.args.get("pod", "")
+        namespace, sep, name = key.partition("/")
+        if not sep or not namespace or not name or "/" in name:
+            return bad("explain", f"'pod' must be NAMESPACE/NAME, got {key!r}")
+        try:
+            pod = decider.pod_from_store(namespace, name)
+        except StateUnavailable as exc:
+            return bad("explain", f"placement state unavailable: {exc}", 503)
+        if pod is None:
+            return bad("explain", f"pod {key} is not a Redis pod the extender knows (sync or load it, "
+                                  "or POST its Pod JSON to /explain)", 404)
+        return explained(pod)
+
+    @app.post("/explain")
+    def explain_post() -> Response:
+        body = loads(request.get_data(cache=False))
+        return explained(parse_pod(body, identifier))
+
+    def explained(pod) -> Response:  # type: ignore[no-untyped-def]
+        try:
+            explanation = decider.explain(pod)
+        except StateUnavailable as exc:
+            return bad("explain", f"placement state unavailable: {exc}", 503)
+        return reply(orjson.dumps(explanation.to_json()), "explain")
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -15,9 +15,11 @@ import numpy as np
 from ..identity import Identifier
 from ..model import PodRequest, Role, Snapshot
 from ..policy.bindcheck import recheck
+from ..policy.explain import Explanation, explain
 from ..policy.filter import NODE_HOLDS_COPY, FilterResult, Outcome, filter_nodes
+from ..policy.preempt import PreemptResult, preempt_nodes
 from ..policy.score import NEUTRAL_SCORE, score_list
-from ..protocol import ExtenderArgs
+from ..protocol import ExtenderArgs, PreemptionArgs
 from ..settings import Settings
 from ..state.cache import StateCache, StateUnavailable, StoreFailed
 from ..state.redis_store import FilterMemory, PodRecord, RecordResult
@@ -83,6 +85,50 @@ class Decider:
             with metrics.PHASE.labels("record").time():
                 self._reserve(args.pod, args.node_names[int(np.argmax(scores))])
         return scores
+
+    def preempt(self, args: PreemptionArgs) -> tuple[PreemptResult, str]:
+        """The candidate nodes to keep with their victims (never added to), and an Error text.
+        A non-Redis preemptor whose victims are no Redis copies never needs the shards; while
+        Redis is down, fail-open keeps the scheduler's choice and fail-closed answers an error
+        (the scheduler then preempts nothing this cycle)."""
+        victims = args.victims
+        try:
+            with metrics.PHASE.labels("state").time():
+                victims, state = self.cache.victims(victims)
+                if args.pod.member is not None:
+                    names = [n for n, v in victims.items() if v.victims]
+                    prepared = self.snapshots.prepare(ExtenderArgs(args.pod, names, None, True), counts=False)
+                    snapshot, own = prepared.snapshot, prepared.own_node
+                else:  # the victims' copies are judged on the nodes' domains alone
+                    table = self.cache.node_table()
+                    snapshot = Snapshot(level_names=self.settings.domains.levels, nodes=table.nodes,
+                                        level_domains=table.level_domains)
+                    own = None
+        except StateUnavailable as exc:
+            if self.fail_open:
+                log.warning("preempt %s: %s; failing open (the scheduler's victims kept)", args.pod.key, exc)
+                return PreemptResult(kept=dict(args.victims), passthrough=True), ""
+            log.error("preempt %s: %s; failing closed", args.pod.key, exc)
+            return PreemptResult(kept={}), f"redis-extender: placement state unavailable: {exc}"
+        with metrics.PHASE.labels("policy").time():
+            result = preempt_nodes(args.pod, victims, snapshot, state, own)
+        for node, reason in result.dropped.items():
+            log.info("preempt %s: node %s left out: %s", args.pod.key, node, reason)
+        return result, ""
+
+    def explain(self, pod: PodRequest, candidates: list[str] | None = None) -> Explanation:
+        """Every candidate (default: every node of the node table) with its verdict, reason,
+        score terms and score, from the current state. Raises StateUnavailable."""
+        table = self.cache.node_table()
+        names = list(candidates) if candidates is not None else sorted(table.nodes)
+        if pod.member is None:
+            return explain(pod, names, _EMPTY, self.settings)
+        prepared = self.snapshots.prepare(ExtenderArgs(pod, names, None, True))
+        return explain(pod, names, prepared.snapshot, self.settings, prepared.own_node, prepared.tables)
+
+    def pod_from_store(self, namespace: str, name: str) -> PodRequest | None:
+        """A pod known to the store (sync, load), as explain reads it; None when unknown."""
+        return self.snapshots.bound_pod(namespace, name, "")[0]
 
     def _reserve(self, pod: PodRequest, node: str) -> None:
         member = pod.member

@@ -22,6 +22,12 @@ UNKNOWN_DOMAIN = Counter("redis_extender_unknown_domain_candidates_total",
                          "Candidate nodes of Redis pods with an unknown failure domain at some level")
 PLACEMENTS = Counter("redis_extender_placements_total", "Check-and-record results (ok, conflict, stale)",
                      ["status"])
+PREEMPT_NODES = Counter("redis_extender_preempt_nodes_total",
+                        "Candidate nodes of preempt calls by result: kept, passthrough (not a Redis matter), "
+                        "no_victims (rejected at filter), rules (the preemptor's node or shard rules), "
+                        "shard (a victim's shard would lose its spread, in-sync replica or quorum), "
+                        "not_clean (victims are Redis copies while other nodes' are not)",
+                        ["result"])
 PHASE = Histogram("redis_extender_phase_seconds",
                   "Time per request phase: parse (JSON in), state (cache/Redis reads), policy "
                   "(verdicts, scores), record (Redis writes: filter memory, reservations), encode (JSON out)",

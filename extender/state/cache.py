@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping, TypeVar
 
 import redis
 from cachetools import LRUCache, TTLCache
@@ -33,6 +33,10 @@ from ..model import Node
 from ..policy.candidates import NodeArrays
 from ..settings import Settings
 from .redis_store import FilterMemory, NodeRecord, PodRecord, RecordResult, RedisStore, ShardState
+
+if TYPE_CHECKING:
+    from ..model import VictimSet
+    from ..policy.preempt import VictimState
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -281,6 +285,13 @@ class StateCache:
     def pod(self, namespace: str, name: str) -> PodRecord | None:
         """The stored record of a pod (written by the sync, a load or a bind), if any."""
         return self._direct(lambda: self.store.pod_record(namespace, name))
+
+    def victims(self, victims: "Mapping[str, VictimSet]") -> "tuple[dict[str, VictimSet], VictimState]":
+        """The preemption candidates' victims resolved against the store (state/victims.py),
+        on the bulk client: a SCAN of the shard hashes is more than a decision's 30 ms."""
+        from .victims import read_victims
+
+        return self._direct(lambda: read_victims(self.bulk, victims))
 
     def filter_memory(self, pod_key: str) -> FilterMemory | None:
         return self._direct(lambda: self.store.filter_memory(pod_key))

@@ -296,6 +296,21 @@ def test_node_without_memory_headroom_is_rejected_as_failed_with_a_readable_reas
     assert result.unresolvable == {}
 
 
+def test_the_nominated_node_is_not_judged_on_headroom_but_still_on_readiness():
+    from dataclasses import replace
+
+    nodes = [make_node("node-a1", "zone-a", "r", memory=8 * Gi), make_node("node-b1", "zone-b", "r", memory=8 * Gi),
+             make_node("node-c1", "zone-c", "r", ready=False)]
+    full = {"node-a1": 8 * Gi, "node-b1": 8 * Gi}
+    snap = make_snapshot(nodes, requested_memory=full)
+    nominated = replace(POD, nominated_node="node-a1")  # the scheduler preempted there: its victims are leaving
+    result = filter_nodes(nominated, ["node-a1", "node-b1", "node-c1"], snap)
+    assert result.accepted == ["node-a1"] and set(result.failed) == {"node-b1", "node-c1"}
+    assert filter_nodes(POD, ["node-a1", "node-b1"], snap).accepted == []
+    on_not_ready = replace(POD, nominated_node="node-c1")
+    assert filter_nodes(on_not_ready, ["node-c1"], snap).failed == {"node-c1": "node is not Ready (cached node status)"}
+
+
 @pytest.mark.parametrize("allocatable, requested, accepted", [
     pytest.param(8 * Gi, 7 * Gi, True, id="headroom-exactly-the-request-fits"),
     pytest.param(8 * Gi, 7 * Gi + 1, False, id="one-byte-short-does-not-fit"),

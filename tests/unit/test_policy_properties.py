@@ -9,6 +9,7 @@ Every expectation below is computed from the generated data, not from the policy
 from __future__ import annotations
 
 import math
+import zlib
 from collections import Counter
 from dataclasses import dataclass, replace
 
@@ -330,11 +331,11 @@ def reference_raw(case: Case, own_node: str | None) -> dict[str, float]:
             fractions.append(min(1.0, max(0.0, (allocatable - requested - want) / allocatable)) if allocatable else 0.0)
         raw[n] += weights.headroom * math.floor(sum(fractions) / 2 * 4 + 1e-9) / 4  # in quarters
         unrounded[n] = sum(fractions) / 2
-    # one candidate alone at the top: the most (unrounded) headroom, then the first
+    # one candidate alone at the top: the most (unrounded) headroom, then the highest crc32 of pod and node
     top = max(raw.values())
     tied = [n for n in case.candidates if abs(raw[n] - top) < 5e-7]
     if len(tied) > 1:
-        raw[max(tied, key=lambda n: (unrounded[n], -case.candidates.index(n)))] += 4e-6
+        raw[max(tied, key=lambda n: (unrounded[n], zlib.crc32(f"{case.pod.key}\0{n}".encode())))] += 4e-6
     return raw
 
 
