@@ -124,7 +124,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
         log.exception("unexpected error on %s", request.path)
-        return Response(orjson.dumps({"Error": f"internal error: {type(exc).__name__}"}),
+        return Response(orjson.dumps({"Error": "internal error (logged by the extender)"}),
                         status=500, mimetype=JSON)
 
     # Reports read the whole placement: their own client, without the 30 ms decision timeout.
