@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, help="threads per worker (default 4)")
     serve.add_argument("--certfile", help="TLS certificate: serve HTTPS")
     serve.add_argument("--keyfile", help="TLS private key")
+    serve.add_argument("--client-ca-file", help="CA bundle: require client certificates (mTLS) for every request "
+                                                "on --bind")
+    serve.add_argument("--public-bind", help="HOST:PORT: plain listener for /healthz, /readyz, /metrics and "
+                                             "reports (no verbs)")
     _kube(serve)
 
     sync = sub.add_parser("sync", help="list+watch Nodes and Pods into Redis (leader-elected)")
@@ -103,7 +107,8 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         os.environ["REDIS_EXTENDER_CONFIG"] = str(Path(ns.config).resolve())
     settings = load_settings(ns, **{"service.bind": ns.bind, "service.workers": ns.workers,
                                     "service.threads": ns.threads, "service.certfile": ns.certfile,
-                                    "service.keyfile": ns.keyfile, "kube.kubeconfig": ns.kubeconfig,
+                                    "service.keyfile": ns.keyfile, "service.client_ca_file": ns.client_ca_file,
+                                    "service.public_bind": ns.public_bind, "kube.kubeconfig": ns.kubeconfig,
                                     "kube.in_cluster": ns.in_cluster})
     serve(settings)
     return 0

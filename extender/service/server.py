@@ -10,7 +10,9 @@ import atexit
 import gc
 import logging
 import os
+import resource
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -68,7 +70,42 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     }
     if service.certfile:
         options.update(certfile=service.certfile, keyfile=service.keyfile)
+    if service.client_ca_file:  # mTLS: the handshake fails without a certificate this CA signed
+        options.update(cert_reqs=ssl.CERT_REQUIRED, ca_certs=service.client_ca_file)
+    if service.max_worker_rss:
+        options["post_request"] = _retire_if_large(service.max_worker_rss)
     return options
+
+
+RETIRE_AFTER = float(os.environ.get("REDIS_EXTENDER_RETIRE_AFTER", "60"))  # seconds; tests shorten it
+
+
+def _rss_mib() -> float:
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # not Linux: the peak instead of the current size
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _retire_if_large(limit_mib: int) -> Any:
+    """A worker whose RSS stays above `limit_mib` after a request (the app already gave back
+    what it could, app.LARGE_BODY) finishes its in-flight requests and is replaced by a fresh
+    one: the bound on a worker's memory is this limit plus one body's peak. A worker lives at
+    least RETIRE_AFTER seconds, so a steady state above the limit recycles a worker at most
+    that often, never on every request."""
+    def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+        born = worker.__dict__.setdefault("redis_extender_born", time.monotonic())
+        if time.monotonic() - born < RETIRE_AFTER:
+            return
+        if worker.alive and _rss_mib() > limit_mib:
+            log.warning("worker %s: RSS %.0f MiB over service.max_worker_rss %d MiB; replacing it",
+                        os.getpid(), _rss_mib(), limit_mib)
+            worker.alive = False
+            handle_exit = getattr(worker, "handle_exit", None)
+            if handle_exit is not None:  # gthread: wakes its poller so it stops accepting
+                handle_exit(None, None)
+    return post_request
 
 
 def _quiet_gc(worker: Any) -> None:
@@ -123,11 +160,19 @@ class SyncChild:
         stop_process(self.proc, grace=10)
 
 
+def _remove_in(pid: int, directory: str) -> None:
+    """Remove the metrics directory when the master exits, never when a worker does: workers
+    inherit atexit handlers through fork, and a retired or timed-out worker removing it made
+    its replacement fail to boot (and gunicorn then shut the whole server down)."""
+    if os.getpid() == pid:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def serve(settings: Settings) -> None:
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         directory = tempfile.mkdtemp(prefix="redis-extender-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        atexit.register(_remove_in, os.getpid(), directory)
     options = gunicorn_options(settings)
     if settings.kube.enabled and settings.kube.run_sync:
         child = SyncChild(settings)
