@@ -7,10 +7,23 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from extender.localredis import LocalRedis
 from extender.processes import free_port, http_ok, stop_process, wait_until
+
+
+def _up(url: str) -> bool:
+    if url.startswith("http:"):
+        return http_ok(url, timeout=0.5)
+    import ssl
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=0.5, context=ssl._create_unverified_context()) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
 
 
 class Extender:
@@ -20,8 +33,11 @@ class Extender:
 
 
 @contextlib.contextmanager
-def served(args: list[str] = [], env: dict[str, str] | None = None) -> Iterator[Extender]:  # noqa: B006
+def served(args: list[str] = [], env: dict[str, str] | None = None,  # noqa: B006
+           on_redis: Callable[[str], object] | None = None) -> Iterator[Extender]:
     with LocalRedis() as server:
+        if on_redis is not None:
+            on_redis(server.url)
         port = free_port()
         log = Path(tempfile.NamedTemporaryFile(prefix="redis-extender-bench-", suffix=".log", delete=False).name)
         proc = subprocess.Popen(
@@ -29,7 +45,8 @@ def served(args: list[str] = [], env: dict[str, str] | None = None) -> Iterator[
              "--redis-url", server.url, *args],
             stdout=open(log, "wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         try:
-            wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz", timeout=0.5), timeout=60,
+            scheme = "https" if "--certfile" in args else "http"
+            wait_until(lambda: _up(f"{scheme}://127.0.0.1:{port}/healthz"), timeout=60,
                        what="the extender's /healthz", proc=proc, log=log, interval=0.1)
             yield Extender(proc, port, log)
         finally:

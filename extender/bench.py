@@ -72,6 +72,11 @@ def scheduler_bench_needs(package_dir: Path = PACKAGE_DIR) -> str:
             "checkout's scripts/kube-binaries.sh, or a directory holding them in KUBE_BIN_DIR.")
 
 
+def run_checkout_bench(root: Path, module: str, args: Sequence[str] = ()) -> int:
+    """A benchmark module of the checkout `root` (benchmarks/), as `python -m` from there."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=root).returncode
+
+
 def run_scheduler_bench(root: Path, args: Sequence[str] = ()) -> int:
     """benchmarks/bench_scheduler.py of the checkout `root`, as `python -m` from there: it
     imports the control-plane harness of tests/support, which is no part of the package."""

@@ -76,7 +76,7 @@ class StoreSettings:
 class ServiceSettings:
     bind: str = "127.0.0.1:8888"
     workers: int = 2
-    threads: int = 4
+    threads: int = 128
     max_body_bytes: int = 64 * 2**20
     certfile: str | None = None
     keyfile: str | None = None

@@ -95,7 +95,12 @@ def _libc_trim() -> Any:
 _MALLOC_TRIM = _libc_trim()
 
 
-def create_app(settings: Settings, cache: StateCache | None = None, binder: Binder | None = None) -> Flask:
+VERBS = ("/filter", "/prioritize", "/bind")
+
+
+def create_app(settings: Settings, cache: StateCache | None = None, binder: Binder | None = None,
+               public_only: bool = False) -> Flask:
+    """The app; with `public_only` (the service.public_bind listener) the verbs answer 403."""
     app = Flask("redis-extender")
     app.config["MAX_CONTENT_LENGTH"] = settings.service.max_body_bytes
     if cache is None:
@@ -128,8 +133,12 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
         return data
 
     @app.before_request
-    def start_clock() -> None:
+    def start_clock() -> Response | None:
         g.started = time.perf_counter()
+        if public_only and request.path in VERBS:
+            return bad(request.path.strip("/"), "the extender verbs are not served on the public listener "
+                       "(service.public_bind); use the main, mTLS listener", 403)
+        return None
 
     @app.after_request
     def give_back_memory(response: Response) -> Response:

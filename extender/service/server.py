@@ -1,12 +1,18 @@
 """gunicorn, embedded: `redis-extender serve` runs the Flask app in N worker processes.
 
 Worker class gthread: kube-scheduler's Go client keeps connections alive, and a sync worker
-would close every one after a request. gunicorn sets TCP_NODELAY on its listening socket, so
+would close every one after a request. Threads: 128 a worker (service.threads), chosen by
+benchmarks/bench_connections.py: a connection that is idle, sends a byte a second, or stops
+half-way through its TLS handshake holds one thread (gunicorn gives an idle one back after
+5 s; the other two hold it as long as the client keeps it open), so with 4 threads 64 such
+connections stopped all answers for 30 s, and with 128 a real filter keeps its normal p99.
+Idle threads cost no CPU; the throughput benchmark is unchanged within its noise. gunicorn sets TCP_NODELAY on its listening socket, so
 replies are not held back by Nagle's algorithm (40 ms per request otherwise).
 """
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import gc
 import logging
 import os
@@ -29,9 +35,10 @@ log = logging.getLogger(__name__)
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings, options: dict[str, Any]):
+    def __init__(self, settings: Settings, options: dict[str, Any], public_only: bool = False):
         self.settings = settings
         self.options = options
+        self.public_only = public_only
         super().__init__()
 
     def load_config(self) -> None:
@@ -43,11 +50,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         from .app import create_app
 
         binder = None
-        if self.settings.kube.enabled:  # one API client per worker, made after the fork
+        if self.settings.kube.enabled and not self.public_only:  # one API client per worker, made after the fork
             from ..state.k8s_sync import api_client, make_binder
 
             binder = make_binder(api_client(self.settings.kube.kubeconfig, self.settings.kube.in_cluster))
-        return create_app(self.settings, binder=binder)
+        return create_app(self.settings, binder=binder, public_only=self.public_only)
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
@@ -160,6 +167,24 @@ class SyncChild:
         stop_process(self.proc, grace=10)
 
 
+class PublicChild(SyncChild):
+    """The plain-HTTP listener of service.public_bind: `serve --public-only`, one worker, its
+    own gunicorn, no TLS, the verbs refused (app.create_app(public_only=True)). /healthz,
+    /readyz, /metrics and the reports are reachable there without a client certificate;
+    nothing else is. Restarted when it exits, like the syncer."""
+
+    def command(self) -> list[str]:
+        config = ["--config", os.environ["REDIS_EXTENDER_CONFIG"]] if os.environ.get("REDIS_EXTENDER_CONFIG") else []
+        return [sys.executable, "-m", "extender.cli", "serve", "--public-only", *config,
+                "--bind", self.settings.service.public_bind or "", "--redis-url", self.settings.store.redis_url]
+
+
+def public_settings(settings: Settings) -> Settings:
+    """The settings of the public listener (started with --bind PUBLIC): plain HTTP, one worker."""
+    service = dataclasses.replace(settings.service, certfile=None, keyfile=None, client_ca_file=None, public_bind=None, workers=1)
+    return dataclasses.replace(settings, service=service)
+
+
 def _remove_in(pid: int, directory: str) -> None:
     """Remove the metrics directory when the master exits, never when a worker does: workers
     inherit atexit handlers through fork, and a retired or timed-out worker removing it made
@@ -168,14 +193,23 @@ def _remove_in(pid: int, directory: str) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, public_only: bool = False) -> None:
+    if public_only:  # the child of PublicChild: no syncer, no TLS, no verbs
+        settings = public_settings(settings)
+        options = gunicorn_options(settings)
+        _Gunicorn(settings, options, public_only=True).run()
+        return
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         directory = tempfile.mkdtemp(prefix="redis-extender-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
         atexit.register(_remove_in, os.getpid(), directory)
     options = gunicorn_options(settings)
+    children: list[SyncChild] = []
     if settings.kube.enabled and settings.kube.run_sync:
-        child = SyncChild(settings)
-        options["when_ready"] = lambda server: child.start()
-        options["on_exit"] = lambda server: child.terminate()
+        children.append(SyncChild(settings))
+    if settings.service.public_bind:
+        children.append(PublicChild(settings))
+    if children:
+        options["when_ready"] = lambda server: [child.start() for child in children]
+        options["on_exit"] = lambda server: [child.terminate() for child in children]
     _Gunicorn(settings, options).run()
