@@ -35,6 +35,7 @@ import yaml
 
 from extender.processes import free_port
 
+from ..support.certs import make_certs
 from ..support.controlplane import ApiError, ControlPlane, as_v1beta1
 
 pytestmark = pytest.mark.e2e
@@ -357,15 +358,19 @@ def test_roles_bound_by_the_manifests_exist(rbac_api: ControlPlane) -> None:
 # The scheduler configs, each started by the real kube-scheduler
 
 SHIPPED_CA_FILE = "/etc/redis-extender-ca/ca.crt"
+SHIPPED_CLIENT_CERT = "/etc/redis-scheduler-client/tls.crt"
+SHIPPED_CLIENT_KEY = "/etc/redis-scheduler-client/tls.key"
 LOGGED_CONFIG = re.compile(r"Using component config:\n(.*?)\n(?=[IWEF]\d{4} )", re.S)
 
 
-def runnable_config(path: Path, ca_file: Path, kube_version: str) -> str:
+def runnable_config(path: Path, ca_file: Path, kube_version: str,
+                    client: tuple[Path, Path] | None = None) -> str:
     """The file's text made runnable here, changing no field's meaning:
     - apiVersion v1 -> v1beta1 on kube-scheduler < 1.25 (v1.20 knows no other; the fields
       used are the same in both, see scheduler-config/README.md);
-    - tlsConfig.caFile -> ca_file: kube-scheduler reads the file at start, and the shipped
-      path exists only in the pod (the Secret's mount);
+    - tlsConfig.caFile -> ca_file, and certFile/keyFile -> client (the scheduler's mTLS client
+      certificate): kube-scheduler reads the files at start, and the shipped paths exist only
+      in the pod (the Secrets' mounts);
     clientConnection.kubeconfig is pointed at this apiserver, and (v1beta1) the insecure
     healthz/metrics port moved to loopback, by start_scheduler itself."""
     text = path.read_text()
@@ -375,6 +380,11 @@ def runnable_config(path: Path, ca_file: Path, kube_version: str) -> str:
     if SHIPPED_CA_FILE in text:
         assert text.count(SHIPPED_CA_FILE) == 1
         text = text.replace(SHIPPED_CA_FILE, str(ca_file))
+    for shipped, given in ((SHIPPED_CLIENT_CERT, client[0] if client else None),
+                           (SHIPPED_CLIENT_KEY, client[1] if client else None)):
+        if shipped in text:
+            assert given is not None, f"{path.name} needs a client certificate ({shipped})"
+            text = text.replace(shipped, str(given))
     return text
 
 
@@ -395,9 +405,10 @@ CONFIG_FILES = sorted(SCHEDULER_CONFIG.glob("*.yaml"))
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=[p.name for p in CONFIG_FILES])
 def test_scheduler_config_starts_real_kube_scheduler(api: ControlPlane, kube_version: str,
-                                                     path: Path) -> None:
+                                                     path: Path, tmp_path: Path) -> None:
     shipped = yaml.safe_load(path.read_text())
-    text = runnable_config(path, api.ca_file, kube_version)
+    certs = make_certs(tmp_path / "certs")  # any client certificate: the extender is not called here
+    text = runnable_config(path, api.ca_file, kube_version, certs.client)
     election = shipped.get("leaderElection", {})
     lease = None
     if election.get("leaderElect"):
@@ -427,6 +438,8 @@ def test_scheduler_config_starts_real_kube_scheduler(api: ControlPlane, kube_ver
     for key, value in want.items():
         if key == "tlsConfig":
             assert got[key]["caFile"] == str(api.ca_file)  # rewritten, see runnable_config
+            if "certFile" in value:
+                assert got[key]["certFile"] == str(certs.client[0])
             assert set(got[key]) == set(value)
         else:  # the log omits false and empty values
             assert got.get(key, type(value)()) == value, key
@@ -451,7 +464,7 @@ def test_documented_certificate_is_trusted_by_kube_scheduler(
     here) with tlsConfig.serverName set to the Service name it replaces, which is what the
     scheduler checks the certificate against in the cluster."""
     commands = documented_tls_commands()
-    assert len(commands) == 4, commands
+    assert len(commands) == 7, commands  # CA, server key+CSR, its extensions, signing; the client's three
     for command in commands:
         subprocess.run(["bash", "-c", command], cwd=tmp_path, check=True, timeout=60,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -464,9 +477,11 @@ def test_documented_certificate_is_trusted_by_kube_scheduler(
         extender = subprocess.Popen(
             [sys.executable, "-m", "extender.cli", "serve", "--bind", f"127.0.0.1:{port}",
              "--workers", "1", "--certfile", str(tmp_path / "tls.crt"),
-             "--keyfile", str(tmp_path / "tls.key")],
+             "--keyfile", str(tmp_path / "tls.key"), "--client-ca-file", str(tmp_path / "ca.crt")],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     tls = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+    anonymous = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))  # no client certificate
+    tls.load_cert_chain(str(tmp_path / "client.crt"), str(tmp_path / "client.key"))
     service_host = urllib.parse.urlsplit(yaml.safe_load(canonical_text())["extenders"][0]["urlPrefix"])
 
     def get(path: str) -> str:
@@ -485,7 +500,14 @@ def test_documented_certificate_is_trusted_by_kube_scheduler(
     try:
         api.wait_for(lambda: _answers(get, "/healthz", extender), timeout=20,
                      what=f"the extender to serve HTTPS ({log})")
-        text = runnable_config(CANONICAL_CONFIG, tmp_path / "ca.crt", kube_version)
+        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):  # mTLS: refused
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as raw, \
+                    anonymous.wrap_socket(raw, server_hostname=service_host.hostname) as conn:
+                conn.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+                if not conn.recv(65536):
+                    raise ConnectionResetError("closed without an answer")
+        text = runnable_config(CANONICAL_CONFIG, tmp_path / "ca.crt", kube_version,
+                               (tmp_path / "client.crt", tmp_path / "client.key"))
         text = text.replace(f"urlPrefix: {service_host.geturl()}", f"urlPrefix: https://127.0.0.1:{port}")
         text = text.replace("    caFile:", f"    serverName: {service_host.hostname}\n    caFile:")
         assert f"127.0.0.1:{port}" in text and "serverName" in text
@@ -581,6 +603,12 @@ def test_scheduler_deployment_mounts_what_the_config_names() -> None:
     assert ca_volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
     extender = find("Deployment", "redis-extender")
     assert ca_volume["secret"]["secretName"] == volume(extender, "tls")["secret"]["secretName"]
+    tls_config = config["extenders"][0]["tlsConfig"]  # the client certificate of mTLS
+    client_dir = mount_path(scheduler, "client-tls")
+    assert (tls_config["certFile"], tls_config["keyFile"]) == (f"{client_dir}/tls.crt", f"{client_dir}/tls.key")
+    assert volume(scheduler, "client-tls")["secret"]["secretName"] == "redis-scheduler-client-tls"
+    recipe = (DEPLOY / "extender-deployment.yaml").read_text()
+    assert "create secret tls redis-scheduler-client-tls" in recipe
 
     election = config["leaderElection"]
     assert election["resourceNamespace"] == scheduler["metadata"]["namespace"]
@@ -605,8 +633,12 @@ def test_extender_url_reaches_the_extender_pods() -> None:
     tls_dir = mount_path(extender, "tls")
     assert flag(serving["args"], "--certfile") == f"{tls_dir}/tls.crt"
     assert flag(serving["args"], "--keyfile") == f"{tls_dir}/tls.key"
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert serving[probe]["httpGet"]["scheme"] == "HTTPS"
+    assert flag(serving["args"], "--client-ca-file") == f"{tls_dir}/ca.crt"  # mTLS on the verbs' port
+    public = next(p for p in serving["ports"] if p["name"] == "http-public")
+    assert flag(serving["args"], "--public-bind") == f"0.0.0.0:{public['containerPort']}"
+    for probe in ("readinessProbe", "livenessProbe"):  # probes have no client certificate: the public port
+        assert serving[probe]["httpGet"]["scheme"] == "HTTP"
+        assert serving[probe]["httpGet"]["port"] == "http-public"
     assert serving["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert serving["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
