@@ -5,6 +5,7 @@ Routes:
   GET  /healthz                      the process answers
   GET  /readyz                       Redis reachable and state loaded (503 otherwise)
   GET  /metrics                      Prometheus
+  GET  /openapi.yaml                 the HTTP API (extender/service/openapi.yaml)
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import ctypes.util
 import gc
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -36,6 +38,7 @@ from .decisions import Binder, Decider
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
+OPENAPI = Path(__file__).with_name("openapi.yaml")  # the HTTP API, shipped in the package
 _READ = 1 << 16
 LARGE_BODY = 8 << 20
 """After a request whose body was at least this large, the worker gives freed memory back to
@@ -196,6 +199,10 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
                             status=503, mimetype=JSON)
         metrics.STATE_AGE.set(float(meta["loaded_at"]))
         return Response(orjson.dumps({"status": "ready", **meta}), mimetype=JSON)
+
+    @app.get("/openapi.yaml")
+    def openapi() -> Response:
+        return Response(OPENAPI.read_bytes(), mimetype="application/yaml")
 
     @app.get("/metrics")
     def metrics_route() -> Response:
