@@ -19,6 +19,7 @@ import http.client
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -158,6 +159,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hold", type=int, default=64)
     parser.add_argument("--requests", type=int, default=150)
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if any filter failed or took over 5 s (the CI's connection-exhaustion check)")
     parser.add_argument("serve_args", nargs="*", help="extra `serve` arguments (after --)")
     ns = parser.parse_args()
-    main(ns.hold, ns.requests, ns.serve_args)
+    outcome = main(ns.hold, ns.requests, ns.serve_args)
+    if ns.check and any(r["over_5s"] or r["errors"] for _, r in outcome):
+        print("connection-exhaustion check FAILED: a filter failed or waited past 5 s", file=sys.stderr)
+        raise SystemExit(1)
