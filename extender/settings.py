@@ -370,8 +370,6 @@ def validate(settings: Settings) -> list[str]:
         phost, psep, pport = service.public_bind.rpartition(":")
         if not psep or not phost or not pport.isdigit():
             problems.append(f"service.public_bind {service.public_bind!r} must be HOST:PORT")
-        elif service.public_bind == service.bind:
-            problems.append("service.public_bind must differ from service.bind")
     if service.max_worker_rss < 0:
         problems.append("service.max_worker_rss must be >= 0")
     if settings.kube.kubeconfig and settings.kube.in_cluster:

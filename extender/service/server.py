@@ -203,6 +203,8 @@ def serve(settings: Settings, public_only: bool = False) -> None:
         directory = tempfile.mkdtemp(prefix="redis-extender-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
         atexit.register(_remove_in, os.getpid(), directory)
+    if settings.service.public_bind == settings.service.bind:  # checked here: the child has both equal
+        raise SystemExit("service.public_bind must differ from service.bind")
     options = gunicorn_options(settings)
     children: list[SyncChild] = []
     if settings.kube.enabled and settings.kube.run_sync:
