@@ -65,7 +65,7 @@ def _check_labels(labels: Mapping[str, Any], field: str) -> None:
         if len(key) > MAX_LABEL_KEY:
             raise ProtocolError(f"'{field}' has a key longer than {MAX_LABEL_KEY} characters: {quantity.prefix(key)}")
         if len(value) > MAX_LABEL:
-            raise ProtocolError(f"'{field}.{quantity.prefix(key)[1:-1]}' is longer than {MAX_LABEL} characters: "
+            raise ProtocolError(f"'{field}.{key[:40]}{'...' if len(key) > 40 else ''}' is longer than {MAX_LABEL} characters: "
                                 f"{quantity.prefix(value)}")
 
 
