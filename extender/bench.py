@@ -75,13 +75,9 @@ def scheduler_bench_needs(package_dir: Path = PACKAGE_DIR) -> str:
             "checkout's scripts/kube-binaries.sh, or a directory holding them in KUBE_BIN_DIR.")
 
 
-PLACEMENT_BENCH = Path("benchmarks") / "bench_placement.py"
-
-
-def run_placement_bench(root: Path, args: Sequence[str] = ()) -> int:
-    """benchmarks/bench_placement.py of the checkout `root` (placement quality of bursts through
-    the real kube-scheduler, extender vs native rules), as `python -m` from there."""
-    return subprocess.run([sys.executable, "-m", "benchmarks.bench_placement", *args], cwd=root).returncode
+def run_checkout_bench(root: Path, module: str, args: Sequence[str] = ()) -> int:
+    """A benchmark module of the checkout `root` (benchmarks/), as `python -m` from there."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=root).returncode
 
 
 def run_scheduler_bench(root: Path, args: Sequence[str] = ()) -> int:

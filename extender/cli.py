@@ -34,9 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(serve)
     serve.add_argument("--bind", help="HOST:PORT (default 127.0.0.1:8888)")
     serve.add_argument("--workers", type=int, help="gunicorn workers (default 2)")
-    serve.add_argument("--threads", type=int, help="threads per worker (default 4)")
+    serve.add_argument("--threads", type=int, help="threads per worker (default 128)")
     serve.add_argument("--certfile", help="TLS certificate: serve HTTPS")
     serve.add_argument("--keyfile", help="TLS private key")
+    serve.add_argument("--client-ca-file", help="CA bundle: require client certificates (mTLS) for every request "
+                                                "on --bind")
+    serve.add_argument("--public-only", action="store_true", help=argparse.SUPPRESS)  # PublicChild
+    serve.add_argument("--public-bind", help="HOST:PORT: plain listener for /healthz, /readyz, /metrics and "
+                                             "reports (no verbs)")
     _kube(serve)
 
     sync = sub.add_parser("sync", help="list+watch Nodes and Pods into Redis (leader-elected)")
@@ -102,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workers", type=int, default=2, help="gunicorn workers of the extender")
     bench.add_argument("--concurrency", type=int, default=4, help="clients of the concurrent case")
     bench.add_argument("--quick", action="store_true", help="skip full Node bodies at --nodes")
+    bench.add_argument("--connections", action="store_true",
+                       help="only the slow/idle/half-TLS connections benchmark (benchmarks/bench_connections.py of "
+                            "a checkout)")
     bench.add_argument("--scheduler", action="store_true",
                        help="also schedule pods with the real kube-scheduler, with and without the extender "
                             "(needs a checkout of the repository and the control-plane binaries)")
@@ -138,9 +146,10 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         os.environ["REDIS_EXTENDER_CONFIG"] = str(Path(ns.config).resolve())
     settings = load_settings(ns, **{"service.bind": ns.bind, "service.workers": ns.workers,
                                     "service.threads": ns.threads, "service.certfile": ns.certfile,
-                                    "service.keyfile": ns.keyfile, "kube.kubeconfig": ns.kubeconfig,
+                                    "service.keyfile": ns.keyfile, "service.client_ca_file": ns.client_ca_file,
+                                    "service.public_bind": ns.public_bind, "kube.kubeconfig": ns.kubeconfig,
                                     "kube.in_cluster": ns.in_cluster})
-    serve(settings)
+    serve(settings, public_only=ns.public_only)
     return 0
 
 
@@ -288,13 +297,18 @@ def cmd_plan(ns: argparse.Namespace) -> int:
 def cmd_bench(ns: argparse.Namespace) -> int:
     from . import bench
 
-    root = bench.checkout() if ns.scheduler or ns.placement else None
-    if (ns.scheduler or ns.placement) and root is None:  # said before the minutes of the extender-alone bench
+    needs_checkout = ns.scheduler or ns.placement or ns.connections
+    root = bench.checkout() if needs_checkout else None
+    if needs_checkout and root is None:  # said before the minutes of the extender-alone bench
         print(bench.scheduler_bench_needs(), file=sys.stderr)
         return 2
     if ns.placement:
         assert root is not None
-        return bench.run_placement_bench(root, ["--runs", str(ns.runs), *(["--out", ns.out] if ns.out else [])])
+        return bench.run_checkout_bench(root, "benchmarks.bench_placement",
+                                        ["--runs", str(ns.runs), *(["--out", ns.out] if ns.out else [])])
+    if ns.connections:
+        assert root is not None
+        return bench.run_checkout_bench(root, "benchmarks.bench_connections")
     bench.main(nodes=ns.nodes, shards=ns.shards, calls=ns.calls, workers=ns.workers,
                concurrency=ns.concurrency, out=ns.out, quick=ns.quick)
     if root is not None:

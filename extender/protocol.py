@@ -21,7 +21,53 @@ from .model import Node, PodRequest, Victim, VictimSet
 
 
 class ProtocolError(ValueError):
-    """A request the extender cannot read: answered 400 with this message."""
+    """A request the extender cannot read: answered 400 with this message, which names the
+    field path and quotes at most a short prefix of the bad value."""
+
+
+# Kubernetes' own lengths (k8s.io/apimachinery/pkg/util/validation): a DNS-1123 subdomain
+# (pod and node names) is at most 253 characters, a DNS-1123 label (namespaces) and a label
+# value 63, a qualified label key a 253-character prefix, "/", and a 63-character name.
+MAX_NAME = 253
+MAX_LABEL = 63
+MAX_LABEL_KEY = 253 + 1 + 63
+MAX_UID = 128  # a UUID is 36; generous for other UID shapes, still bounded
+MAX_CANDIDATES = 20_000
+"""Most candidates in one request (NodeNames or Nodes.items). Kubernetes supports clusters of
+5,000 nodes; 20,000 leaves room for larger ones while bounding the work of one request."""
+
+
+def _kind(value: Any) -> str:
+    """A JSON type name for messages (never a Python one)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "an unexpected value"
+
+
+def _check_name(value: str, field: str, limit: int = MAX_NAME) -> None:
+    if len(value) > limit:
+        raise ProtocolError(f"'{field}' is longer than {limit} characters: {quantity.prefix(value)}")
+
+
+def _check_labels(labels: Mapping[str, Any], field: str) -> None:
+    for key, value in labels.items():
+        if not isinstance(value, str):
+            raise ProtocolError(f"'{field}' values must be strings: {quantity.prefix(key)} is {_kind(value)}")
+        if len(key) > MAX_LABEL_KEY:
+            raise ProtocolError(f"'{field}' has a key longer than {MAX_LABEL_KEY} characters: {quantity.prefix(key)}")
+        if len(value) > MAX_LABEL:
+            raise ProtocolError(f"'{field}.{key[:40]}{'...' if len(key) > 40 else ''}' is longer than {MAX_LABEL} characters: "
+                                f"{quantity.prefix(value)}")
 
 
 @dataclass
@@ -141,7 +187,7 @@ class BindingArgs:
 
 def _fold(body: Any, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise ProtocolError(f"{what} must be a JSON object, got {type(body).__name__}")
+        raise ProtocolError(f"{what} must be a JSON object, got {_kind(body)}")
     return {str(k).lower(): v for k, v in body.items()}
 
 
@@ -151,7 +197,7 @@ def loads(data: bytes) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"malformed JSON: {exc}") from exc
+        raise ProtocolError(f"malformed JSON: {str(exc)[:120]}") from exc
 
 
 def parse_extender_args(data: bytes, identifier: Identifier, memo: NamesMemo | None = None,
@@ -205,6 +251,8 @@ def _parse_body(raw: Any, identifier: Identifier, node_memo: NodeMemo | None = N
             items = []
         if not isinstance(items, list):
             raise ProtocolError("'Nodes.items' must be a list of Node objects")
+        if len(items) > MAX_CANDIDATES:
+            raise ProtocolError(f"'Nodes.items' has {len(items)} nodes, over the cap of {MAX_CANDIDATES}")
         if node_memo is not None:
             node_objects, nodes_key = node_memo.read(items)
         else:
@@ -214,6 +262,12 @@ def _parse_body(raw: Any, identifier: Identifier, node_memo: NodeMemo | None = N
     if names is not None:
         if names is not known_names and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
             raise ProtocolError("'NodeNames' must be a list of strings")
+        if names is not known_names:
+            if len(names) > MAX_CANDIDATES:
+                raise ProtocolError(f"'NodeNames' has {len(names)} names, over the cap of {MAX_CANDIDATES}")
+            for i, name in enumerate(names):
+                if len(name) > MAX_NAME:
+                    _check_name(name, f"NodeNames[{i}]")
         node_names = list(names)
     else:
         node_names = [n["metadata"]["name"] for n in full_nodes or []]
@@ -227,6 +281,7 @@ def _check_node(node: Any, i: int) -> None:
     if not isinstance(node, dict) or not isinstance(node.get("metadata"), dict) \
             or not isinstance(node["metadata"].get("name"), str):
         raise ProtocolError(f"'Nodes.items[{i}]' is not a Node with metadata.name")
+    _check_name(node["metadata"]["name"], f"Nodes.items[{i}].metadata.name")
     where = f"'Nodes.items[{i}]'"
     for path, value, kind in (
         ("metadata.labels", node["metadata"].get("labels"), dict),
@@ -241,9 +296,22 @@ def _check_node(node: Any, i: int) -> None:
     labels = node["metadata"].get("labels") or {}
     if not all(isinstance(v, str) for v in labels.values()):
         raise ProtocolError(f"{where}.metadata.labels values must be strings")
+    _check_labels(labels, f"Nodes.items[{i}].metadata.labels")
     for j, condition in enumerate((node.get("status") or {}).get("conditions") or []):
         if not isinstance(condition, dict):
             raise ProtocolError(f"{where}.status.conditions[{j}] must be an object")
+    status = node.get("status") or {}
+    for field in ("allocatable", "capacity"):
+        for key, convert in (("memory", quantity.to_bytes), ("cpu", quantity.to_millicores)):
+            value = (status.get(field) or {}).get(key)
+            if value is None:
+                continue
+            try:
+                convert(value)
+            except quantity.QuantityRange as exc:  # well-formed but beyond int64: the sender's error
+                raise ProtocolError(f"'Nodes.items[{i}].status.{field}.{key}' is {exc}") from exc
+            except quantity.QuantityError:
+                pass  # unreadable: the node's allocatable is unknown (node_from_object, documented)
 
 
 def parse_pod(pod: Any, identifier: Identifier) -> PodRequest:
@@ -257,18 +325,21 @@ def parse_pod(pod: Any, identifier: Identifier) -> PodRequest:
         raise ProtocolError("'Pod.metadata.name' must be a non-empty string")
     if not isinstance(namespace, str):
         raise ProtocolError("'Pod.metadata.namespace' must be a string")
+    _check_name(name, "Pod.metadata.name")
+    _check_name(namespace, "Pod.metadata.namespace", MAX_LABEL)
     labels = meta.get("labels") or {}
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
         raise ProtocolError("'Pod.metadata.labels' must be an object of strings")
+    _check_labels(labels, "Pod.metadata.labels")
     spec = pod.get("spec") or {}
     if not isinstance(spec, dict):
         raise ProtocolError("'Pod.spec' must be an object")
-    try:
-        memory, cpu = pod_requests(spec)
-    except (quantity.QuantityError, TypeError, AttributeError) as exc:
-        raise ProtocolError(f"'Pod.spec' has a bad resource request: {exc}") from exc
+    memory, cpu = pod_requests(spec)
     member = identifier.member(namespace, name, labels)
     uid = meta.get("uid") or ""
+    if not isinstance(uid, str):
+        raise ProtocolError(f"'Pod.metadata.uid' must be a string, got {_kind(uid)}")
+    _check_name(uid, "Pod.metadata.uid", MAX_UID)
     status = pod.get("status")
     nominated = status.get("nominatedNodeName") if isinstance(status, dict) else None
     return PodRequest(namespace=namespace, name=name, uid=str(uid), member=member,
@@ -276,26 +347,51 @@ def parse_pod(pod: Any, identifier: Identifier) -> PodRequest:
                       nominated_node=nominated if isinstance(nominated, str) else "")
 
 
-def pod_requests(spec: Mapping[str, Any]) -> tuple[int, int]:
+def pod_requests(spec: Mapping[str, Any], where: str = "Pod.spec") -> tuple[int, int]:
     """Effective (memory bytes, CPU millicores) as the scheduler computes it:
-    max(sum of containers, largest init container) + pod overhead."""
-    def one(container: Mapping[str, Any]) -> tuple[int, int]:
-        requests = ((container.get("resources") or {}).get("requests") or {})
-        return (quantity.to_bytes(requests["memory"]) if "memory" in requests else 0,
-                quantity.to_millicores(requests["cpu"]) if "cpu" in requests else 0)
+    max(sum of containers, largest init container) + pod overhead. A wrong shape or a bad
+    quantity is a ProtocolError naming its path; the total stays within int64."""
+    def amounts(requests: Any, field: str) -> tuple[int, int]:
+        if requests is None:
+            return 0, 0
+        if not isinstance(requests, dict):
+            raise ProtocolError(f"'{field}' must be an object, got {_kind(requests)}")
+        values = []
+        for key, convert in (("memory", quantity.to_bytes), ("cpu", quantity.to_millicores)):
+            if key not in requests:
+                values.append(0)
+                continue
+            try:
+                values.append(convert(requests[key]))
+            except quantity.QuantityError as exc:
+                raise ProtocolError(f"'{field}.{key}' is a bad resource request: {exc}") from exc
+        return values[0], values[1]
+
+    def containers(key: str) -> list[tuple[int, int]]:
+        listed = spec.get(key) or []
+        if not isinstance(listed, list):
+            raise ProtocolError(f"'{where}.{key}' is a bad resource request: must be an array, got {_kind(listed)}")
+        out = []
+        for i, container in enumerate(listed):
+            field = f"{where}.{key}[{i}]"
+            if not isinstance(container, dict):
+                raise ProtocolError(f"'{field}' is a bad resource request: must be an object, got {_kind(container)}")
+            resources = container.get("resources") or {}
+            if not isinstance(resources, dict):
+                raise ProtocolError(f"'{field}.resources' is a bad resource request: must be an object, "
+                                    f"got {_kind(resources)}")
+            out.append(amounts(resources.get("requests"), f"{field}.resources.requests"))
+        return out
 
     mem = cpu = 0
-    for c in spec.get("containers") or []:
-        m, c_ = one(c)
-        mem, cpu = mem + m, cpu + c_
-    for c in spec.get("initContainers") or []:
-        m, c_ = one(c)
-        mem, cpu = max(mem, m), max(cpu, c_)
-    overhead = spec.get("overhead") or {}
-    if "memory" in overhead:
-        mem += quantity.to_bytes(overhead["memory"])
-    if "cpu" in overhead:
-        cpu += quantity.to_millicores(overhead["cpu"])
+    for m, c in containers("containers"):
+        mem, cpu = mem + m, cpu + c
+    for m, c in containers("initContainers"):
+        mem, cpu = max(mem, m), max(cpu, c)
+    m, c = amounts(spec.get("overhead"), f"{where}.overhead")
+    mem, cpu = mem + m, cpu + c
+    if abs(mem) > quantity.INT64_MAX or abs(cpu) > quantity.INT64_MAX:
+        raise ProtocolError(f"'{where}' is a bad resource request: the pod's total request exceeds int64")
     return mem, cpu
 
 
@@ -312,7 +408,7 @@ def node_from_object(obj: Mapping[str, Any], levels: tuple[str, ...]) -> Node:
     try:
         memory = quantity.to_bytes(allocatable["memory"]) if "memory" in allocatable else None
         cpu = quantity.to_millicores(allocatable["cpu"]) if "cpu" in allocatable else None
-    except quantity.QuantityError:
+    except quantity.QuantityError:  # unreadable: the node's allocatable is unknown (documented)
         memory = cpu = None
     name = meta.get("name", "")
     return Node(name=name, domains=domain_path(name, meta.get("labels"), levels),
@@ -328,7 +424,8 @@ def parse_binding(data: bytes) -> BindingArgs:
         if not isinstance(value, str) or (key != "poduid" and not value):
             raise ProtocolError(f"ExtenderBindingArgs needs a string '{_CAPS[key]}'")
         if key in ("podname", "podnamespace") and "/" in value:
-            raise ProtocolError(f"'{_CAPS[key]}' is not a Kubernetes name: {value!r}")
+            raise ProtocolError(f"'{_CAPS[key]}' is not a Kubernetes name: {quantity.prefix(value)}")
+        _check_name(value, _CAPS[key], {"podnamespace": MAX_LABEL, "poduid": MAX_UID}.get(key, MAX_NAME))
         values[key] = value
     return BindingArgs(values["podname"], values["podnamespace"], values["poduid"], values["node"])
 

@@ -76,10 +76,13 @@ class StoreSettings:
 class ServiceSettings:
     bind: str = "127.0.0.1:8888"
     workers: int = 2
-    threads: int = 4
+    threads: int = 128
     max_body_bytes: int = 64 * 2**20
     certfile: str | None = None
     keyfile: str | None = None
+    client_ca_file: str | None = None
+    public_bind: str | None = None
+    max_worker_rss: int = 1024
     log_level: str = "info"
     unresolvable_in_failed: bool = True
 
@@ -234,6 +237,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("service", "max_body_bytes", "REDIS_EXTENDER_MAX_BODY", int, "Largest request body; larger gets 413."),
     Option("service", "certfile", "REDIS_EXTENDER_CERTFILE", _optional_str, "TLS certificate (serve HTTPS)."),
     Option("service", "keyfile", "REDIS_EXTENDER_KEYFILE", _optional_str, "TLS private key."),
+    Option("service", "client_ca_file", "REDIS_EXTENDER_CLIENT_CA_FILE", _optional_str,
+           "CA bundle: require and verify client certificates on the TLS listener (mTLS; needs certfile)."),
+    Option("service", "public_bind", "REDIS_EXTENDER_PUBLIC_BIND", _optional_str,
+           "HOST:PORT of a plain-HTTP listener for /healthz, /readyz, /metrics and reports only (the verbs "
+           "are refused there); unset: none."),
+    Option("service", "max_worker_rss", "REDIS_EXTENDER_MAX_WORKER_RSS", int,
+           "MiB: a worker whose RSS is above this after a request is replaced by a fresh one (0: never)."),
     Option("service", "log_level", "REDIS_EXTENDER_LOG_LEVEL", str, "debug, info, warning or error."),
     Option("service", "unresolvable_in_failed", "REDIS_EXTENDER_UNRESOLVABLE_IN_FAILED", _bool,
            "Also list unresolvable nodes in FailedNodes (needed for reasons in kube-scheduler <= 1.20 "
@@ -350,6 +360,18 @@ def validate(settings: Settings) -> list[str]:
         problems.append("service.max_body_bytes must be >= 1024")
     if bool(service.certfile) != bool(service.keyfile):
         problems.append("service.certfile and service.keyfile go together")
+    if service.client_ca_file and not service.certfile:
+        problems.append("service.client_ca_file needs service.certfile and service.keyfile (mTLS is TLS)")
+    for name in ("certfile", "keyfile", "client_ca_file"):
+        value = getattr(service, name)
+        if value and not Path(value).is_file():
+            problems.append(f"service.{name} {value!r} is not a file")
+    if service.public_bind is not None:
+        phost, psep, pport = service.public_bind.rpartition(":")
+        if not psep or not phost or not pport.isdigit():
+            problems.append(f"service.public_bind {service.public_bind!r} must be HOST:PORT")
+    if service.max_worker_rss < 0:
+        problems.append("service.max_worker_rss must be >= 0")
     if settings.kube.kubeconfig and settings.kube.in_cluster:
         problems.append("kube.kubeconfig and kube.in_cluster exclude each other")
     if settings.kube.kubeconfig and not Path(settings.kube.kubeconfig).is_file():

@@ -8,15 +8,26 @@ Routes:
   GET  /healthz                      the process answers
   GET  /readyz                       Redis reachable and state loaded (503 otherwise)
   GET  /metrics                      Prometheus
+  GET  /openapi.yaml                 the HTTP API (extender/service/openapi.yaml)
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import logging
 import time
+from pathlib import Path
+from typing import Any
 
 import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+try:  # gunicorn's reader raises these on a malformed chunked body; absent under a test client
+    from gunicorn.http.errors import ParseException as _ChunkError
+except ImportError:  # pragma: no cover
+    _ChunkError = ()  # type: ignore[assignment,misc]
 
 from ..identity import Identifier
 from ..reports.routes import register as register_reports
@@ -30,9 +41,72 @@ from .decisions import Binder, Decider
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
+OPENAPI = Path(__file__).with_name("openapi.yaml")  # the HTTP API, shipped in the package
+_READ = 1 << 16
+LARGE_BODY = 8 << 20
+"""After a request whose body was at least this large, the worker gives freed memory back to
+the system (gc, then glibc's malloc_trim): a 60 MB Node list becomes ~1.5 GB of Python
+objects, and without the trim the worker's RSS would stay at its peak."""
 
 
-def create_app(settings: Settings, cache: StateCache | None = None, binder: Binder | None = None) -> Flask:
+class BodyError(ValueError):
+    """The body's framing itself is broken (e.g. a malformed chunk): a 400."""
+
+
+def read_body(environ: dict[str, Any], cap: int) -> bytes:
+    """The request body, read at most `cap` + 1 bytes into memory whatever its framing:
+    Content-Length over the cap is refused before reading; a chunked body (no length) is read
+    piece by piece and refused (413) as soon as it passes the cap, never silently cut."""
+    length = environ.get("CONTENT_LENGTH")
+    try:
+        expected = int(length) if length else None
+    except ValueError as exc:
+        raise BodyError("Content-Length is not a number") from exc
+    if expected is not None and expected > cap:
+        raise RequestEntityTooLarge()
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if expected is None and not (chunked or environ.get("wsgi.input_terminated")):
+        return b""  # no length and no framing: nothing to read (a WSGI server without chunking)
+    stream = environ["wsgi.input"]
+    pieces: list[bytes] = []
+    total = 0
+    limit = cap + 1 if expected is None else expected
+    try:
+        while total < limit:
+            piece = stream.read(min(_READ, limit - total))
+            if not piece:
+                break
+            pieces.append(piece)
+            total += len(piece)
+    except _ChunkError as exc:
+        raise BodyError(f"malformed request body framing: {type(exc).__name__}") from None
+    if total > cap:
+        raise RequestEntityTooLarge()
+    return b"".join(pieces)
+
+
+def _trim_memory() -> None:
+    gc.collect()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _libc_trim() -> Any:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: the worker recycling bounds memory instead
+        return None
+
+
+_MALLOC_TRIM = _libc_trim()
+
+
+VERBS = ("/filter", "/prioritize", "/bind")
+
+
+def create_app(settings: Settings, cache: StateCache | None = None, binder: Binder | None = None,
+               public_only: bool = False) -> Flask:
+    """The app; with `public_only` (the service.public_bind listener) the verbs answer 403."""
     app = Flask("redis-extender")
     app.config["MAX_CONTENT_LENGTH"] = settings.service.max_body_bytes
     if cache is None:
@@ -56,11 +130,31 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     def read_args() -> ExtenderArgs:
         """The request's ExtenderArgs; a ProtocolError becomes a 400 (handler below)."""
         with metrics.PHASE.labels("parse").time():
-            return parse_extender_args(request.get_data(cache=False), identifier, memo, node_memo)
+            return parse_extender_args(body(), identifier, memo, node_memo)
+
+    def body() -> bytes:
+        data = read_body(request.environ, settings.service.max_body_bytes)
+        if len(data) >= LARGE_BODY:
+            g.trim = True
+        return data
 
     @app.before_request
-    def start_clock() -> None:
+    def start_clock() -> Response | None:
         g.started = time.perf_counter()
+        if public_only and request.path in VERBS:
+            return bad(request.path.strip("/"), "the extender verbs are not served on the public listener "
+                       "(service.public_bind); use the main, mTLS listener", 403)
+        return None
+
+    @app.after_request
+    def give_back_memory(response: Response) -> Response:
+        if g.pop("trim", False):  # after the reply is written, not before it
+            response.call_on_close(_trim_memory)
+        return response
+
+    @app.errorhandler(BodyError)
+    def body_error(exc: BodyError) -> Response:
+        return bad(request.path.strip("/") or "other", str(exc))
 
     @app.errorhandler(ProtocolError)
     def protocol_error(exc: ProtocolError) -> Response:
@@ -88,7 +182,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
 
     @app.post("/bind")
     def bind_route() -> Response:
-        args = parse_binding(request.get_data(cache=False))
+        args = parse_binding(body())
         error = decider.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node, binder)
         return reply(bind_reply(error), "bind")
 
@@ -153,6 +247,10 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
         metrics.STATE_AGE.set(float(meta["loaded_at"]))
         return Response(orjson.dumps({"status": "ready", **meta}), mimetype=JSON)
 
+    @app.get("/openapi.yaml")
+    def openapi() -> Response:
+        return Response(OPENAPI.read_bytes(), mimetype="application/yaml")
+
     @app.get("/metrics")
     def metrics_route() -> Response:
         body, content_type = metrics.exposition()
@@ -160,6 +258,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:
+        g.trim = True  # up to a cap's worth may have been read
         verb = request.path.strip("/") or "other"
         return bad(verb, f"request body over the {settings.service.max_body_bytes} byte cap", 413)
 
@@ -171,7 +270,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
         log.exception("unexpected error on %s", request.path)
-        return Response(orjson.dumps({"Error": f"internal error: {type(exc).__name__}"}),
+        return Response(orjson.dumps({"Error": "internal error (logged by the extender)"}),
                         status=500, mimetype=JSON)
 
     # Reports read the whole placement: their own client, without the 30 ms decision timeout.

@@ -1,16 +1,24 @@
 """gunicorn, embedded: `redis-extender serve` runs the Flask app in N worker processes.
 
 Worker class gthread: kube-scheduler's Go client keeps connections alive, and a sync worker
-would close every one after a request. gunicorn sets TCP_NODELAY on its listening socket, so
+would close every one after a request. Threads: 128 a worker (service.threads), chosen by
+benchmarks/bench_connections.py: a connection that is idle, sends a byte a second, or stops
+half-way through its TLS handshake holds one thread (gunicorn gives an idle one back after
+5 s; the other two hold it as long as the client keeps it open), so with 4 threads 64 such
+connections stopped all answers for 30 s, and with 128 a real filter keeps its normal p99.
+Idle threads cost no CPU; the throughput benchmark is unchanged within its noise. gunicorn sets TCP_NODELAY on its listening socket, so
 replies are not held back by Nagle's algorithm (40 ms per request otherwise).
 """
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import gc
 import logging
 import os
+import resource
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -27,9 +35,10 @@ log = logging.getLogger(__name__)
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings, options: dict[str, Any]):
+    def __init__(self, settings: Settings, options: dict[str, Any], public_only: bool = False):
         self.settings = settings
         self.options = options
+        self.public_only = public_only
         super().__init__()
 
     def load_config(self) -> None:
@@ -41,11 +50,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         from .app import create_app
 
         binder = None
-        if self.settings.kube.enabled:  # one API client per worker, made after the fork
+        if self.settings.kube.enabled and not self.public_only:  # one API client per worker, made after the fork
             from ..state.k8s_sync import api_client, make_binder
 
             binder = make_binder(api_client(self.settings.kube.kubeconfig, self.settings.kube.in_cluster))
-        return create_app(self.settings, binder=binder)
+        return create_app(self.settings, binder=binder, public_only=self.public_only)
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
@@ -68,7 +77,42 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     }
     if service.certfile:
         options.update(certfile=service.certfile, keyfile=service.keyfile)
+    if service.client_ca_file:  # mTLS: the handshake fails without a certificate this CA signed
+        options.update(cert_reqs=ssl.CERT_REQUIRED, ca_certs=service.client_ca_file)
+    if service.max_worker_rss:
+        options["post_request"] = _retire_if_large(service.max_worker_rss)
     return options
+
+
+RETIRE_AFTER = float(os.environ.get("REDIS_EXTENDER_RETIRE_AFTER", "60"))  # seconds; tests shorten it
+
+
+def _rss_mib() -> float:
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # not Linux: the peak instead of the current size
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _retire_if_large(limit_mib: int) -> Any:
+    """A worker whose RSS stays above `limit_mib` after a request (the app already gave back
+    what it could, app.LARGE_BODY) finishes its in-flight requests and is replaced by a fresh
+    one: the bound on a worker's memory is this limit plus one body's peak. A worker lives at
+    least RETIRE_AFTER seconds, so a steady state above the limit recycles a worker at most
+    that often, never on every request."""
+    def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+        born = worker.__dict__.setdefault("redis_extender_born", time.monotonic())
+        if time.monotonic() - born < RETIRE_AFTER:
+            return
+        if worker.alive and _rss_mib() > limit_mib:
+            log.warning("worker %s: RSS %.0f MiB over service.max_worker_rss %d MiB; replacing it",
+                        os.getpid(), _rss_mib(), limit_mib)
+            worker.alive = False
+            handle_exit = getattr(worker, "handle_exit", None)
+            if handle_exit is not None:  # gthread: wakes its poller so it stops accepting
+                handle_exit(None, None)
+    return post_request
 
 
 def _quiet_gc(worker: Any) -> None:
@@ -123,14 +167,51 @@ class SyncChild:
         stop_process(self.proc, grace=10)
 
 
-def serve(settings: Settings) -> None:
+class PublicChild(SyncChild):
+    """The plain-HTTP listener of service.public_bind: `serve --public-only`, one worker, its
+    own gunicorn, no TLS, the verbs refused (app.create_app(public_only=True)). /healthz,
+    /readyz, /metrics and the reports are reachable there without a client certificate;
+    nothing else is. Restarted when it exits, like the syncer."""
+
+    def command(self) -> list[str]:
+        config = ["--config", os.environ["REDIS_EXTENDER_CONFIG"]] if os.environ.get("REDIS_EXTENDER_CONFIG") else []
+        return [sys.executable, "-m", "extender.cli", "serve", "--public-only", *config,
+                "--bind", self.settings.service.public_bind or "", "--redis-url", self.settings.store.redis_url]
+
+
+def public_settings(settings: Settings) -> Settings:
+    """The settings of the public listener (started with --bind PUBLIC): plain HTTP, one worker."""
+    service = dataclasses.replace(settings.service, certfile=None, keyfile=None, client_ca_file=None, public_bind=None, workers=1)
+    return dataclasses.replace(settings, service=service)
+
+
+def _remove_in(pid: int, directory: str) -> None:
+    """Remove the metrics directory when the master exits, never when a worker does: workers
+    inherit atexit handlers through fork, and a retired or timed-out worker removing it made
+    its replacement fail to boot (and gunicorn then shut the whole server down)."""
+    if os.getpid() == pid:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def serve(settings: Settings, public_only: bool = False) -> None:
+    if public_only:  # the child of PublicChild: no syncer, no TLS, no verbs
+        settings = public_settings(settings)
+        options = gunicorn_options(settings)
+        _Gunicorn(settings, options, public_only=True).run()
+        return
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         directory = tempfile.mkdtemp(prefix="redis-extender-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        atexit.register(_remove_in, os.getpid(), directory)
+    if settings.service.public_bind == settings.service.bind:  # checked here: the child has both equal
+        raise SystemExit("service.public_bind must differ from service.bind")
     options = gunicorn_options(settings)
+    children: list[SyncChild] = []
     if settings.kube.enabled and settings.kube.run_sync:
-        child = SyncChild(settings)
-        options["when_ready"] = lambda server: child.start()
-        options["on_exit"] = lambda server: child.terminate()
+        children.append(SyncChild(settings))
+    if settings.service.public_bind:
+        children.append(PublicChild(settings))
+    if children:
+        options["when_ready"] = lambda server: [child.start() for child in children]
+        options["on_exit"] = lambda server: [child.terminate() for child in children]
     _Gunicorn(settings, options).run()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..identity import Identifier
-from ..protocol import node_from_object, pod_requests
+from ..protocol import ProtocolError, node_from_object, pod_requests
 from ..quantity import QuantityError
 from .redis_store import NodeRecord, PodRecord, RedisStore
 
@@ -27,7 +27,7 @@ def pod_record(obj: Mapping[str, Any], identifier: Identifier) -> PodRecord:
     namespace, name = meta.get("namespace") or "default", meta.get("name") or ""
     try:
         memory, cpu = pod_requests(spec)
-    except (QuantityError, TypeError, AttributeError):
+    except (QuantityError, TypeError, AttributeError, ProtocolError):
         memory = cpu = 0
     member = identifier.member(namespace, name, meta.get("labels"))
     return PodRecord(

@@ -38,6 +38,7 @@ import yaml
 
 from extender.processes import free_port
 
+from ..support.certs import make_certs
 from ..support.controlplane import ApiError, ControlPlane
 
 pytestmark = pytest.mark.e2e
@@ -350,16 +351,19 @@ def test_roles_bound_by_the_manifests_exist(rbac_api: ControlPlane) -> None:
 # The scheduler configs, each started by the real kube-scheduler
 
 SHIPPED_CA_FILE = "/etc/redis-extender-ca/ca.crt"
+SHIPPED_CLIENT_CERT = "/etc/redis-scheduler-client/tls.crt"
+SHIPPED_CLIENT_KEY = "/etc/redis-scheduler-client/tls.key"
 LOGGED_CONFIG = re.compile(r"Using component config:\n(.*?)\n(?=[IWEF]\d{4} )", re.S)
 # Since 1.21 the scheduler logs structured: `"Using component config" config=<` then the
 # YAML, each line tab-indented, and ` >` (klog's multi-line value).
 LOGGED_CONFIG_STRUCTURED = re.compile(r'"Using component config" config=<\n(.*?)\n >', re.S)
 
 
-def runnable_config(path: Path, ca_file: Path) -> str:
+def runnable_config(path: Path, ca_file: Path, client: tuple[Path, Path] | None = None) -> str:
     """The file's text made runnable here, changing no field's meaning:
-    - tlsConfig.caFile -> ca_file: kube-scheduler reads the file at start, and the shipped
-      path exists only in the pod (the Secret's mount);
+    - tlsConfig.caFile -> ca_file, and certFile/keyFile -> client (the scheduler's mTLS client
+      certificate): kube-scheduler reads the files at start, and the shipped paths exist only
+      in the pod (the Secrets' mounts);
     clientConnection.kubeconfig is pointed at this apiserver (and, for a scheduler < 1.25
     only, v1 rewritten to v1beta1 with the insecure healthz/metrics port on loopback) by
     start_scheduler itself. The apiVersion is never touched for the current version."""
@@ -367,6 +371,11 @@ def runnable_config(path: Path, ca_file: Path) -> str:
     if SHIPPED_CA_FILE in text:
         assert text.count(SHIPPED_CA_FILE) == 1
         text = text.replace(SHIPPED_CA_FILE, str(ca_file))
+    for shipped, given in ((SHIPPED_CLIENT_CERT, client[0] if client else None),
+                           (SHIPPED_CLIENT_KEY, client[1] if client else None)):
+        if shipped in text:
+            assert given is not None, f"{path.name} needs a client certificate ({shipped})"
+            text = text.replace(shipped, str(given))
     return text
 
 
@@ -391,12 +400,13 @@ def test_served_version_is_the_binaries_version(api: ControlPlane) -> None:
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=[p.name for p in CONFIG_FILES])
-def test_scheduler_config_starts_real_kube_scheduler(api: ControlPlane, path: Path) -> None:
+def test_scheduler_config_starts_real_kube_scheduler(api: ControlPlane, path: Path, tmp_path: Path) -> None:
     shipped = yaml.safe_load(path.read_text())
     if shipped["apiVersion"].endswith("/v1beta1") and api.scheduler_version[:2] >= (1, 23):
         pytest.skip("kubescheduler.config.k8s.io/v1beta1 was removed in kube-scheduler 1.23: "
                     "this file is for the 1.20-1.22 schedulers (the compatibility run starts it)")
-    text = runnable_config(path, api.ca_file)
+    certs = make_certs(tmp_path / "certs")  # any client certificate: the extender is not called here
+    text = runnable_config(path, api.ca_file, certs.client)
     election = shipped.get("leaderElection", {})
     lease = None
     if election.get("leaderElect"):
@@ -430,6 +440,8 @@ def test_scheduler_config_starts_real_kube_scheduler(api: ControlPlane, path: Pa
     for key, value in want.items():
         if key == "tlsConfig":
             assert got[key]["caFile"] == str(api.ca_file)  # rewritten, see runnable_config
+            if "certFile" in value:
+                assert got[key]["certFile"] == str(certs.client[0])
             assert set(got[key]) == set(value)
         else:  # the log omits false and empty values
             assert got.get(key, type(value)()) == value, key
@@ -454,7 +466,7 @@ def test_documented_certificate_is_trusted_by_kube_scheduler(
     here) with tlsConfig.serverName set to the Service name it replaces, which is what the
     scheduler checks the certificate against in the cluster."""
     commands = documented_tls_commands()
-    assert len(commands) == 4, commands
+    assert len(commands) == 7, commands  # CA, server key+CSR, its extensions, signing; the client's three
     for command in commands:
         subprocess.run(["bash", "-c", command], cwd=tmp_path, check=True, timeout=60,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -467,9 +479,11 @@ def test_documented_certificate_is_trusted_by_kube_scheduler(
         extender = subprocess.Popen(
             [sys.executable, "-m", "extender.cli", "serve", "--bind", f"127.0.0.1:{port}",
              "--workers", "1", "--certfile", str(tmp_path / "tls.crt"),
-             "--keyfile", str(tmp_path / "tls.key")],
+             "--keyfile", str(tmp_path / "tls.key"), "--client-ca-file", str(tmp_path / "ca.crt")],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     tls = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+    anonymous = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))  # no client certificate
+    tls.load_cert_chain(str(tmp_path / "client.crt"), str(tmp_path / "client.key"))
     service_host = urllib.parse.urlsplit(yaml.safe_load(canonical_text())["extenders"][0]["urlPrefix"])
 
     def get(path: str) -> str:
@@ -488,7 +502,13 @@ def test_documented_certificate_is_trusted_by_kube_scheduler(
     try:
         api.wait_for(lambda: _answers(get, "/healthz", extender), timeout=20,
                      what=f"the extender to serve HTTPS ({log})")
-        text = runnable_config(CANONICAL_CONFIG, tmp_path / "ca.crt")
+        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):  # mTLS: refused
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as raw, \
+                    anonymous.wrap_socket(raw, server_hostname=service_host.hostname) as conn:
+                conn.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+                if not conn.recv(65536):
+                    raise ConnectionResetError("closed without an answer")
+        text = runnable_config(CANONICAL_CONFIG, tmp_path / "ca.crt", (tmp_path / "client.crt", tmp_path / "client.key"))
         text = text.replace(f"urlPrefix: {service_host.geturl()}", f"urlPrefix: https://127.0.0.1:{port}")
         text = text.replace("    caFile:", f"    serverName: {service_host.hostname}\n    caFile:")
         assert f"127.0.0.1:{port}" in text and "serverName" in text
@@ -594,6 +614,12 @@ def test_scheduler_deployment_mounts_what_the_config_names() -> None:
     assert ca_volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
     extender = find("Deployment", "redis-extender")
     assert ca_volume["secret"]["secretName"] == volume(extender, "tls")["secret"]["secretName"]
+    tls_config = config["extenders"][0]["tlsConfig"]  # the client certificate of mTLS
+    client_dir = mount_path(scheduler, "client-tls")
+    assert (tls_config["certFile"], tls_config["keyFile"]) == (f"{client_dir}/tls.crt", f"{client_dir}/tls.key")
+    assert volume(scheduler, "client-tls")["secret"]["secretName"] == "redis-scheduler-client-tls"
+    recipe = (DEPLOY / "extender-deployment.yaml").read_text()
+    assert "create secret tls redis-scheduler-client-tls" in recipe
 
     election = config["leaderElection"]
     assert election["resourceNamespace"] == scheduler["metadata"]["namespace"]
@@ -618,8 +644,12 @@ def test_extender_url_reaches_the_extender_pods() -> None:
     tls_dir = mount_path(extender, "tls")
     assert flag(serving["args"], "--certfile") == f"{tls_dir}/tls.crt"
     assert flag(serving["args"], "--keyfile") == f"{tls_dir}/tls.key"
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert serving[probe]["httpGet"]["scheme"] == "HTTPS"
+    assert flag(serving["args"], "--client-ca-file") == f"{tls_dir}/ca.crt"  # mTLS on the verbs' port
+    public = next(p for p in serving["ports"] if p["name"] == "http-public")
+    assert flag(serving["args"], "--public-bind") == f"0.0.0.0:{public['containerPort']}"
+    for probe in ("readinessProbe", "livenessProbe"):  # probes have no client certificate: the public port
+        assert serving[probe]["httpGet"]["scheme"] == "HTTP"
+        assert serving[probe]["httpGet"]["port"] == "http-public"
     assert serving["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert serving["livenessProbe"]["httpGet"]["path"] == "/healthz"
 

@@ -178,6 +178,34 @@ def test_bad_input_is_a_400_naming_the_problem(extender, verb: str, body: bytes,
     assert message in reply["Error"]
 
 
+_BIG_MEMORY = ["1e999999", "1e20", 2**64, "9" * 300]
+
+
+@pytest.mark.parametrize("memory", _BIG_MEMORY, ids=["1e999999", "1e20", "2^64", "300-nines"])
+@pytest.mark.parametrize("verb", ["filter", "prioritize"])
+def test_a_quantity_beyond_int64_is_a_fast_400_naming_the_field(extender, verb: str, memory: object) -> None:
+    started = time.monotonic()
+    status, reply = post(f"{extender.url}/{verb}", {"Pod": redis_pod(memory=memory), "NodeNames": ["node-c"]})
+    assert (status, time.monotonic() - started < 1) == (400, True)
+    assert "requests.memory'" in reply["Error"] and len(reply["Error"]) < 200
+
+
+@pytest.mark.parametrize("allocatable", ["1e400", "1e50000"])
+def test_node_allocatable_beyond_int64_is_a_400_in_prioritize(extender, allocatable: str) -> None:
+    node = {"metadata": {"name": "node-c"}, "status": {"allocatable": {"memory": allocatable}}}
+    status, reply = post(extender.url + "/prioritize", {"Pod": redis_pod(), "Nodes": {"items": [node]}})
+    assert status == 400 and "'Nodes.items[0].status.allocatable.memory'" in reply["Error"]
+
+
+def test_a_ten_million_character_pod_name_is_a_short_400_and_the_breaker_stays_closed(extender) -> None:
+    pod = redis_pod()
+    pod["metadata"]["name"] = "p" * 10**7
+    status, reply = post(extender.url + "/filter", {"Pod": pod, "NodeNames": ["node-c"]}, timeout=30)
+    assert status == 400 and len(reply["Error"]) < 200
+    status, reply = post(extender.url + "/filter", {"Pod": redis_pod(), "NodeNames": ["node-c"]})
+    assert status == 200 and reply["NodeNames"] == ["node-c"] and reply["Error"] == ""
+
+
 def test_a_body_over_the_cap_is_a_413(serve_extender, loaded) -> None:
     loaded({})
     extender = serve_extender(REDIS_EXTENDER_MAX_BODY="4096")

@@ -89,7 +89,7 @@ def test_from_the_checkout_bench_scheduler_finds_and_runs_the_benchmark() -> Non
 
 
 def test_from_the_checkout_bench_placement_finds_and_runs_the_benchmark() -> None:
-    assert bench.run_placement_bench(REPO, ["--help"]) == 0
+    assert bench.run_checkout_bench(REPO, "benchmarks.bench_placement", ["--help"]) == 0
 
 
 def test_bench_placement_without_a_checkout_says_what_it_needs_and_exits_2(tmp_path: Path) -> None:

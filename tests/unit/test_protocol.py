@@ -408,3 +408,104 @@ def test_wrongly_typed_names_and_labels_are_protocol_errors(body):
 def test_binding_names_with_a_slash_are_refused():
     with pytest.raises(ProtocolError, match="not a Kubernetes name"):
         parse_binding(b'{"PodName":"a/b","PodNamespace":"ns","PodUID":"u","Node":"n"}')
+
+
+# --- untrusted input: issue 11 -------------------------------------------------------------
+
+def _pod_body(memory: object = "1Gi", name: str = "p", **extra: object) -> bytes:
+    pod = {"metadata": {"name": name, "namespace": "ns"},
+           "spec": {"containers": [{"resources": {"requests": {"memory": memory}}}]}}
+    return orjson.dumps({"Pod": pod, "NodeNames": ["n1"], **extra})
+
+
+@pytest.mark.parametrize("memory", ["1e999999", "1e20", "9" * 300, 2**63, "1e400"])
+def test_a_quantity_kubernetes_cannot_hold_is_a_protocol_error_naming_the_field(memory):
+    import time as _time
+
+    started = _time.perf_counter()
+    with pytest.raises(ProtocolError) as caught:
+        parse_extender_args(_pod_body(memory), IDENTIFIER)
+    assert _time.perf_counter() - started < 0.5  # microseconds in fact; bounded before the work
+    message = str(caught.value)
+    assert "'Pod.spec.containers[0].resources.requests.memory'" in message and len(message) < 200
+
+
+def test_a_ten_megabyte_bad_quantity_is_quoted_by_a_short_prefix():
+    with pytest.raises(ProtocolError) as caught:
+        parse_extender_args(_pod_body("x" * 10**7), IDENTIFIER)
+    assert len(str(caught.value)) < 200
+
+
+def test_the_sum_of_requests_stays_within_int64():
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"resources": {"requests": {"memory": "7Ei"}}}] * 2}}
+    with pytest.raises(ProtocolError, match="exceeds int64"):
+        parse_extender_args(orjson.dumps({"Pod": pod, "NodeNames": []}), IDENTIFIER)
+
+
+@pytest.mark.parametrize("spec", [
+    {"containers": 1.5}, {"containers": [1.5]}, {"containers": [{"resources": 1.5}]},
+    {"containers": [{"resources": {"requests": 1.5}}]}, {"overhead": 1.5}, {"initContainers": "x"},
+])
+def test_wrong_shapes_name_the_field_without_python_internals(spec):
+    body = orjson.dumps({"Pod": {"metadata": {"name": "p"}, "spec": spec}, "NodeNames": []})
+    with pytest.raises(ProtocolError) as caught:
+        parse_extender_args(body, IDENTIFIER)
+    message = str(caught.value)
+    assert "'Pod.spec." in message
+    for internal in ("float", "object is not", "NoneType", "Traceback", "dict", "list"):
+        assert internal not in message
+
+
+@pytest.mark.parametrize("pod, field", [
+    ({"metadata": {"name": "p" * 254}}, "Pod.metadata.name"),
+    ({"metadata": {"name": "p", "namespace": "n" * 64}}, "Pod.metadata.namespace"),
+    ({"metadata": {"name": "p", "labels": {"app": "v" * 64}}}, "Pod.metadata.labels.app"),
+    ({"metadata": {"name": "p", "labels": {"k" * 400: "v"}}}, "Pod.metadata.labels"),
+    ({"metadata": {"name": "p", "uid": "u" * 200}}, "Pod.metadata.uid"),
+])
+def test_names_and_labels_are_held_to_kubernetes_lengths(pod, field):
+    with pytest.raises(ProtocolError, match=f"'{field}"):
+        parse_extender_args(orjson.dumps({"Pod": pod, "NodeNames": []}), IDENTIFIER)
+
+
+def test_a_ten_million_character_pod_name_is_refused_before_any_write():
+    with pytest.raises(ProtocolError) as caught:
+        parse_extender_args(_pod_body(name="p" * 10**7), IDENTIFIER)
+    assert "longer than 253" in str(caught.value) and len(str(caught.value)) < 200
+
+
+def test_candidates_are_capped():
+    from extender.protocol import MAX_CANDIDATES
+
+    body = orjson.dumps({"Pod": {"metadata": {"name": "p"}}, "NodeNames": [f"n{i}" for i in range(MAX_CANDIDATES + 1)]})
+    with pytest.raises(ProtocolError, match="'NodeNames' has .* over the cap"):
+        parse_extender_args(body, IDENTIFIER)
+    items = [{"metadata": {"name": f"n{i}"}} for i in range(MAX_CANDIDATES + 1)]
+    with pytest.raises(ProtocolError, match="'Nodes.items' has .* over the cap"):
+        parse_extender_args(orjson.dumps({"Pod": {"metadata": {"name": "p"}}, "Nodes": {"items": items}}), IDENTIFIER)
+
+
+def test_an_overlong_candidate_name_is_refused():
+    with pytest.raises(ProtocolError, match=r"'NodeNames\[1\]' is longer than 253"):
+        parse_extender_args(orjson.dumps({"Pod": {"metadata": {"name": "p"}}, "NodeNames": ["a", "b" * 300]}),
+                            IDENTIFIER)
+
+
+@pytest.mark.parametrize("allocatable", ["1e400", "1e50000", "1e20"])
+def test_node_allocatable_beyond_int64_is_a_protocol_error_naming_the_node_field(allocatable):
+    items = [{"metadata": {"name": "n1"}, "status": {"allocatable": {"memory": allocatable}}}]
+    body = orjson.dumps({"Pod": {"metadata": {"name": "p"}}, "Nodes": {"items": items}})
+    with pytest.raises(ProtocolError, match=r"'Nodes.items\[0\].status.allocatable.memory' is out of range"):
+        parse_extender_args(body, IDENTIFIER)
+
+
+def test_binding_names_are_held_to_kubernetes_lengths():
+    with pytest.raises(ProtocolError, match="'PodName' is longer than 253"):
+        parse_binding(orjson.dumps({"PodName": "p" * 10**6, "PodNamespace": "ns", "PodUID": "u", "Node": "n"}))
+    with pytest.raises(ProtocolError, match="'PodNamespace' is longer than 63"):
+        parse_binding(orjson.dumps({"PodName": "p", "PodNamespace": "n" * 64, "PodUID": "u", "Node": "n"}))
+
+
+def test_type_names_in_messages_are_json_ones():
+    with pytest.raises(ProtocolError, match="got an array"):
+        parse_extender_args(b"[1]", IDENTIFIER)

@@ -116,3 +116,53 @@ def test_human_bytes(value, text):
 @pytest.mark.parametrize("text", ["64Mi", "1Gi", "1.5Gi", "512Ki", "2Ti"])
 def test_human_bytes_round_trips_common_requests(text):
     assert human_bytes(to_bytes(text)) == text
+
+
+# --- bounded work: issue 11 ----------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [
+    pytest.param("1e999999", id="huge-exponent"), pytest.param("1e200000", id="large-exponent"),
+    pytest.param("1e20", id="over-int64-bytes"), pytest.param("8Ei", id="binary-over-int64"),
+    pytest.param(2**64, id="json-integer-over-int64"), pytest.param("1e400", id="float-overflow-range"),
+    pytest.param(1e300, id="json-float-over-int64"),
+])
+def test_values_beyond_int64_are_a_range_error_decided_without_the_integer(value):
+    from extender.quantity import QuantityRange
+
+    with pytest.raises(QuantityRange, match="out of range"):
+        to_bytes(value)
+
+
+def test_cpu_over_int64_millicores_is_a_range_error():
+    from extender.quantity import QuantityRange
+
+    with pytest.raises(QuantityRange, match="millicores"):
+        to_millicores("1e17")  # 1e20 millicores
+    assert to_millicores("9e15") == 9 * 10**18
+
+
+@pytest.mark.parametrize("value", [pytest.param("9" * 300, id="300-nines"), pytest.param("1" * 10**6, id="a-megabyte")])
+def test_overlong_text_is_refused_quoting_only_a_prefix(value):
+    with pytest.raises(QuantityError) as caught:
+        to_bytes(value)
+    assert len(str(caught.value)) < 150 and f"({len(value)} characters)" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["1e3Mi", "1Kii", "e3", "1e", "1e+", "--1"])
+def test_kubernetes_grammar_admits_one_suffix_or_one_exponent(value):
+    with pytest.raises(QuantityError, match="not a quantity"):
+        parse(value)
+
+
+def test_a_tiny_nonzero_value_rounds_up_to_one_unit_as_kubernetes_does():
+    assert to_bytes("1e-999999") == 1 and to_millicores("1n") == 1
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_json_numbers_are_not_quantities(value):
+    with pytest.raises(QuantityError):
+        to_bytes(value)
+
+
+def test_the_largest_int64_quantities_still_parse():
+    assert to_bytes("7Ei") == 7 * 2**60 and to_bytes(str(2**63 - 1)) == 2**63 - 1
