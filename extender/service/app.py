@@ -3,7 +3,7 @@
 Routes:
   POST /filter, /prioritize, /bind   the extender verbs (extender-protocol)
   GET  /healthz                      the process answers
-  GET  /readyz                       Redis reachable and state loaded (503 otherwise)
+  GET  /readyz                       Redis reachable and the state whole, as the verbs find it (503 otherwise)
   GET  /metrics                      Prometheus
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..reports.routes import register as register_reports
 from ..protocol import (ExtenderArgs, NamesMemo, NodeMemo, ProtocolError, bind_reply, filter_reply, parse_binding, parse_extender_args,
                         prioritize_reply)
 from ..settings import Settings
-from ..state.cache import StateCache, StoreFailed, open_cache
+from ..state.cache import StateCache, StateUnavailable, StoreFailed, open_cache
 from ..state.redis_store import connect
 from . import metrics
 from .decisions import Binder, Decider
@@ -103,6 +103,10 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
         if "loaded_at" not in meta:
             return Response(orjson.dumps({"status": "unready", "reason": "no state loaded yet"}),
                             status=503, mimetype=JSON)
+        try:  # the verbs' own predicate: an epoch present and the one the tables were built with
+            decider.snapshots.check_whole()
+        except StateUnavailable as exc:
+            return Response(orjson.dumps({"status": "unready", "reason": str(exc)}), status=503, mimetype=JSON)
         metrics.STATE_AGE.set(float(meta["loaded_at"]))
         return Response(orjson.dumps({"status": "ready", **meta}), mimetype=JSON)
 

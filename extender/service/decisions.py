@@ -111,6 +111,7 @@ class Decider:
         """Re-check, record atomically, then create the Binding. Returns an Error text or "".
         While Redis is down nothing is tried (StoreFailed at once): the scheduler retries."""
         try:
+            self.snapshots.check_whole()  # an emptied Redis knows no pod: never "unknown, pass"
             pod, memory = self.snapshots.bound_pod(namespace, name, uid)
             if pod is not None:
                 error = self._check_and_record(pod, node, memory)

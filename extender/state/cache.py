@@ -59,9 +59,11 @@ class NodeTable:
     level_domains: tuple[frozenset[str], ...]
     unknown_by_level: tuple[int, ...]  # nodes with an unknown domain per level (hygiene)
     arrays: NodeArrays  # the same, as arrays for the policy's fast path
+    epoch: str = ""  # the state's epoch when it was read ("" none: Redis emptied or not loaded)
 
 
-def build_node_table(generation: int, records: dict[str, NodeRecord], levels: tuple[str, ...]) -> NodeTable:
+def build_node_table(generation: int, records: dict[str, NodeRecord], levels: tuple[str, ...],
+                     epoch: str = "") -> NodeTable:
     nodes = {}
     values: list[set[str]] = [set() for _ in levels]
     unknown = [0] * len(levels)
@@ -75,7 +77,18 @@ def build_node_table(generation: int, records: dict[str, NodeRecord], levels: tu
             else:
                 values[i].add(value)
     return NodeTable(generation, nodes, tuple(frozenset(v) for v in values), tuple(unknown),
-                     NodeArrays.build(nodes, len(levels)))
+                     NodeArrays.build(nodes, len(levels)), epoch)
+
+
+def epoch_problem(current: str, table: NodeTable | None) -> str | None:
+    """The one predicate of a whole state, for the verbs and /readyz alike: None when the
+    epoch read now is present and is the one `table` was built with, else why not."""
+    if not current:
+        return ("the state is not whole: no epoch in Redis (emptied, replaced, or never loaded; "
+                "waiting for `load` or the syncer's relist)")
+    if table is None or table.epoch != current:
+        return "the state was replaced since this process read it (a new epoch): reloading"
+    return None
 
 
 @dataclass
@@ -116,7 +129,8 @@ class StateCache:
         self._table: NodeTable | None = None
         self._table_checked = -1e18
         self._latest_generation = 0  # the newest node-table generation seen in Redis
-        self._table_fetched = -1e18
+        self._table_fetched = -1e18  # when the table was last read whole
+        self._epoch = ""  # the epoch of the values cached (usage, shards); cleared when it moves
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -163,12 +177,33 @@ class StateCache:
 
     def _load_table(self, store: RedisStore) -> NodeTable:
         """Read and compile the whole node table (tens of ms at 5,000 nodes)."""
-        generation, records = store.nodes()
-        table = build_node_table(generation, records, self.levels)
+        generation, records, epoch = store.nodes_with_epoch()
+        table = build_node_table(generation, records, self.levels, epoch)
         with self._lock:
-            if self._table is None or table.generation >= self._table.generation:
+            # a new epoch restarts the generation counter (an emptied Redis): take it whatever
+            if self._table is None or table.epoch != self._table.epoch or table.generation >= self._table.generation:
                 self._table, self._table_fetched = table, self.clock()
         return table
+
+    def table_for_epoch(self, epoch: str) -> NodeTable:
+        """The node table of `epoch`, read now if the one held is of another epoch (the state was
+        emptied and written again, or replaced); the values cached of an older epoch (usage,
+        shards) are dropped. Raises StateUnavailable (Redis down)."""
+        table = self._table
+        if table is not None and table.epoch == epoch:
+            return table
+        with self._lock:
+            if self._epoch != epoch:
+                for cache in self._fresh.values():
+                    cache.clear()
+                self._last_good.clear()
+                self._epoch = epoch
+        self.stats.count("misses")
+        return self._direct(lambda: self._load_table(self.store))
+
+    def epoch_now(self) -> str:
+        """The state's epoch read from Redis now (the bind's and /readyz's check)."""
+        return self._direct(self.store.epoch)
 
     def _in_background(self, what: str, work: Callable[[], Any]) -> None:
         with self._lock:
@@ -194,7 +229,10 @@ class StateCache:
         self._in_background("usage", lambda: self._put("usage", ("usage",), self.bulk.usage()))
 
     def _stale_table(self, now: float, exc: Exception | None = None) -> NodeTable:
-        if self._table is not None and now - self._table_fetched <= self.max_staleness:
+        # the age of the table last confirmed current (a generation check or a read), not of
+        # its last reload: a table unchanged for an hour and checked a second ago is 1 s old
+        confirmed = max(self._table_checked, self._table_fetched)
+        if self._table is not None and now - confirmed <= self.max_staleness:
             self.stats.count("stale_served")
             return self._table
         raise StateUnavailable(f"Redis unreachable and no node table younger than "

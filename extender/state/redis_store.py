@@ -18,6 +18,11 @@ not supported as the state's store:
   P cmasters:<cluster>      HASH node -> masters of the cluster on it
   P clusters                SET of cluster ids ("ns/name")
   P meta                    HASH loaded_at, source, nodes, pods
+  P epoch                   STRING JSON {"id", "at", "by", "nodes", "pods"}: written LAST by every
+                            writer of a complete state (`load`, the syncer's full list). Missing
+                            (Redis emptied, replaced, or a load under way) or different from the
+                            epoch a process's tables were built with: the state is not whole, and
+                            decisions treat it as unavailable, never as empty (state/snapshot.py)
   P seen:<ns>/<name>        STRING JSON (FilterMemory): the pod's identity and the domains its
                             last filter could choose from (expires after FILTER_MEMORY_TTL),
                             for the bind-time re-check
@@ -33,6 +38,7 @@ the new one in, so indexes never drift, whoever writes (load, watch, bind, sever
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
@@ -49,6 +55,7 @@ seconds; ten minutes also covers a slow scheduling cycle, and bounds what a pod 
 bound leaves behind. A bind without it still checks the node rule atomically."""
 
 LEADER_KEY = "sync:leader"
+EPOCH_KEY = "epoch"
 
 _APPLY_POD = r"""
 local P, key_id, mode = ARGV[1], ARGV[2], ARGV[3]
@@ -289,6 +296,7 @@ class ShardState:
     copies: tuple[Copy, ...]
     version: str
     counts: ClusterCounts
+    epoch: str = ""  # P epoch read in the same round trip ("" when missing: the state is not whole)
 
 
 class RedisStore:
@@ -328,11 +336,18 @@ class RedisStore:
         return int(self.r.get(self.p + "gen:nodes") or 0)
 
     def nodes(self) -> tuple[int, dict[str, NodeRecord]]:
+        generation, records, _ = self.nodes_with_epoch()
+        return generation, records
+
+    def nodes_with_epoch(self) -> tuple[int, dict[str, NodeRecord], str]:
+        """The node table, its generation and the state's epoch, read atomically."""
         pipe = self.r.pipeline(transaction=True)
         pipe.get(self.p + "gen:nodes")
         pipe.hgetall(self.p + "nodes")
-        gen, raw = pipe.execute()
-        return int(gen or 0), {k.decode(): NodeRecord.decode(k.decode(), v) for k, v in raw.items()}
+        pipe.get(self.p + EPOCH_KEY)
+        gen, raw, epoch = pipe.execute()
+        return (int(gen or 0), {k.decode(): NodeRecord.decode(k.decode(), v) for k, v in raw.items()},
+                (epoch or b"").decode())
 
     def node_names(self) -> list[str]:
         return [k.decode() for k in self.r.hkeys(self.p + "nodes")]
@@ -441,13 +456,15 @@ class RedisStore:
         """The shard's copies and version, and (`counts`) the cluster's pods and masters per
         node, which only scores need."""
         pipe = self.r.pipeline(transaction=True)
+        pipe.get(self.p + EPOCH_KEY)
         if shard is not None:
             pipe.hgetall(f"{self.p}shard:{cluster}|{shard}")
             pipe.get(f"{self.p}shardv:{cluster}|{shard}")
         if counts:
             pipe.hgetall(f"{self.p}cpods:{cluster}")
             pipe.hgetall(f"{self.p}cmasters:{cluster}")
-        out = pipe.execute()
+        epoch, *out = pipe.execute()
+        epoch = (epoch or b"").decode()
         copies: tuple[Copy, ...] = ()
         version = ""
         if shard is not None:
@@ -457,10 +474,10 @@ class RedisStore:
             copies = tuple(c for c in (parse_copy(k.decode(), val.decode(), now_ms) for k, val in raw.items()) if c)
             version = (v or b"0").decode()
         if not counts:
-            return ShardState(copies=copies, version=version, counts=ClusterCounts())
+            return ShardState(copies=copies, version=version, counts=ClusterCounts(), epoch=epoch)
         pods = {k.decode(): int(v) for k, v in out[0].items() if int(v) > 0}
         masters = {k.decode(): int(v) for k, v in out[1].items() if int(v) > 0}
-        return ShardState(copies=copies, version=version, counts=ClusterCounts(pods, masters))
+        return ShardState(copies=copies, version=version, counts=ClusterCounts(pods, masters), epoch=epoch)
 
     def cluster_pod_ips(self, cluster: str) -> dict[str, str]:
         """The placed pods of a cluster with their IPs ("ns/name" -> ip), to find its Redis."""
@@ -497,6 +514,18 @@ class RedisStore:
     def mark_loaded(self, source: str, **facts: Any) -> None:
         self.r.hset(self.p + "meta", mapping={"loaded_at": f"{time.time():.3f}", "source": source,
                                               **{k: str(v) for k, v in facts.items()}})
+
+    def mark_epoch(self, by: str, **counts: int) -> str:
+        """Mark the state whole: call LAST, once a complete state is written (a load, the
+        syncer's full list). Returns the epoch written (its JSON, as readers compare it)."""
+        value = orjson.dumps({"id": uuid.uuid4().hex, "at": round(time.time(), 3), "by": by,
+                              **counts}).decode()
+        self.r.set(self.p + EPOCH_KEY, value)
+        return value
+
+    def epoch(self) -> str:
+        """The current epoch's JSON, "" when missing (emptied, replaced, never loaded)."""
+        return (self.r.get(self.p + EPOCH_KEY) or b"").decode()
 
     def meta(self) -> dict[str, str]:
         return {k.decode(): v.decode() for k, v in self.r.hgetall(self.p + "meta").items()}
@@ -561,6 +590,10 @@ class Keys:
     @property
     def meta(self) -> str:
         return self.prefix + "meta"
+
+    @property
+    def epoch(self) -> str:
+        return self.prefix + EPOCH_KEY
 
     @property
     def shard_pattern(self) -> str:
