@@ -14,7 +14,7 @@ import numpy as np
 
 from ..identity import Identifier
 from ..model import PodRequest, Snapshot
-from ..policy.bindcheck import recheck
+from ..policy.bindcheck import all_paths, recheck
 from ..policy.filter import NODE_HOLDS_COPY, FilterResult, Outcome, filter_nodes
 from ..policy.score import NEUTRAL_SCORE, score_list
 from ..protocol import ExtenderArgs
@@ -116,6 +116,7 @@ class Decider:
             if pod is not None:
                 error = self._check_and_record(pod, node, memory)
                 if error:
+                    self._release(pod)  # a refused pod must not block the sibling that won
                     return error
         except StateUnavailable as exc:  # (StoreFailed included)
             return f"redis-extender: cannot record the placement of {namespace}/{name}: {exc}"
@@ -127,18 +128,26 @@ class Decider:
             log.warning("binding %s/%s to %s failed: %s", namespace, name, node, exc)
             if pod is not None:
                 self._unrecord(pod, node)
+                self._release(pod)
             return f"redis-extender: binding {namespace}/{name} to {node} failed: {exc}"
         return ""
 
     def _check_and_record(self, pod: PodRequest, node: str, memory: FilterMemory | None,
                           attempts: int = 3) -> str:
+        """Every spread rule against fresh state, filter seen or not (without its memory, over
+        every known domain: the choice the filter would have had), then the atomic record."""
         assert pod.member is not None
         for _ in range(attempts):
+            args = ExtenderArgs(pod=pod, node_names=[node], nodes=None, names_mode=True)
+            prepared = self.snapshots.prepare(args, fresh=True)
+            if node not in prepared.snapshot.nodes:
+                metrics.PLACEMENTS.labels("unknown_node").inc()
+                return f"redis-extender: node {node} is not in the extender's state (unknown node); retry scheduling"
             version = ""
-            if memory is not None and pod.member.shard is not None:
-                args = ExtenderArgs(pod=pod, node_names=[node], nodes=None, names_mode=True)
-                prepared = self.snapshots.prepare(args, fresh=True)
-                reason = recheck(pod, node, memory.paths, prepared.snapshot, prepared.own_node)
+            if pod.member.shard is not None:
+                paths = memory.paths if memory is not None else all_paths(prepared.snapshot.nodes.values(),
+                                                                          self.settings.domains.levels)
+                reason = recheck(pod, node, paths, prepared.snapshot, prepared.own_node)
                 if reason:
                     metrics.PLACEMENTS.labels("recheck_refused").inc()
                     return f"redis-extender: {reason}; retry scheduling"
@@ -158,6 +167,15 @@ class Decider:
     def record(self, pod: PodRequest, node: str, expect_version: str = "") -> RecordResult:
         """Atomic check-and-record of a placement; invalidates this process's cached shard."""
         return self.cache.record_placement(PodRecord.of(pod, node), expect_version)
+
+    def _release(self, pod: PodRequest) -> None:
+        member = pod.member
+        if member is None or member.shard is None:
+            return
+        try:
+            self.cache.release_reservation(pod.key, member.cluster, member.shard)
+        except StoreFailed as exc:  # it expires (reservation_ttl)
+            log.debug("cannot release the reservation of %s: %s", pod.key, exc)
 
     def _unrecord(self, pod: PodRequest, node: str) -> None:
         try:

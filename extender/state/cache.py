@@ -329,6 +329,12 @@ class StateCache:
     def reserve(self, pod_key: str, cluster: str, shard: str, node: str, role: str, ttl: float) -> bool:
         return self._direct(lambda: self.store.reserve(pod_key, cluster, shard, node, role, ttl))
 
+    def release_reservation(self, pod_key: str, cluster: str, shard: str) -> bool:
+        try:
+            return self._direct(lambda: self.store.release_reservation(pod_key, cluster, shard))
+        finally:
+            self.invalidate_shard(cluster, shard)
+
     def record_placement(self, pod: PodRecord, expect_version: str = "") -> RecordResult:
         """The atomic check-and-record (RedisStore.record_placement); drops this process's
         cached view of the shard and usage, whatever the outcome."""

@@ -170,6 +170,15 @@ return 1
 """
 
 
+_RELEASE = r"""
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+local a = string.find(cur, '\t', 1, true)
+if a and string.find(cur, '\t', a + 1, true) then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0  -- placed: keep the truth
+"""
+
+
 SENTINEL_SCHEME = "redis+sentinel://"
 
 
@@ -307,6 +316,7 @@ class RedisStore:
         self.p = prefix
         self._apply = client.register_script(_APPLY_POD)
         self._reserve = client.register_script(_RESERVE)
+        self._release = client.register_script(_RELEASE)
         self._lock_renew = client.register_script(_LOCK_RENEW)
         self._lock_release = client.register_script(_LOCK_RELEASE)
 
@@ -402,6 +412,11 @@ class RedisStore:
         expiry = int((time.time() + ttl) * 1000)
         return bool(self._reserve(keys=[f"{self.p}shard:{cluster}|{shard}"],
                                   args=[pod_key, f"{node}\t{role}\t{expiry}"]))
+
+    def release_reservation(self, pod_key: str, cluster: str, shard: str) -> bool:
+        """Drop the pod's reservation (its bind was refused: it must not block the sibling that
+        won); a real placement is never touched."""
+        return bool(self._release(keys=[f"{self.p}shard:{cluster}|{shard}"], args=[pod_key]))
 
     def set_live_roles(self, cluster: str, roles: Mapping[str, str]) -> int:
         """Roles seen in the live topology ("ns/name" -> master|replica), which from now on
@@ -558,7 +573,8 @@ def parse_copy(pod: str, value: str, now_ms: float) -> Copy | None:
     role, _, expiry = rest.partition("\t")
     if not node or (expiry and float(expiry) < now_ms):
         return None
-    return Copy(pod=pod, node=node, role=Role.parse(role), reserved=bool(expiry))
+    return Copy(pod=pod, node=node, role=Role.parse(role), reserved=bool(expiry),
+                expires_ms=float(expiry) if expiry else 0.0)
 
 
 @dataclass(frozen=True)
