@@ -8,7 +8,8 @@ touches Redis.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+import time
+from typing import Callable, TypeVar
 
 import numpy as np
 
@@ -19,15 +20,23 @@ from ..policy.filter import NODE_HOLDS_COPY, FilterResult, Outcome, filter_nodes
 from ..policy.score import NEUTRAL_SCORE, score_list
 from ..protocol import ExtenderArgs
 from ..settings import Settings
-from ..state.cache import StateCache, StateUnavailable, StoreFailed
+from ..state.cache import StateCache, StateIncomplete, StateUnavailable, StoreFailed
 from ..state.redis_store import FilterMemory, PodRecord, RecordResult
 from ..state.snapshot import Snapshots
 from . import metrics
 
+T = TypeVar("T")
 Binder = Callable[[str, str, str, str], None]
 """(namespace, name, uid, node) -> None; creates the Binding in the API (raises on failure)."""
 
 log = logging.getLogger(__name__)
+
+WHOLE_WAIT = 2.0
+"""Seconds a decision waits, polling, for a state that is not whole (Redis emptied or replaced
+and being relisted: ~1-2 s in live mode), or for a Redis that failed less than this ago (a
+restart takes a fraction of a second), before applying the unavailable policy. Far under
+kube-scheduler's 5 s; an Error parks the pod in its unschedulable queue for up to 60 s. Past
+the outage's first WHOLE_WAIT seconds nothing waits: the breaker answers at once."""
 
 
 class Decider:
@@ -47,7 +56,7 @@ class Decider:
             return filter_nodes(args.pod, args.node_names, _EMPTY), ""
         try:
             with metrics.PHASE.labels("state").time():
-                prepared = self.snapshots.prepare(args, counts=False)  # filter spreads copies; counts only score
+                prepared = self._whole(lambda: self.snapshots.prepare(args, counts=False))  # counts only score
         except StateUnavailable as exc:
             if self.fail_open:
                 log.warning("filter %s: %s; failing open (all nodes accepted)", args.pod.key, exc)
@@ -71,7 +80,7 @@ class Decider:
             return [NEUTRAL_SCORE] * len(args.node_names)
         try:
             with metrics.PHASE.labels("state").time():
-                prepared = self.snapshots.prepare(args)
+                prepared = self._whole(lambda: self.snapshots.prepare(args))
         except StateUnavailable as exc:
             log.warning("prioritize %s: %s; neutral scores", args.pod.key, exc)
             return [NEUTRAL_SCORE] * len(args.node_names)
@@ -82,6 +91,19 @@ class Decider:
             with metrics.PHASE.labels("record").time():
                 self._reserve(args.pod, args.node_names[int(np.argmax(scores))])
         return scores
+
+    def _whole(self, read: Callable[[], T]) -> T:
+        """`read`, retried for up to WHOLE_WAIT while the state is being written whole again."""
+        deadline = time.monotonic() + WHOLE_WAIT
+        while True:
+            try:
+                return read()
+            except StateUnavailable as exc:
+                outage = self.cache.outage_age()
+                young = outage is not None and outage < WHOLE_WAIT
+                if time.monotonic() >= deadline or not (isinstance(exc, StateIncomplete) or young):
+                    raise
+                time.sleep(0.1)
 
     def _reserve(self, pod: PodRequest, node: str) -> None:
         member = pod.member
@@ -111,7 +133,7 @@ class Decider:
         """Re-check, record atomically, then create the Binding. Returns an Error text or "".
         While Redis is down nothing is tried (StoreFailed at once): the scheduler retries."""
         try:
-            self.snapshots.check_whole()  # an emptied Redis knows no pod: never "unknown, pass"
+            self._whole(self.snapshots.check_whole)  # an emptied Redis knows no pod: never "unknown, pass"
             pod, memory = self.snapshots.bound_pod(namespace, name, uid)
             if pod is not None:
                 error = self._check_and_record(pod, node, memory)

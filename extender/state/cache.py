@@ -47,6 +47,11 @@ class StateUnavailable(RuntimeError):
     """Redis cannot be read and the last known state is missing or too old."""
 
 
+class StateIncomplete(StateUnavailable):
+    """Redis answers, but the state is not whole (no epoch, or another than the tables'): it was
+    emptied or replaced and is being written again (a load, the syncer's relist)."""
+
+
 class StoreFailed(StateUnavailable):
     """A call that must reach Redis now failed, or was not tried because Redis is down.
     Its text is the Redis client's (or "Redis unavailable"), for the reply's Error."""
@@ -126,6 +131,7 @@ class StateCache:
         self._last_good: LRUCache[Hashable, tuple[float, Any]] = LRUCache(maxsize=maxsize)
         self._lock = threading.Lock()
         self._down_until = 0.0
+        self._down_since: float | None = None  # the first failure of the current outage
         self._table: NodeTable | None = None
         self._table_checked = -1e18
         self._latest_generation = 0  # the newest node-table generation seen in Redis
@@ -173,6 +179,7 @@ class StateCache:
             return self._stale_table(now, exc)
         with self._lock:
             self._table_checked = now
+        self._down_since = None
         return table
 
     def _load_table(self, store: RedisStore) -> NodeTable:
@@ -260,6 +267,7 @@ class StateCache:
             self._mark_down(now)
             return self._stale(key, now, exc)
         self._put(kind, key, value)
+        self._down_since = None
         return value
 
     def _put(self, kind: str, key: Hashable, value: Any) -> None:
@@ -284,6 +292,13 @@ class StateCache:
     def _mark_down(self, now: float) -> None:
         self.stats.count("redis_errors")
         self._down_until = now + self.retry_after
+        if self._down_since is None:
+            self._down_since = now
+
+    def outage_age(self) -> float | None:
+        """Seconds since Redis first failed without a success since (None: not failing)."""
+        since = self._down_since
+        return None if since is None else self.clock() - since
 
     @property
     def redis_down(self) -> bool:
@@ -295,7 +310,9 @@ class StateCache:
         if self.redis_down:  # never wait on a Redis that just failed
             raise StoreFailed("Redis unavailable")
         try:
-            return call()
+            value = call()
+            self._down_since = None
+            return value
         except redis.RedisError as exc:
             self._mark_down(self.clock())
             raise StoreFailed(str(exc)) from exc

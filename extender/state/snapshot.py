@@ -19,7 +19,7 @@ import numpy as np
 from ..model import Member, Node, PodRequest, Role, Snapshot
 from ..policy.candidates import NodeArrays, Tables, UsageArrays
 from ..protocol import ExtenderArgs, node_from_object
-from .cache import NodeTable, StateCache, StateUnavailable, epoch_problem
+from .cache import NodeTable, StateCache, StateIncomplete, StateUnavailable, epoch_problem
 from .redis_store import FilterMemory
 
 Usage = tuple[dict[str, int], dict[str, int]]  # (memory, CPU) requested per node
@@ -67,7 +67,7 @@ class Snapshots:
             if (rows < 0).any():  # a node added since the last check?
                 table = self.cache.node_table(revalidate=True)
                 if table.epoch != shard.epoch:
-                    raise StateUnavailable(epoch_problem(shard.epoch, table) or "the state's epoch moved")
+                    raise StateIncomplete(epoch_problem(shard.epoch, table) or "the state's epoch moved")
                 rows = self._rows(args, table)
         usage: Usage = ({}, {}) if fresh else self.cache.usage()
         nodes: ChainMap[str, Node] | dict[str, Node] = table.nodes
@@ -95,11 +95,11 @@ class Snapshots:
         if problem is None:
             return table
         if not epoch:
-            raise StateUnavailable(problem)
+            raise StateIncomplete(problem)
         table = self.cache.table_for_epoch(epoch)
         problem = epoch_problem(epoch, table)
         if problem is not None:
-            raise StateUnavailable(problem)
+            raise StateIncomplete(problem)
         return table
 
     def check_whole(self) -> NodeTable:

@@ -1,0 +1,127 @@
+"""Faults injected while the real kube-scheduler v1.20.2 schedules a burst of Redis pods
+through the extender in live mode (sync + binder, 2 workers), against a real kube-apiserver:
+the cache Redis restarted empty mid-burst. Each: 0 copies sharing a node, 0 excess per zone,
+every pod bound within a stated time after the fault ends, and the state equal to the API's
+(what a fresh relist would store).
+
+Figures are printed (run with -s): decisions by outcome during the fault, time to recover.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+import urllib.request
+from typing import Any, Iterator
+
+import pytest
+
+from extender.localredis import LocalRedis
+from extender.processes import free_port
+from extender.state.redis_store import RedisStore
+
+from ..support.controlplane import scheduler_config
+from ..support.serving import Served
+from .test_scheduling import NS, SCHED, cleanup, create_burst, make_nodes, violations
+
+pytestmark = pytest.mark.e2e
+
+BOUND_AFTER_FAULT = 20.0
+"""Seconds within which every pod is bound once the fault ends. Decisions wait up to
+WHOLE_WAIT (2 s) for a state being relisted or a Redis that failed just now, so no filter
+answers Error for a short fault: a pod answered Error would wait in kube-scheduler 1.20's
+unschedulable queue for up to 60 s."""
+
+
+class OwnRedis:
+    """A redis-server of this module's own, restarted empty on the same port."""
+
+    def __init__(self) -> None:
+        self.server = LocalRedis().start()
+        self.port = self.server.port
+        self.url = self.server.url
+
+    def restart_empty(self) -> None:
+        self.server.stop()
+        self.server = LocalRedis(port=self.port).start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+@pytest.fixture(scope="module")
+def faulty(control_plane, tmp_path_factory) -> Iterator[tuple[Any, Served, RedisStore, OwnRedis]]:
+    cp = control_plane
+    try:
+        cp.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                   "metadata": {"name": NS}})
+    except Exception as exc:  # already there from another module
+        if "AlreadyExists" not in str(exc) and "409" not in str(exc):
+            raise
+    redis = OwnRedis()
+    prefix = f"rxfault:{{{os.getpid()}-{free_port()}}}:"
+    env = {**os.environ, "REDIS_URL": redis.url, "REDIS_EXTENDER_KEY_PREFIX": prefix,
+           "REDIS_EXTENDER_LOCK_TTL": "3"}
+    extender = Served(env, ["--workers", "2", "--kubeconfig", str(cp.kubeconfig)], ready_path="/readyz",
+                      log_dir=tmp_path_factory.mktemp("ext"))
+    store = RedisStore.from_url(redis.url, prefix, timeout=2)
+    yield cp, extender, store, redis
+    extender.stop()
+    redis.stop()
+
+
+@pytest.fixture
+def world(faulty) -> Iterator[dict[str, Any]]:
+    made: dict[str, Any] = {"nodes": [], "pods": []}
+    yield made
+    cleanup(faulty[0], made)
+
+
+def decisions(url: str) -> dict[str, float]:
+    """The extender's filter decisions by outcome (this worker's /metrics; summed over reads)."""
+    text = urllib.request.urlopen(url + "/metrics", timeout=2).read().decode()
+    out: dict[str, float] = {}
+    for outcome, value in re.findall(r'redis_extender_decisions_total\{outcome="([^"]+)"\} ([0-9.e+]+)', text):
+        out[outcome] = out.get(outcome, 0) + float(value)
+    return out
+
+
+def placements(cp, names: list[str]) -> dict[str, str]:
+    return {p["metadata"]["name"]: p["spec"].get("nodeName") or "" for p in cp.list_pods(NS)
+            if p["metadata"]["name"] in names}
+
+
+def assert_state_equals_the_api(cp, store: RedisStore, names: list[str], nodes: list[str]) -> None:
+    api = placements(cp, names)
+    stored = {n: (store.pod(NS, n) or {}).get("node", "missing") for n in names}
+    assert stored == api, {n: (stored[n], api[n]) for n in names if stored[n] != api[n]}
+    assert set(nodes) <= set(store.node_names())
+    assert store.epoch(), "the state is not whole after the fault"
+
+
+def test_cache_redis_restarted_empty_mid_burst(faulty, world) -> None:
+    cp, extender, store, redis = faulty
+    zone_of = make_nodes(cp, world, 3, 3, "empty")
+    cp.wait_for(lambda: set(zone_of) <= set(store.node_names()) and store.epoch(), timeout=20, what="nodes synced")
+    cp.start_scheduler(scheduler_config(SCHED, extender.port))
+    names = create_burst(cp, world, "empty", 10, 3)
+    cp.wait_for(lambda: sum(1 for v in placements(cp, names).values() if v) >= 6, timeout=30, what="a few bound")
+    before = decisions(extender.url)
+    fault = time.monotonic()
+    redis.restart_empty()
+    restarted = time.monotonic()
+    cp.wait_for(lambda: store.epoch(), timeout=20, interval=0.05, what="the relist's epoch")
+    whole = time.monotonic()
+    cp.wait_for(lambda: all(placements(cp, names).values()) and len(placements(cp, names)) == len(names),
+                timeout=BOUND_AFTER_FAULT - (time.monotonic() - restarted), interval=0.25, what="every pod bound")
+    bound = time.monotonic()
+    after = decisions(extender.url)
+    placement = placements(cp, names)
+    result = violations(placement, zone_of)
+    during = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    print(f"\nempty restart: restart {restarted - fault:.2f}s, state whole again {whole - restarted:.2f}s "
+          f"after, all {len(names)} bound {bound - restarted:.1f}s after; filter outcomes meanwhile "
+          f"(one worker): {during}; violations {result}")
+    assert result["node"] == 0 and result["zone"] == 0, result
+    assert whole - restarted < 5.0
+    assert_state_equals_the_api(cp, store, names, list(zone_of))
