@@ -23,13 +23,14 @@ from ..settings import Settings
 from ..state.cache import StateCache, StateUnavailable, StoreFailed, open_cache
 from ..state.redis_store import connect
 from . import metrics
-from .decisions import Binder, Decider
+from .decisions import Binder, Decider, PendingCheck
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
 
 
-def create_app(settings: Settings, cache: StateCache | None = None, binder: Binder | None = None) -> Flask:
+def create_app(settings: Settings, cache: StateCache | None = None, binder: Binder | None = None,
+               pending: PendingCheck | None = None) -> Flask:
     app = Flask("redis-extender")
     app.config["MAX_CONTENT_LENGTH"] = settings.service.max_body_bytes
     if cache is None:
@@ -37,7 +38,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
         cache.warm()
     cache.stats.listeners.append(metrics.cache_listener)
     identifier = Identifier(settings.identity)
-    decider = Decider(settings, cache, identifier)
+    decider = Decider(settings, cache, identifier, pending)
     memo = NamesMemo()
     node_memo = NodeMemo(settings.domains.levels)
     app.extensions["redis_extender"] = decider

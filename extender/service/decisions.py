@@ -29,6 +29,10 @@ T = TypeVar("T")
 Binder = Callable[[str, str, str, str], None]
 """(namespace, name, uid, node) -> None; creates the Binding in the API (raises on failure)."""
 
+PendingCheck = Callable[[str, str, str], str]
+"""(namespace, name, uid) -> "" when the API has the pod pending for this scheduler, else why not
+(live mode only: state/k8s_sync.make_pending_check)."""
+
 log = logging.getLogger(__name__)
 
 WHOLE_WAIT = 2.0
@@ -43,8 +47,10 @@ class Decider:
     """The three verbs: read the snapshot (state), decide (policy), write what the decision
     implies through the cache; Redis failures arrive as StateUnavailable/StoreFailed."""
 
-    def __init__(self, settings: Settings, cache: StateCache, identifier: Identifier):
+    def __init__(self, settings: Settings, cache: StateCache, identifier: Identifier,
+                 pending: PendingCheck | None = None):
         self.settings = settings
+        self.pending = pending
         self.cache = cache
         self.identifier = identifier
         self.snapshots = Snapshots(cache, settings.domains.levels)
@@ -132,6 +138,11 @@ class Decider:
     def bind(self, namespace: str, name: str, uid: str, node: str, binder: Binder | None) -> str:
         """Re-check, record atomically, then create the Binding. Returns an Error text or "".
         While Redis is down nothing is tried (StoreFailed at once): the scheduler retries."""
+        if self.pending is not None:  # live mode: only a pod the API has, unbound, for us
+            refused = self.pending(namespace, name, uid)
+            if refused:
+                metrics.PLACEMENTS.labels("not_pending").inc()
+                return f"redis-extender: {refused}; not bound"
         try:
             self._whole(self.snapshots.check_whole)  # an emptied Redis knows no pod: never "unknown, pass"
             pod, memory = self.snapshots.bound_pod(namespace, name, uid)

@@ -74,6 +74,34 @@ def make_binder(api: kclient.ApiClient) -> Callable[[str, str, str, str], None]:
     return bind
 
 
+def make_pending_check(api: kclient.ApiClient, scheduler_names: tuple[str, ...] = ()) -> Callable[[str, str, str], str]:
+    """(namespace, name, uid) -> "" when the API has that pod, with that UID, not yet bound and
+    (with `scheduler_names`) for one of these schedulers; else why not (the bind's Error)."""
+    core = kclient.CoreV1Api(api)
+
+    def pending(namespace: str, name: str, uid: str) -> str:
+        try:
+            resp = core.read_namespaced_pod(name, namespace, _preload_content=False, _request_timeout=3)
+            pod = orjson.loads(resp.data)
+        except ApiException as exc:
+            if exc.status == 404:
+                return f"pod {namespace}/{name} does not exist in the API"
+            return f"cannot read pod {namespace}/{name} from the API: {exc.status} {exc.reason}"
+        except Exception as exc:  # unreachable API and the like: the Binding would fail too
+            return f"cannot read pod {namespace}/{name} from the API: {exc}"
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        if uid and meta.get("uid") != uid:
+            return f"pod {namespace}/{name} has UID {meta.get('uid')} in the API, not {uid}"
+        if spec.get("nodeName"):
+            return f"pod {namespace}/{name} is already bound to {spec['nodeName']}"
+        if scheduler_names and spec.get("schedulerName") not in scheduler_names:
+            return (f"pod {namespace}/{name} is for scheduler {spec.get('schedulerName')!r}, "
+                    f"not {', '.join(scheduler_names)}")
+        return ""
+
+    return pending
+
+
 class Gone(Exception):
     """410: our resourceVersion is too old; relist."""
 

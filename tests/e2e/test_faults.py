@@ -1,6 +1,7 @@
 """Faults injected while the real kube-scheduler v1.20.2 schedules a burst of Redis pods
 through the extender in live mode (sync + binder, 2 workers), against a real kube-apiserver:
-the cache Redis restarted empty mid-burst. Each: 0 copies sharing a node, 0 excess per zone,
+the cache Redis restarted empty mid-burst, wedged (SIGSTOP) for less and for more than the
+staleness allowance, the sync leader killed while another replica runs. Each: 0 copies sharing a node, 0 excess per zone,
 every pod bound within a stated time after the fault ends, and the state equal to the API's
 (what a fresh relist would store).
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 import urllib.request
 from typing import Any, Iterator
@@ -33,6 +35,10 @@ answers Error for a short fault: a pod answered Error would wait in kube-schedul
 unschedulable queue for up to 60 s."""
 
 
+STALENESS = 4.0
+"""max_staleness of this module's extender (30 s by default): the wedges stay short."""
+
+
 class OwnRedis:
     """A redis-server of this module's own, restarted empty on the same port."""
 
@@ -44,6 +50,15 @@ class OwnRedis:
     def restart_empty(self) -> None:
         self.server.stop()
         self.server = LocalRedis(port=self.port).start()
+
+    def wedge(self, seconds: float) -> None:
+        """SIGSTOP the server for `seconds`, then SIGCONT (always)."""
+        assert self.server.proc is not None
+        os.kill(self.server.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(self.server.proc.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         self.server.stop()
@@ -61,10 +76,11 @@ def faulty(control_plane, tmp_path_factory) -> Iterator[tuple[Any, Served, Redis
     redis = OwnRedis()
     prefix = f"rxfault:{{{os.getpid()}-{free_port()}}}:"
     env = {**os.environ, "REDIS_URL": redis.url, "REDIS_EXTENDER_KEY_PREFIX": prefix,
-           "REDIS_EXTENDER_LOCK_TTL": "3"}
+           "REDIS_EXTENDER_LOCK_TTL": "3", "REDIS_EXTENDER_MAX_STALENESS": str(STALENESS)}
     extender = Served(env, ["--workers", "2", "--kubeconfig", str(cp.kubeconfig)], ready_path="/readyz",
                       log_dir=tmp_path_factory.mktemp("ext"))
     store = RedisStore.from_url(redis.url, prefix, timeout=2)
+    extender.env = env  # for a second replica
     yield cp, extender, store, redis
     extender.stop()
     redis.stop()
@@ -125,3 +141,69 @@ def test_cache_redis_restarted_empty_mid_burst(faulty, world) -> None:
     assert result["node"] == 0 and result["zone"] == 0, result
     assert whole - restarted < 5.0
     assert_state_equals_the_api(cp, store, names, list(zone_of))
+
+
+def burst_with_fault(faulty, world, tag: str, fault, shards: int = 10) -> dict[str, Any]:
+    """Nodes, the scheduler, a burst; `fault()` once a few pods are bound; then every pod bound
+    within BOUND_AFTER_FAULT (or the returned figures say how long it took), the checks."""
+    cp, extender, store, redis = faulty
+    zone_of = make_nodes(cp, world, 3, 3, tag)
+    cp.wait_for(lambda: set(zone_of) <= set(store.node_names()) and store.epoch(), timeout=20, what="nodes synced")
+    cp.start_scheduler(scheduler_config(SCHED, extender.port))
+    names = create_burst(cp, world, tag, shards, 3)
+    cp.wait_for(lambda: sum(1 for v in placements(cp, names).values() if v) >= 6, timeout=30, what="a few bound")
+    before = decisions(extender.url)
+    started = time.monotonic()
+    fault()
+    ended = time.monotonic()
+    cp.wait_for(lambda: store.epoch(), timeout=20, interval=0.05, what="the state whole")
+    whole = time.monotonic()
+    cp.wait_for(lambda: len(placements(cp, names)) == len(names) and all(placements(cp, names).values()),
+                timeout=BOUND_AFTER_FAULT + 70, interval=0.25, what="every pod bound")
+    bound = time.monotonic()
+    during = {k: v - before.get(k, 0) for k, v in decisions(extender.url).items()}
+    result = violations(placements(cp, names), zone_of)
+    figures = {"fault_s": round(ended - started, 2), "whole_after_s": round(whole - ended, 2),
+               "all_bound_after_s": round(bound - ended, 1), "filter_outcomes": during, **result}
+    print(f"\n{tag}: {figures}")
+    assert result["node"] == 0 and result["zone"] == 0, result
+    assert_state_equals_the_api(cp, store, names, list(zone_of))
+    return figures
+
+
+def test_redis_wedged_shorter_than_the_staleness_allowance(faulty, world) -> None:
+    """Reads come from the last known state; writes (reservations, binds) wait or fail."""
+    figures = burst_with_fault(faulty, world, "wedge-short", lambda: faulty[3].wedge(STALENESS / 2))
+    assert figures["all_bound_after_s"] < BOUND_AFTER_FAULT, figures
+
+
+def test_redis_wedged_longer_than_the_staleness_allowance(faulty, world) -> None:
+    """Past the allowance filter fails closed: those pods wait in the scheduler's unschedulable
+    queue (up to 60 s in 1.20) and are then placed from the whole state, without violation."""
+    figures = burst_with_fault(faulty, world, "wedge-long", lambda: faulty[3].wedge(STALENESS + 3))
+    assert figures["all_bound_after_s"] < BOUND_AFTER_FAULT + 70, figures
+
+
+def test_the_sync_leader_killed_another_replica_takes_over(faulty, world, tmp_path) -> None:
+    cp, extender, store, redis = faulty
+    other = Served(extender.env, ["--workers", "1", "--kubeconfig", str(cp.kubeconfig)], ready_path="/readyz",
+                   log_dir=tmp_path)
+    try:
+        first = store.lock_holder()
+        assert first
+
+        def kill_leader() -> None:
+            holder = store.lock_holder() or ""
+            pid = int(holder.split("/")[1])  # host/pid/nonce (state/lock.py): a sync child we started
+            os.kill(pid, signal.SIGKILL)
+            cp.wait_for(lambda: (store.lock_holder() or holder) != holder, timeout=15, what="a new leader")
+
+        figures = burst_with_fault(faulty, world, "leader-kill", kill_leader)
+        assert store.lock_holder() != first
+        late = "leader-kill-late"  # the new leader syncs: a node added after the takeover is stored
+        cp.create_node(late, {"topology.kubernetes.io/zone": "zone-0"}, cpu="16", memory="32Gi")
+        world["nodes"].append(late)
+        cp.wait_for(lambda: late in store.node_names(), timeout=10, what="the new leader's sync")
+        assert figures["all_bound_after_s"] < BOUND_AFTER_FAULT, figures
+    finally:
+        other.stop()
