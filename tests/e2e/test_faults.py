@@ -1,7 +1,8 @@
 """Faults injected while the real kube-scheduler v1.20.2 schedules a burst of Redis pods
 through the extender in live mode (sync + binder, 2 workers), against a real kube-apiserver:
 the cache Redis restarted empty mid-burst, wedged (SIGSTOP) for less and for more than the
-staleness allowance, the sync leader killed while another replica runs. Each: 0 copies sharing a node, 0 excess per zone,
+staleness allowance, the sync leader killed while another replica runs, the apiserver
+restarted, an extender worker killed (gunicorn starts another). Each: 0 copies sharing a node, 0 excess per zone,
 every pod bound within a stated time after the fault ends, and the state equal to the API's
 (what a fresh relist would store).
 
@@ -207,3 +208,42 @@ def test_the_sync_leader_killed_another_replica_takes_over(faulty, world, tmp_pa
         assert figures["all_bound_after_s"] < BOUND_AFTER_FAULT, figures
     finally:
         other.stop()
+
+
+def test_the_apiserver_restarted_mid_burst(faulty, world) -> None:
+    """Watches break; the syncer relists or resumes; the scheduler reconnects; binds meanwhile
+    fail at the API and are undone (the watch reconciles the rest)."""
+    figures = burst_with_fault(faulty, world, "apiserver", lambda: faulty[0].restart_apiserver(down=1.0))
+    assert figures["all_bound_after_s"] < BOUND_AFTER_FAULT + 70, figures
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def test_an_extender_worker_killed_mid_burst(faulty, world) -> None:
+    """SIGKILL of one gunicorn worker (a child of the extender we started; not the sync child):
+    the master starts another, the scheduler's next calls reach a live worker."""
+    extender = faulty[1]
+
+    def kill_worker() -> None:
+        workers = [p for p in children(extender.proc.pid)
+                   if b"sync" not in open(f"/proc/{p}/cmdline", "rb").read()]
+        assert workers
+        os.kill(workers[0], signal.SIGKILL)
+        def replaced() -> bool:
+            return len([p for p in children(extender.proc.pid) if p != workers[0]]) >= len(workers)
+
+        faulty[0].wait_for(replaced, timeout=15, what="a new worker")
+
+    figures = burst_with_fault(faulty, world, "worker-kill", kill_worker)
+    assert figures["all_bound_after_s"] < BOUND_AFTER_FAULT + 70, figures
