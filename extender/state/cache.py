@@ -13,7 +13,8 @@ matters (check-and-record) is made atomically inside Redis, not from this cache.
 Redis down: the cache owns the circuit breaker. A failed call (read or write) marks Redis down
 for `retry_after` seconds, during which no call is attempted (answers stay fast, far under
 the scheduler's 5 s). Reads then come from the last good value while it is younger than
-`max_staleness`; past that, StateUnavailable is raised and the service applies the
+`max_staleness` (the node table's age is that of its last confirmation: a successful
+generation check or read, not its last reload); past that, StateUnavailable is raised and the service applies the
 documented policy (fail-closed or fail-open). Calls that must reach Redis now (the bind's
 fresh read, writes) have no fallback: they raise StoreFailed, at once while Redis is down.
 """
