@@ -133,6 +133,7 @@ class StateCache:
         self._lock = threading.Lock()
         self._down_until = 0.0
         self._down_since: float | None = None  # the first failure of the current outage
+        self._last_failure = -1e18
         self._table: NodeTable | None = None
         self._table_checked = -1e18
         self._latest_generation = 0  # the newest node-table generation seen in Redis
@@ -293,8 +294,11 @@ class StateCache:
     def _mark_down(self, now: float) -> None:
         self.stats.count("redis_errors")
         self._down_until = now + self.retry_after
-        if self._down_since is None:
+        # a new outage: the first failure since a success, or since a quiet spell (a worker
+        # that made no call since an earlier outage must not count that one's age)
+        if self._down_since is None or now - self._last_failure > 2 * self.retry_after:
             self._down_since = now
+        self._last_failure = now
 
     def outage_age(self) -> float | None:
         """Seconds since Redis first failed without a success since (None: not failing)."""

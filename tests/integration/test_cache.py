@@ -242,3 +242,21 @@ def test_staleness_is_the_age_of_the_state_last_confirmed_current_not_of_its_rel
         os.kill(own_redis.proc.pid, signal.SIGCONT)
     clock.now += 2.0  # past retry_after: Redis answers again and confirms the table
     assert set(cache.node_table().nodes) == {"n1"}
+
+
+def test_an_outage_is_aged_from_its_first_failure_not_from_an_earlier_one(own_redis: LocalRedis) -> None:
+    store = RedisStore.from_url(own_redis.url, "rx:{t}:", timeout=0.05)
+    clock = Clock()
+    cache = make_cache(store, clock)
+    assert cache.outage_age() is None
+    own_redis.stop()
+    with pytest.raises(StoreFailed):
+        cache.shard_now("redis/c", "0")
+    clock.now += 1.5
+    assert cache.outage_age() == 1.5
+    with pytest.raises(StoreFailed):
+        cache.shard_now("redis/c", "0")  # the same outage, tried again after retry_after
+    clock.now += 60.0  # no call for a minute (an idle worker), then a failure: a new outage
+    with pytest.raises(StoreFailed):
+        cache.shard_now("redis/c", "0")
+    assert cache.outage_age() == 0.0
