@@ -44,6 +44,11 @@ burst of requests naming a just-added node (or a node the sync has not stored ye
 one GET per this interval, not one per request, and the new node is seen within it."""
 
 
+OUTAGE_QUIET = 10.0
+"""Seconds without a call after a failure past which the next failure starts a new outage
+(outage_age): a worker idle since an earlier outage must not count that one's age."""
+
+
 class StateUnavailable(RuntimeError):
     """Redis cannot be read and the last known state is missing or too old."""
 
@@ -296,7 +301,7 @@ class StateCache:
         self._down_until = now + self.retry_after
         # a new outage: the first failure since a success, or since a quiet spell (a worker
         # that made no call since an earlier outage must not count that one's age)
-        if self._down_since is None or now - self._last_failure > 2 * self.retry_after:
+        if self._down_since is None or now - self._last_failure > OUTAGE_QUIET:
             self._down_since = now
         self._last_failure = now
 
