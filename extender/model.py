@@ -86,6 +86,7 @@ class Copy:
     node: str
     role: Role
     reserved: bool = False  # the pod's likely node, noted at prioritize, not yet bound
+    expires_ms: float = 0.0  # a reservation's expiry (epoch ms): the earlier one was made first
 
     @property
     def pod_name(self) -> str:

@@ -90,7 +90,7 @@ class CandidateList:
 
     def __init__(self, names: list[str]):
         self.names = names
-        self.derived: tuple[int, Any] | None = None  # (node table generation, rows): one atomic swap
+        self.derived: tuple[Any, Any] | None = None  # ((node table generation, epoch), rows): one atomic swap
 
 
 class NamesMemo:

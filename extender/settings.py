@@ -104,6 +104,7 @@ class KubeSettings:
     in_cluster: bool = False
     run_sync: bool = True
     lock_ttl: float = 15.0
+    scheduler_names: tuple[str, ...] = ()
 
     @property
     def enabled(self) -> bool:
@@ -262,6 +263,9 @@ OPTIONS: tuple[Option, ...] = (
            "In live mode, `serve` also runs the leader-elected syncer as a child process."),
     Option("kube", "lock_ttl", "REDIS_EXTENDER_LOCK_TTL", float,
            "Seconds before a dead syncer's leader lock expires and another replica takes over."),
+    Option("kube", "scheduler_names", "REDIS_EXTENDER_SCHEDULER_NAMES", _str_list,
+           "Live mode: /bind refuses a pod whose spec.schedulerName is not one of these "
+           "(comma-separated; empty: any scheduler). The pod must exist with that UID, unbound."),
 )
 _BY_KEY = {f"{o.section}.{o.name}": o for o in OPTIONS}
 

@@ -6,7 +6,7 @@ Routes:
   GET  /explain?pod=NS/POD           every candidate node of a stored pod: verdict, reason, terms, score
   POST /explain                      the same for a hypothetical pod (a Pod JSON body)
   GET  /healthz                      the process answers
-  GET  /readyz                       Redis reachable and state loaded (503 otherwise)
+  GET  /readyz                       Redis reachable and the state whole, as the verbs find it (503 otherwise)
   GET  /metrics                      Prometheus
   GET  /openapi.yaml                 the HTTP API (extender/service/openapi.yaml)
 """
@@ -37,7 +37,7 @@ from ..settings import Settings
 from ..state.cache import StateCache, StateUnavailable, StoreFailed, open_cache
 from ..state.redis_store import connect
 from . import metrics
-from .decisions import Binder, Decider
+from .decisions import Binder, Decider, PendingCheck
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
@@ -101,12 +101,13 @@ def _libc_trim() -> Any:
 _MALLOC_TRIM = _libc_trim()
 
 
-VERBS = ("/filter", "/prioritize", "/bind")
+VERBS = ("/filter", "/prioritize", "/bind", "/preempt")
 
 
 def create_app(settings: Settings, cache: StateCache | None = None, binder: Binder | None = None,
-               public_only: bool = False) -> Flask:
-    """The app; with `public_only` (the service.public_bind listener) the verbs answer 403."""
+               pending: PendingCheck | None = None, public_only: bool = False) -> Flask:
+    """The app; with `public_only` (the service.public_bind listener) the verbs answer 403;
+    `pending` (live mode): does the API have this pod pending for us (checked at bind)."""
     app = Flask("redis-extender")
     app.config["MAX_CONTENT_LENGTH"] = settings.service.max_body_bytes
     if cache is None:
@@ -114,7 +115,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
         cache.warm()
     cache.stats.listeners.append(metrics.cache_listener)
     identifier = Identifier(settings.identity)
-    decider = Decider(settings, cache, identifier)
+    decider = Decider(settings, cache, identifier, pending)
     memo = NamesMemo()
     node_memo = NodeMemo(settings.domains.levels)
     app.extensions["redis_extender"] = decider
@@ -244,6 +245,10 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
         if "loaded_at" not in meta:
             return Response(orjson.dumps({"status": "unready", "reason": "no state loaded yet"}),
                             status=503, mimetype=JSON)
+        try:  # the verbs' own predicate: an epoch present and the one the tables were built with
+            decider.snapshots.check_whole()
+        except StateUnavailable as exc:
+            return Response(orjson.dumps({"status": "unready", "reason": str(exc)}), status=503, mimetype=JSON)
         metrics.STATE_AGE.set(float(meta["loaded_at"]))
         return Response(orjson.dumps({"status": "ready", **meta}), mimetype=JSON)
 

@@ -8,36 +8,51 @@ touches Redis.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+import time
+from typing import Callable, TypeVar
 
 import numpy as np
 
 from ..identity import Identifier
 from ..model import PodRequest, Role, Snapshot
-from ..policy.bindcheck import recheck
+from ..policy.bindcheck import all_paths, recheck
 from ..policy.explain import Explanation, explain
 from ..policy.filter import NODE_HOLDS_COPY, FilterResult, Outcome, filter_nodes
 from ..policy.preempt import PreemptResult, preempt_nodes
 from ..policy.score import NEUTRAL_SCORE, score_list
 from ..protocol import ExtenderArgs, PreemptionArgs
 from ..settings import Settings
-from ..state.cache import StateCache, StateUnavailable, StoreFailed
+from ..state.cache import StateCache, StateIncomplete, StateUnavailable, StoreFailed
 from ..state.redis_store import FilterMemory, PodRecord, RecordResult
 from ..state.snapshot import Snapshots
 from . import metrics
 
+T = TypeVar("T")
 Binder = Callable[[str, str, str, str], None]
 """(namespace, name, uid, node) -> None; creates the Binding in the API (raises on failure)."""
 
+PendingCheck = Callable[[str, str, str], str]
+"""(namespace, name, uid) -> "" when the API has the pod pending for this scheduler, else why not
+(live mode only: state/k8s_sync.make_pending_check)."""
+
 log = logging.getLogger(__name__)
+
+WHOLE_WAIT = 2.0
+"""Seconds a decision waits, polling, for a state that is not whole (Redis emptied or replaced
+and being relisted: ~1-2 s in live mode), or for a Redis that failed less than this ago (a
+restart takes a fraction of a second), before applying the unavailable policy. Far under
+kube-scheduler's 5 s; an Error parks the pod in its unschedulable queue for up to 60 s. Past
+the outage's first WHOLE_WAIT seconds nothing waits: the breaker answers at once."""
 
 
 class Decider:
     """The three verbs: read the snapshot (state), decide (policy), write what the decision
     implies through the cache; Redis failures arrive as StateUnavailable/StoreFailed."""
 
-    def __init__(self, settings: Settings, cache: StateCache, identifier: Identifier):
+    def __init__(self, settings: Settings, cache: StateCache, identifier: Identifier,
+                 pending: PendingCheck | None = None):
         self.settings = settings
+        self.pending = pending
         self.cache = cache
         self.identifier = identifier
         self.snapshots = Snapshots(cache, settings.domains.levels)
@@ -50,7 +65,8 @@ class Decider:
         try:
             with metrics.PHASE.labels("state").time():
                 # the cluster's counts: for the masters rule only (copies come with the shard)
-                prepared = self.snapshots.prepare(args, counts=args.pod.member.role is Role.MASTER)
+                prepared = self._whole(lambda: self.snapshots.prepare(
+                    args, counts=args.pod.member.role is Role.MASTER))
         except StateUnavailable as exc:
             if self.fail_open:
                 log.warning("filter %s: %s; failing open (all nodes accepted)", args.pod.key, exc)
@@ -74,7 +90,7 @@ class Decider:
             return [NEUTRAL_SCORE] * len(args.node_names)
         try:
             with metrics.PHASE.labels("state").time():
-                prepared = self.snapshots.prepare(args)
+                prepared = self._whole(lambda: self.snapshots.prepare(args))
         except StateUnavailable as exc:
             log.warning("prioritize %s: %s; neutral scores", args.pod.key, exc)
             return [NEUTRAL_SCORE] * len(args.node_names)
@@ -130,6 +146,19 @@ class Decider:
         """A pod known to the store (sync, load), as explain reads it; None when unknown."""
         return self.snapshots.bound_pod(namespace, name, "")[0]
 
+    def _whole(self, read: Callable[[], T]) -> T:
+        """`read`, retried for up to WHOLE_WAIT while the state is being written whole again."""
+        deadline = time.monotonic() + WHOLE_WAIT
+        while True:
+            try:
+                return read()
+            except StateUnavailable as exc:
+                outage = self.cache.outage_age()
+                young = outage is not None and outage < WHOLE_WAIT
+                if time.monotonic() >= deadline or not (isinstance(exc, StateIncomplete) or young):
+                    raise
+                time.sleep(0.1)
+
     def _reserve(self, pod: PodRequest, node: str) -> None:
         member = pod.member
         ttl = self.settings.store.reservation_ttl
@@ -157,11 +186,18 @@ class Decider:
     def bind(self, namespace: str, name: str, uid: str, node: str, binder: Binder | None) -> str:
         """Re-check, record atomically, then create the Binding. Returns an Error text or "".
         While Redis is down nothing is tried (StoreFailed at once): the scheduler retries."""
+        if self.pending is not None:  # live mode: only a pod the API has, unbound, for us
+            refused = self.pending(namespace, name, uid)
+            if refused:
+                metrics.PLACEMENTS.labels("not_pending").inc()
+                return f"redis-extender: {refused}; not bound"
         try:
+            self._whole(self.snapshots.check_whole)  # an emptied Redis knows no pod: never "unknown, pass"
             pod, memory = self.snapshots.bound_pod(namespace, name, uid)
             if pod is not None:
                 error = self._check_and_record(pod, node, memory)
                 if error:
+                    self._release(pod)  # a refused pod must not block the sibling that won
                     return error
         except StateUnavailable as exc:  # (StoreFailed included)
             return f"redis-extender: cannot record the placement of {namespace}/{name}: {exc}"
@@ -173,18 +209,26 @@ class Decider:
             log.warning("binding %s/%s to %s failed: %s", namespace, name, node, exc)
             if pod is not None:
                 self._unrecord(pod, node)
+                self._release(pod)
             return f"redis-extender: binding {namespace}/{name} to {node} failed: {exc}"
         return ""
 
     def _check_and_record(self, pod: PodRequest, node: str, memory: FilterMemory | None,
                           attempts: int = 3) -> str:
+        """Every spread rule against fresh state, filter seen or not (without its memory, over
+        every known domain: the choice the filter would have had), then the atomic record."""
         assert pod.member is not None
         for _ in range(attempts):
+            args = ExtenderArgs(pod=pod, node_names=[node], nodes=None, names_mode=True)
+            prepared = self.snapshots.prepare(args, fresh=True)
+            if node not in prepared.snapshot.nodes:
+                metrics.PLACEMENTS.labels("unknown_node").inc()
+                return f"redis-extender: node {node} is not in the extender's state (unknown node); retry scheduling"
             version = ""
-            if memory is not None and pod.member.shard is not None:
-                args = ExtenderArgs(pod=pod, node_names=[node], nodes=None, names_mode=True)
-                prepared = self.snapshots.prepare(args, fresh=True)
-                reason = recheck(pod, node, memory.paths, prepared.snapshot, prepared.own_node)
+            if pod.member.shard is not None:
+                paths = memory.paths if memory is not None else all_paths(prepared.snapshot.nodes.values(),
+                                                                          self.settings.domains.levels)
+                reason = recheck(pod, node, paths, prepared.snapshot, prepared.own_node)
                 if reason:
                     metrics.PLACEMENTS.labels("recheck_refused").inc()
                     return f"redis-extender: {reason}; retry scheduling"
@@ -204,6 +248,15 @@ class Decider:
     def record(self, pod: PodRequest, node: str, expect_version: str = "") -> RecordResult:
         """Atomic check-and-record of a placement; invalidates this process's cached shard."""
         return self.cache.record_placement(PodRecord.of(pod, node), expect_version)
+
+    def _release(self, pod: PodRequest) -> None:
+        member = pod.member
+        if member is None or member.shard is None:
+            return
+        try:
+            self.cache.release_reservation(pod.key, member.cluster, member.shard)
+        except StoreFailed as exc:  # it expires (reservation_ttl)
+            log.debug("cannot release the reservation of %s: %s", pod.key, exc)
 
     def _unrecord(self, pod: PodRequest, node: str) -> None:
         try:

@@ -51,10 +51,13 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
         binder = None
         if self.settings.kube.enabled and not self.public_only:  # one API client per worker, made after the fork
-            from ..state.k8s_sync import api_client, make_binder
+            from ..state.k8s_sync import api_client, make_binder, make_pending_check
 
-            binder = make_binder(api_client(self.settings.kube.kubeconfig, self.settings.kube.in_cluster))
-        return create_app(self.settings, binder=binder, public_only=self.public_only)
+            api = api_client(self.settings.kube.kubeconfig, self.settings.kube.in_cluster)
+            binder = make_binder(api)
+            pending = make_pending_check(api, self.settings.kube.scheduler_names)
+            return create_app(self.settings, binder=binder, pending=pending)
+        return create_app(self.settings, public_only=self.public_only)
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:

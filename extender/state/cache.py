@@ -13,7 +13,8 @@ matters (check-and-record) is made atomically inside Redis, not from this cache.
 Redis down: the cache owns the circuit breaker. A failed call (read or write) marks Redis down
 for `retry_after` seconds, during which no call is attempted (answers stay fast, far under
 the scheduler's 5 s). Reads then come from the last good value while it is younger than
-`max_staleness`; past that, StateUnavailable is raised and the service applies the
+`max_staleness` (the node table's age is that of its last confirmation: a successful
+generation check or read, not its last reload); past that, StateUnavailable is raised and the service applies the
 documented policy (fail-closed or fail-open). Calls that must reach Redis now (the bind's
 fresh read, writes) have no fallback: they raise StoreFailed, at once while Redis is down.
 """
@@ -47,8 +48,18 @@ burst of requests naming a just-added node (or a node the sync has not stored ye
 one GET per this interval, not one per request, and the new node is seen within it."""
 
 
+OUTAGE_QUIET = 10.0
+"""Seconds without a call after a failure past which the next failure starts a new outage
+(outage_age): a worker idle since an earlier outage must not count that one's age."""
+
+
 class StateUnavailable(RuntimeError):
     """Redis cannot be read and the last known state is missing or too old."""
+
+
+class StateIncomplete(StateUnavailable):
+    """Redis answers, but the state is not whole (no epoch, or another than the tables'): it was
+    emptied or replaced and is being written again (a load, the syncer's relist)."""
 
 
 class StoreFailed(StateUnavailable):
@@ -63,9 +74,11 @@ class NodeTable:
     level_domains: tuple[frozenset[str], ...]
     unknown_by_level: tuple[int, ...]  # nodes with an unknown domain per level (hygiene)
     arrays: NodeArrays  # the same, as arrays for the policy's fast path
+    epoch: str = ""  # the state's epoch when it was read ("" none: Redis emptied or not loaded)
 
 
-def build_node_table(generation: int, records: dict[str, NodeRecord], levels: tuple[str, ...]) -> NodeTable:
+def build_node_table(generation: int, records: dict[str, NodeRecord], levels: tuple[str, ...],
+                     epoch: str = "") -> NodeTable:
     nodes = {}
     values: list[set[str]] = [set() for _ in levels]
     unknown = [0] * len(levels)
@@ -79,7 +92,18 @@ def build_node_table(generation: int, records: dict[str, NodeRecord], levels: tu
             else:
                 values[i].add(value)
     return NodeTable(generation, nodes, tuple(frozenset(v) for v in values), tuple(unknown),
-                     NodeArrays.build(nodes, len(levels)))
+                     NodeArrays.build(nodes, len(levels)), epoch)
+
+
+def epoch_problem(current: str, table: NodeTable | None) -> str | None:
+    """The one predicate of a whole state, for the verbs and /readyz alike: None when the
+    epoch read now is present and is the one `table` was built with, else why not."""
+    if not current:
+        return ("the state is not whole: no epoch in Redis (emptied, replaced, or never loaded; "
+                "waiting for `load` or the syncer's relist)")
+    if table is None or table.epoch != current:
+        return "the state was replaced since this process read it (a new epoch): reloading"
+    return None
 
 
 @dataclass
@@ -117,10 +141,13 @@ class StateCache:
         self._last_good: LRUCache[Hashable, tuple[float, Any]] = LRUCache(maxsize=maxsize)
         self._lock = threading.Lock()
         self._down_until = 0.0
+        self._down_since: float | None = None  # the first failure of the current outage
+        self._last_failure = -1e18
         self._table: NodeTable | None = None
         self._table_checked = -1e18
         self._latest_generation = 0  # the newest node-table generation seen in Redis
-        self._table_fetched = -1e18
+        self._table_fetched = -1e18  # when the table was last read whole
+        self._epoch = ""  # the epoch of the values cached (usage, shards); cleared when it moves
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -163,16 +190,38 @@ class StateCache:
             return self._stale_table(now, exc)
         with self._lock:
             self._table_checked = now
+        self._down_since = None
         return table
 
     def _load_table(self, store: RedisStore) -> NodeTable:
         """Read and compile the whole node table (tens of ms at 5,000 nodes)."""
-        generation, records = store.nodes()
-        table = build_node_table(generation, records, self.levels)
+        generation, records, epoch = store.nodes_with_epoch()
+        table = build_node_table(generation, records, self.levels, epoch)
         with self._lock:
-            if self._table is None or table.generation >= self._table.generation:
+            # a new epoch restarts the generation counter (an emptied Redis): take it whatever
+            if self._table is None or table.epoch != self._table.epoch or table.generation >= self._table.generation:
                 self._table, self._table_fetched = table, self.clock()
         return table
+
+    def table_for_epoch(self, epoch: str) -> NodeTable:
+        """The node table of `epoch`, read now if the one held is of another epoch (the state was
+        emptied and written again, or replaced); the values cached of an older epoch (usage,
+        shards) are dropped. Raises StateUnavailable (Redis down)."""
+        table = self._table
+        if table is not None and table.epoch == epoch:
+            return table
+        with self._lock:
+            if self._epoch != epoch:
+                for cache in self._fresh.values():
+                    cache.clear()
+                self._last_good.clear()
+                self._epoch = epoch
+        self.stats.count("misses")
+        return self._direct(lambda: self._load_table(self.store))
+
+    def epoch_now(self) -> str:
+        """The state's epoch read from Redis now (the bind's and /readyz's check)."""
+        return self._direct(self.store.epoch)
 
     def _in_background(self, what: str, work: Callable[[], Any]) -> None:
         with self._lock:
@@ -198,7 +247,10 @@ class StateCache:
         self._in_background("usage", lambda: self._put("usage", ("usage",), self.bulk.usage()))
 
     def _stale_table(self, now: float, exc: Exception | None = None) -> NodeTable:
-        if self._table is not None and now - self._table_fetched <= self.max_staleness:
+        # the age of the table last confirmed current (a generation check or a read), not of
+        # its last reload: a table unchanged for an hour and checked a second ago is 1 s old
+        confirmed = max(self._table_checked, self._table_fetched)
+        if self._table is not None and now - confirmed <= self.max_staleness:
             self.stats.count("stale_served")
             return self._table
         raise StateUnavailable(f"Redis unreachable and no node table younger than "
@@ -226,6 +278,7 @@ class StateCache:
             self._mark_down(now)
             return self._stale(key, now, exc)
         self._put(kind, key, value)
+        self._down_since = None
         return value
 
     def _put(self, kind: str, key: Hashable, value: Any) -> None:
@@ -250,6 +303,16 @@ class StateCache:
     def _mark_down(self, now: float) -> None:
         self.stats.count("redis_errors")
         self._down_until = now + self.retry_after
+        # a new outage: the first failure since a success, or since a quiet spell (a worker
+        # that made no call since an earlier outage must not count that one's age)
+        if self._down_since is None or now - self._last_failure > OUTAGE_QUIET:
+            self._down_since = now
+        self._last_failure = now
+
+    def outage_age(self) -> float | None:
+        """Seconds since Redis first failed without a success since (None: not failing)."""
+        since = self._down_since
+        return None if since is None else self.clock() - since
 
     @property
     def redis_down(self) -> bool:
@@ -261,7 +324,9 @@ class StateCache:
         if self.redis_down:  # never wait on a Redis that just failed
             raise StoreFailed("Redis unavailable")
         try:
-            return call()
+            value = call()
+            self._down_since = None
+            return value
         except redis.RedisError as exc:
             self._mark_down(self.clock())
             raise StoreFailed(str(exc)) from exc
@@ -301,6 +366,12 @@ class StateCache:
 
     def reserve(self, pod_key: str, cluster: str, shard: str, node: str, role: str, ttl: float) -> bool:
         return self._direct(lambda: self.store.reserve(pod_key, cluster, shard, node, role, ttl))
+
+    def release_reservation(self, pod_key: str, cluster: str, shard: str) -> bool:
+        try:
+            return self._direct(lambda: self.store.release_reservation(pod_key, cluster, shard))
+        finally:
+            self.invalidate_shard(cluster, shard)
 
     def record_placement(self, pod: PodRecord, expect_version: str = "") -> RecordResult:
         """The atomic check-and-record (RedisStore.record_placement); drops this process's

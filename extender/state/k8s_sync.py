@@ -12,8 +12,13 @@ Succeeded/Failed leaves the selection, the watch reports DELETED, and its usage 
 A relist deletes from the store what the API no longer has. Writes are skipped when the
 fields we keep did not change (node heartbeats would otherwise reload every replica's table).
 
+The state is whole once both lists are stored: the leader then writes the epoch (redis_store.py),
+and checks it with its lock every CHECK_EVERY second; an epoch gone or another's (Redis
+emptied, replaced) ends the term, and the next term relists everything and writes a new epoch.
+Until then decisions find the state not whole and apply the unavailable policy.
+
 Several replicas: exactly one syncer writes, the holder of a Redis lock with expiry
-(state/lock.py, renewed every ttl/3); when it dies, the lock expires and another takes over
+(state/lock.py, renewed every CHECK_EVERY s); when it dies, the lock expires and another takes over
 within `ttl` seconds. Writes are idempotent upserts of the API's truth, so a paused ex-leader
 writing once more does no lasting harm: the next event corrects it.
 """
@@ -39,6 +44,9 @@ from .redis_store import NodeRecord, RedisStore
 
 log = logging.getLogger(__name__)
 POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
+CHECK_EVERY = 1.0
+"""Seconds between the leader's checks of its lock and of the state's epoch: a Redis emptied
+(restarted without persistence) or replaced is noticed within this, and relisted at once."""
 
 
 def api_client(kubeconfig: str | None = None, in_cluster: bool = False) -> kclient.ApiClient:
@@ -64,6 +72,34 @@ def make_binder(api: kclient.ApiClient) -> Callable[[str, str, str, str], None]:
         resp.read()
 
     return bind
+
+
+def make_pending_check(api: kclient.ApiClient, scheduler_names: tuple[str, ...] = ()) -> Callable[[str, str, str], str]:
+    """(namespace, name, uid) -> "" when the API has that pod, with that UID, not yet bound and
+    (with `scheduler_names`) for one of these schedulers; else why not (the bind's Error)."""
+    core = kclient.CoreV1Api(api)
+
+    def pending(namespace: str, name: str, uid: str) -> str:
+        try:
+            resp = core.read_namespaced_pod(name, namespace, _preload_content=False, _request_timeout=3)
+            pod = orjson.loads(resp.data)
+        except ApiException as exc:
+            if exc.status == 404:
+                return f"pod {namespace}/{name} does not exist in the API"
+            return f"cannot read pod {namespace}/{name} from the API: {exc.status} {exc.reason}"
+        except Exception as exc:  # unreachable API and the like: the Binding would fail too
+            return f"cannot read pod {namespace}/{name} from the API: {exc}"
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        if uid and meta.get("uid") != uid:
+            return f"pod {namespace}/{name} has UID {meta.get('uid')} in the API, not {uid}"
+        if spec.get("nodeName"):
+            return f"pod {namespace}/{name} is already bound to {spec['nodeName']}"
+        if scheduler_names and spec.get("schedulerName") not in scheduler_names:
+            return (f"pod {namespace}/{name} is for scheduler {spec.get('schedulerName')!r}, "
+                    f"not {', '.join(scheduler_names)}")
+        return ""
+
+    return pending
 
 
 class Gone(Exception):
@@ -100,6 +136,8 @@ class Reflector:
         self.known: dict[str, Any] = {}  # key -> last record written (skip unchanged writes)
         self.resource_version = ""
         self.events = 0
+        self.listed = threading.Event()  # a full list is in the store (the epoch waits for it)
+        self.count = 0
 
     def run(self) -> None:
         backoff = Backoff()
@@ -141,6 +179,8 @@ class Reflector:
         if self.stop.is_set():  # leadership lost meanwhile: the new leader lists for itself
             return
         self._apply_list(seen, started)
+        self.count = len(seen)
+        self.listed.set()
         log.info("%s: listed %d at resourceVersion %s", self.kind, len(seen), self.resource_version)
 
     def watch_once(self) -> None:
@@ -235,7 +275,7 @@ class Syncer:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                if self.lock.acquire():
+                if self.lock.acquire() or self.lock.renew():  # (renew: ours still, after a relist)
                     log.info("sync: leader (%s)", self.lock.identity)
                     self._lead(stop)
                 else:
@@ -258,12 +298,22 @@ class Syncer:
         self.leading.set()
         for t in threads:
             t.start()
+        epoch = ""  # the one this term wrote, once both lists are in the store
         try:
             while not stop.is_set():
-                stop.wait(self.lock_ttl / 3)
+                stop.wait(min(CHECK_EVERY, self.lock_ttl / 3))
                 try:
                     if not self.lock.renew():
                         log.warning("sync: lost the leader lock")
+                        break
+                    if not epoch:
+                        if all(r.listed.is_set() for r in reflectors):
+                            epoch = self.store.mark_epoch(f"sync {self.lock.identity}", nodes=reflectors[0].count,
+                                                          pods=reflectors[1].count)
+                            log.info("sync: state whole (epoch written)")
+                    elif self.store.epoch() != epoch:
+                        log.warning("sync: the state's epoch is gone or another's (Redis emptied or "
+                                    "replaced): relisting")
                         break
                 except redis.RedisError as exc:
                     log.warning("sync: cannot renew the leader lock: %s", exc)

@@ -61,5 +61,7 @@ def load_list(store: RedisStore, document: Any, identifier: Identifier, replace:
     store.put_nodes(node_record(n) for n in nodes)
     count = store.upsert_pods((pod_record(p, identifier) for p in pods), source=source)
     store.mark_loaded(source, nodes=len(nodes), pods=count)
+    if replace or not store.epoch():  # last: the state is whole (a merge keeps the epoch it adds to)
+        store.mark_epoch(source, nodes=len(nodes), pods=count)
     return len(nodes), count
 

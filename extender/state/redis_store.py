@@ -23,6 +23,11 @@ not supported as the state's store:
   P cmasters:<cluster>      HASH node -> masters of the cluster on it
   P clusters                SET of cluster ids ("ns/name")
   P meta                    HASH loaded_at, source, nodes, pods
+  P epoch                   STRING JSON {"id", "at", "by", "nodes", "pods"}: written LAST by every
+                            writer of a complete state (`load`, the syncer's full list). Missing
+                            (Redis emptied, replaced, or a load under way) or different from the
+                            epoch a process's tables were built with: the state is not whole, and
+                            decisions treat it as unavailable, never as empty (state/snapshot.py)
   P seen:<ns>/<name>        STRING JSON (FilterMemory): the pod's identity and the domains its
                             last filter could choose from (expires after FILTER_MEMORY_TTL),
                             for the bind-time re-check
@@ -38,6 +43,7 @@ the new one in, so indexes never drift, whoever writes (load, watch, bind, sever
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
@@ -54,6 +60,7 @@ seconds; ten minutes also covers a slow scheduling cycle, and bounds what a pod 
 bound leaves behind. A bind without it still checks the node rule atomically."""
 
 LEADER_KEY = "sync:leader"
+EPOCH_KEY = "epoch"
 
 _APPLY_POD = r"""
 local P, key_id, mode = ARGV[1], ARGV[2], ARGV[3]
@@ -193,6 +200,15 @@ return 1
 """
 
 
+_RELEASE = r"""
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+local a = string.find(cur, '\t', 1, true)
+if a and string.find(cur, '\t', a + 1, true) then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0  -- placed: keep the truth
+"""
+
+
 SENTINEL_SCHEME = "redis+sentinel://"
 
 
@@ -319,6 +335,7 @@ class ShardState:
     copies: tuple[Copy, ...]
     version: str
     counts: ClusterCounts
+    epoch: str = ""  # P epoch read in the same round trip ("" when missing: the state is not whole)
 
 
 class RedisStore:
@@ -330,6 +347,7 @@ class RedisStore:
         self._apply = client.register_script(_APPLY_POD)
         self._reserve = client.register_script(_RESERVE)
         self._reserve_cluster = client.register_script(_RESERVE_CLUSTER)
+        self._release = client.register_script(_RELEASE)
         self._lock_renew = client.register_script(_LOCK_RENEW)
         self._lock_release = client.register_script(_LOCK_RELEASE)
 
@@ -359,11 +377,18 @@ class RedisStore:
         return int(self.r.get(self.p + "gen:nodes") or 0)
 
     def nodes(self) -> tuple[int, dict[str, NodeRecord]]:
+        generation, records, _ = self.nodes_with_epoch()
+        return generation, records
+
+    def nodes_with_epoch(self) -> tuple[int, dict[str, NodeRecord], str]:
+        """The node table, its generation and the state's epoch, read atomically."""
         pipe = self.r.pipeline(transaction=True)
         pipe.get(self.p + "gen:nodes")
         pipe.hgetall(self.p + "nodes")
-        gen, raw = pipe.execute()
-        return int(gen or 0), {k.decode(): NodeRecord.decode(k.decode(), v) for k, v in raw.items()}
+        pipe.get(self.p + EPOCH_KEY)
+        gen, raw, epoch = pipe.execute()
+        return (int(gen or 0), {k.decode(): NodeRecord.decode(k.decode(), v) for k, v in raw.items()},
+                (epoch or b"").decode())
 
     def node_names(self) -> list[str]:
         return [k.decode() for k in self.r.hkeys(self.p + "nodes")]
@@ -431,6 +456,14 @@ class RedisStore:
                                      args=[pod_key, value, now_ms, max(1, int(ttl * 1000))],
                                      client=client or self.r)
 
+    def release_reservation(self, pod_key: str, cluster: str, shard: str) -> bool:
+        """Drop the pod's reservation (its bind was refused: it must not block the sibling that
+        won); a real placement is never touched."""
+        pipe = self.r.pipeline(transaction=False)  # the shard's reservation and the cluster's
+        self._release(keys=[f"{self.p}shard:{cluster}|{shard}"], args=[pod_key], client=pipe)
+        pipe.hdel(f"{self.p}creserve:{cluster}", pod_key)  # only in-flight entries live there
+        return bool(pipe.execute()[0])
+
     def set_live_roles(self, cluster: str, roles: Mapping[str, str]) -> int:
         """Roles seen in the live topology ("ns/name" -> master|replica), which from now on
         override the pods' role labels in every index (a promoted replica counts as a
@@ -485,6 +518,7 @@ class RedisStore:
         node with its pods in flight (P creserve:), which scores and the masters rule need:
         one pipelined read."""
         pipe = self.r.pipeline(transaction=True)
+        pipe.get(self.p + EPOCH_KEY)
         if shard is not None:
             pipe.hgetall(f"{self.p}shard:{cluster}|{shard}")
             pipe.get(f"{self.p}shardv:{cluster}|{shard}")
@@ -492,7 +526,8 @@ class RedisStore:
             pipe.hgetall(f"{self.p}cpods:{cluster}")
             pipe.hgetall(f"{self.p}cmasters:{cluster}")
             pipe.hgetall(f"{self.p}creserve:{cluster}")
-        out = pipe.execute()
+        epoch, *out = pipe.execute()
+        epoch = (epoch or b"").decode()
         copies: tuple[Copy, ...] = ()
         version = ""
         now_ms = time.time() * 1000
@@ -502,12 +537,12 @@ class RedisStore:
             copies = tuple(c for c in (parse_copy(k.decode(), val.decode(), now_ms) for k, val in raw.items()) if c)
             version = (v or b"0").decode()
         if not counts:
-            return ShardState(copies=copies, version=version, counts=ClusterCounts())
+            return ShardState(copies=copies, version=version, counts=ClusterCounts(), epoch=epoch)
         pods = {k.decode(): int(v) for k, v in out[0].items() if int(v) > 0}
         masters = {k.decode(): int(v) for k, v in out[1].items() if int(v) > 0}
         reserved = tuple(c for c in (parse_copy(k.decode(), val.decode(), now_ms) for k, val in out[2].items())
                          if c and c.reserved)
-        return ShardState(copies=copies, version=version, counts=ClusterCounts(pods, masters, reserved))
+        return ShardState(copies=copies, version=version, counts=ClusterCounts(pods, masters, reserved), epoch=epoch)
 
     def cluster_pod_ips(self, cluster: str) -> dict[str, str]:
         """The placed pods of a cluster with their IPs ("ns/name" -> ip), to find its Redis."""
@@ -545,6 +580,18 @@ class RedisStore:
         self.r.hset(self.p + "meta", mapping={"loaded_at": f"{time.time():.3f}", "source": source,
                                               **{k: str(v) for k, v in facts.items()}})
 
+    def mark_epoch(self, by: str, **counts: int) -> str:
+        """Mark the state whole: call LAST, once a complete state is written (a load, the
+        syncer's full list). Returns the epoch written (its JSON, as readers compare it)."""
+        value = orjson.dumps({"id": uuid.uuid4().hex, "at": round(time.time(), 3), "by": by,
+                              **counts}).decode()
+        self.r.set(self.p + EPOCH_KEY, value)
+        return value
+
+    def epoch(self) -> str:
+        """The current epoch's JSON, "" when missing (emptied, replaced, never loaded)."""
+        return (self.r.get(self.p + EPOCH_KEY) or b"").decode()
+
     def meta(self) -> dict[str, str]:
         return {k.decode(): v.decode() for k, v in self.r.hgetall(self.p + "meta").items()}
 
@@ -576,7 +623,8 @@ def parse_copy(pod: str, value: str, now_ms: float) -> Copy | None:
     role, _, expiry = rest.partition("\t")
     if not node or (expiry and float(expiry) < now_ms):
         return None
-    return Copy(pod=pod, node=node, role=Role.parse(role), reserved=bool(expiry))
+    return Copy(pod=pod, node=node, role=Role.parse(role), reserved=bool(expiry),
+                expires_ms=float(expiry) if expiry else 0.0)
 
 
 @dataclass(frozen=True)
@@ -608,6 +656,10 @@ class Keys:
     @property
     def meta(self) -> str:
         return self.prefix + "meta"
+
+    @property
+    def epoch(self) -> str:
+        return self.prefix + EPOCH_KEY
 
     @property
     def shard_pattern(self) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from ..model import Member, Node, PodRequest, Role, Snapshot
 from ..policy.candidates import NodeArrays, Tables, UsageArrays
 from ..protocol import ExtenderArgs, node_from_object
-from .cache import NodeTable, StateCache
+from .cache import NodeTable, StateCache, StateIncomplete, StateUnavailable, epoch_problem
 from .redis_store import FilterMemory
 
 Usage = tuple[dict[str, int], dict[str, int]]  # (memory, CPU) requested per node
@@ -56,18 +56,20 @@ class Snapshots:
         member = args.pod.member
         assert member is not None
         table = self.cache.node_table()
+        if fresh:
+            shard = self.cache.shard_now(member.cluster, member.shard)
+        else:
+            shard = self.cache.shard(member.cluster, member.shard, counts)
+        table = self.whole(table, shard.epoch)  # the shard's read carries the epoch
         rows = None
         if args.nodes is None:
             rows = self._rows(args, table)
             if (rows < 0).any():  # a node added since the last check?
                 table = self.cache.node_table(revalidate=True)
+                if table.epoch != shard.epoch:
+                    raise StateIncomplete(epoch_problem(shard.epoch, table) or "the state's epoch moved")
                 rows = self._rows(args, table)
-        if fresh:
-            usage: Usage = ({}, {})
-            shard = self.cache.shard_now(member.cluster, member.shard)
-        else:
-            usage = self.cache.usage()
-            shard = self.cache.shard(member.cluster, member.shard, counts)
+        usage: Usage = ({}, {}) if fresh else self.cache.usage()
         nodes: ChainMap[str, Node] | dict[str, Node] = table.nodes
         level_domains = table.level_domains
         tables = None
@@ -84,6 +86,26 @@ class Snapshots:
                             cluster=shard.counts, level_domains=level_domains,
                             requested_memory=mem, requested_cpu=cpu)
         return Prepared(snapshot, tables, own_node, shard.version)
+
+    def whole(self, table: NodeTable, epoch: str) -> NodeTable:
+        """`table` if the state is whole and of its epoch; the table of a new complete epoch
+        (read now); else StateUnavailable: an emptied or half-written Redis is never read as
+        "no copies here" (cache.epoch_problem, the predicate /readyz uses too)."""
+        problem = epoch_problem(epoch, table)
+        if problem is None:
+            return table
+        if not epoch:
+            raise StateIncomplete(problem)
+        table = self.cache.table_for_epoch(epoch)
+        problem = epoch_problem(epoch, table)
+        if problem is not None:
+            raise StateIncomplete(problem)
+        return table
+
+    def check_whole(self) -> NodeTable:
+        """Is the state whole now, as the verbs would find it? The node table if so; raises
+        StateUnavailable (StoreFailed: Redis unreachable) with the reason otherwise."""
+        return self.whole(self.cache.node_table(), self.cache.epoch_now())
 
     def bound_pod(self, namespace: str, name: str, uid: str) -> tuple[PodRequest | None, FilterMemory | None]:
         """The identity of a pod being bound: from the store (sync, load), else from its
@@ -109,7 +131,7 @@ class Snapshots:
     def _body_view(self, args: ExtenderArgs, table: NodeTable) -> "BodyView":
         """What full Node bodies give, built once per body (the scheduler resends the same
         nodes pod after pod) and per node-table generation."""
-        key = (args.nodes_key, table.generation) if args.nodes_key is not None else None
+        key = (args.nodes_key, table.generation, table.epoch) if args.nodes_key is not None else None
         with self._bodies_lock:
             found = self._bodies.get(key) if key is not None else None
         if found is not None:
@@ -129,11 +151,11 @@ class Snapshots:
         on the protocol's CandidateList, per table generation)."""
         entry = args.candidates
         derived = entry.derived if entry is not None else None
-        if derived is not None and derived[0] == table.generation:
+        if derived is not None and derived[0] == (table.generation, table.epoch):
             return derived[1]
         rows = table.arrays.rows(args.node_names)
         if entry is not None:
-            entry.derived = (table.generation, rows)
+            entry.derived = ((table.generation, table.epoch), rows)  # (a new epoch restarts generations)
         return rows
 
 

@@ -229,7 +229,14 @@ def test_a_binding_the_api_refuses_is_an_error_and_leaves_no_record(live, world)
     assert post("filter", {"Pod": ghost, "NodeNames": list(zone_of)})["NodeNames"] == list(zone_of)
     node = list(zone_of)[0]
     reply = post("bind", {"PodName": "refused-shard0-1", "PodNamespace": NS, "PodUID": "ghost-uid", "Node": node})
-    assert "binding redis/refused-shard0-1" in reply["Error"] and "failed" in reply["Error"]
+    assert "pod redis/refused-shard0-1 does not exist in the API; not bound" in reply["Error"], reply
     record = store.pod(NS, "refused-shard0-1")
     assert record is None or record["node"] == ""
     assert all(c.node != node or c.reserved for c in store.shard_state(f"{NS}/refused", "0").copies)
+    # a pod the API has, under another UID, or bound already: refused before anything is recorded
+    real = shard_pod("refused", 0, 2)
+    cp.create_pod(real)
+    world["pods"].append("refused-shard0-2")
+    reply = post("bind", {"PodName": "refused-shard0-2", "PodNamespace": NS, "PodUID": "not-its-uid", "Node": node})
+    assert "has UID" in reply["Error"] and "not not-its-uid" in reply["Error"], reply
+    assert (store.pod(NS, "refused-shard0-2") or {}).get("node", "") == ""

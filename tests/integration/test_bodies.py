@@ -8,11 +8,14 @@ import time
 
 import pytest
 
-from extender.simulate import make_pod, redis_labels
+from extender.simulate import make_pod
 
 
 def pod() -> dict:
-    p = make_pod("redis", "cache-a-2", redis_labels("cache-a", 3, "replica"), "1Gi", "500m")
+    """A pod that is no Redis pod: every candidate passes through whatever the state (none is
+    loaded here: a Redis pod would be refused, the state being unavailable), so the reply shows
+    that the body was read whole."""
+    p = make_pod("default", "web-2", {"app": "web"}, "1Gi", "500m")
     p.pop("apiVersion"), p.pop("kind")
     return p
 

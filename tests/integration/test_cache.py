@@ -209,3 +209,54 @@ def test_record_and_unrecord_drop_the_cached_shard(store: RedisStore) -> None:
     store.upsert_pod(pod("a", "n2"), source="watch")  # the API's truth since
     assert not cache.unrecord(pod("a", "n2"))  # not ours to undo
     assert store.pod_record("redis", "a").node == "n2"
+
+
+def test_staleness_is_the_age_of_the_state_last_confirmed_current_not_of_its_reload(own_redis: LocalRedis) -> None:
+    """A node table loaded long ago but whose generation was checked a moment ago is young: a
+    Redis wedged (SIGSTOP, a real server) then serves it for max_staleness from that check."""
+    import os
+    import signal
+
+    store = RedisStore.from_url(own_redis.url, "rx:{t}:", timeout=0.05)
+    store.put_nodes([NodeRecord("n1", {}, 1, 1)])
+    clock = Clock()
+    cache = make_cache(store, clock)
+    assert set(cache.node_table().nodes) == {"n1"}  # read at t0
+    for _ in range(20):  # 40 s of generation checks, every node_ttl: the table never reloads
+        clock.now += 2.0
+        cache.node_table()
+    assert cache.stats.redis_errors == 0
+    assert own_redis.proc is not None
+    os.kill(own_redis.proc.pid, signal.SIGSTOP)
+    try:
+        clock.now += 2.5
+        started = time.monotonic()
+        assert set(cache.node_table().nodes) == {"n1"}  # 42.5 s after the reload, 2.5 s after a check
+        assert time.monotonic() - started < 1.0 and cache.stats.stale_served == 1
+        clock.now += 27.0  # 29.5 s since the last confirmation: still within max_staleness (30)
+        assert set(cache.node_table().nodes) == {"n1"}
+        clock.now += 1.0  # 30.5 s
+        with pytest.raises(StateUnavailable):
+            cache.node_table()
+    finally:
+        os.kill(own_redis.proc.pid, signal.SIGCONT)
+    clock.now += 2.0  # past retry_after: Redis answers again and confirms the table
+    assert set(cache.node_table().nodes) == {"n1"}
+
+
+def test_an_outage_is_aged_from_its_first_failure_not_from_an_earlier_one(own_redis: LocalRedis) -> None:
+    store = RedisStore.from_url(own_redis.url, "rx:{t}:", timeout=0.05)
+    clock = Clock()
+    cache = make_cache(store, clock)
+    assert cache.outage_age() is None
+    own_redis.stop()
+    with pytest.raises(StoreFailed):
+        cache.shard_now("redis/c", "0")
+    clock.now += 1.5
+    assert cache.outage_age() == 1.5
+    with pytest.raises(StoreFailed):
+        cache.shard_now("redis/c", "0")  # the same outage, tried again after retry_after
+    clock.now += 60.0  # no call for a minute (an idle worker), then a failure: a new outage
+    with pytest.raises(StoreFailed):
+        cache.shard_now("redis/c", "0")
+    assert cache.outage_age() == 0.0

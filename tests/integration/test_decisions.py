@@ -1,79 +1,101 @@
-"""The Decider against a real Redis: siblings in flight counted across replicas.
-
-Two Deciders with caches of their own stand for two extender replicas (or two gunicorn
-workers) sharing one Redis: what one reserves at prioritize, the other's filter counts.
-"""
+"""The Decider against a real redis-server: the bind re-checks every spread rule whether or not
+a filter was seen, refuses unknown nodes, and two siblings that reserved the same domain never
+refuse each other (one proceeds, the refused one's reservation is released; no livelock
+under immediate retries)."""
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
-import pytest
 
 from extender.identity import Identifier
 from extender.protocol import parse_extender_args
-from extender.service.decisions import Decider
 from extender.settings import DEFAULT_LEVELS, IdentitySettings, Settings
 from extender.simulate import make_node, make_pod, redis_labels
 from extender.state.cache import StateCache
 from extender.state.loader import load_list
 from extender.state.redis_store import RedisStore
+from extender.service.decisions import Decider
 
 IDENTIFIER = Identifier(IdentitySettings())
-NODES = {f"node-{z}{i}": f"zone-{z}" for z in "abc" for i in (1, 2)}
+ZONES = {"node-a": "zone-a", "node-b": "zone-b", "node-c": "zone-c",
+         "node-a2": "zone-a", "node-b2": "zone-b", "node-c2": "zone-c"}
 
 
-def body(name: str, shard: int, role: str, names: list[str]) -> bytes:
-    pod = make_pod("redis", name, redis_labels("cache-a", shard, role), "1Gi", "500m")
+def world(shards: int, placed: dict[str, str], pending: list[str]) -> dict[str, Any]:
+    items = [make_node(n, z, "region-1", None, 64, 32) for n, z in ZONES.items()]
+    for s in range(shards):
+        for name, node in placed.items():
+            items.append(make_pod("redis", f"{name}-{s}", redis_labels(f"c{s}", 0, "replica"), "1Gi", "500m", node))
+        for name in pending:
+            items.append(make_pod("redis", f"{name}-{s}", redis_labels(f"c{s}", 0, "replica"), "1Gi", "500m"))
+    return {"kind": "List", "items": items}
+
+
+def decider(store: RedisStore) -> Decider:
+    return Decider(Settings(), StateCache(store, DEFAULT_LEVELS), IDENTIFIER)
+
+
+def body(name: str, shard: int, names: list[str]) -> bytes:
+    pod = make_pod("redis", name, redis_labels(f"c{shard}", 0, "replica"), "1Gi", "500m")
     return orjson.dumps({"Pod": pod, "Nodes": None, "NodeNames": names})
 
 
-@pytest.fixture
-def replicas(store: RedisStore) -> tuple[Decider, Decider]:
-    load_list(store, {"kind": "List", "items": [make_node(n, z, "region-1", None, 8, 4) for n, z in NODES.items()]},
-              IDENTIFIER)
-    settings = Settings()
-    return tuple(Decider(settings, StateCache(RedisStore(store.r, store.p), DEFAULT_LEVELS), IDENTIFIER)
-                 for _ in range(2))  # type: ignore[return-value]
+def schedule(d: Decider, name: str, shard: int) -> str:
+    """One scheduling cycle as kube-scheduler runs it: filter, prioritize, pick the best."""
+    args = parse_extender_args(body(name, shard, list(ZONES)), IDENTIFIER)
+    result, error = d.filter(args)
+    assert not error and result.accepted
+    args = parse_extender_args(body(name, shard, result.accepted), IDENTIFIER)
+    scores = d.prioritize(args)
+    return result.accepted[max(range(len(scores)), key=lambda i: scores[i])]
 
 
-def zone_of(names: list[str]) -> set[str]:
-    return {NODES[n] for n in names}
+def zone_of(store: RedisStore, name: str) -> str:
+    return ZONES[store.pod("redis", name)["node"]]
 
 
-def test_masters_in_flight_on_another_replica_are_counted_by_the_filter(replicas) -> None:
-    one, two = replicas
-    names = list(NODES)
-    zones = []
-    for shard in range(3):  # three masters of three shards, alternately on the two replicas
-        decider = (one, two)[shard % 2]
-        args = parse_extender_args(body(f"cache-a-{shard}", shard, "master", names), IDENTIFIER)
-        result, error = decider.filter(args)
-        assert not error
-        scores = decider.prioritize(parse_extender_args(body(f"cache-a-{shard}", shard, "master",
-                                                             result.accepted), IDENTIFIER))
-        chosen = result.accepted[scores.index(max(scores))]
-        zones.append(NODES[chosen])
-    assert sorted(zones) == ["zone-a", "zone-b", "zone-c"]  # none bound yet: only reservations
+def test_bind_without_a_filter_checks_every_spread_rule_and_known_nodes(store: RedisStore) -> None:
+    load_list(store, world(1, {"a": "node-a", "b": "node-b"}, ["c"]), IDENTIFIER)
+    d = decider(store)
+    error = d.bind("redis", "c-0", "uid-redis-c-0", "node-a2", None)  # zone-a holds a-0; zone-c is free
+    assert "zone-a already holds" in error, error
+    error = d.bind("redis", "c-0", "uid-redis-c-0", "node-zz", None)
+    assert "node node-zz is not in the extender's state" in error, error
+    assert store.pod("redis", "c-0")["node"] == ""  # nothing recorded
+    assert d.bind("redis", "c-0", "uid-redis-c-0", "node-c2", None) == ""
+    assert store.pod("redis", "c-0")["node"] == "node-c2"
 
 
-def test_a_replica_in_flight_counts_toward_the_cluster_spread_of_another_shard(replicas) -> None:
-    one, two = replicas
-    names = list(NODES)
-    args = parse_extender_args(body("cache-a-3", 0, "replica", names), IDENTIFIER)
-    scores = one.prioritize(args)
-    first = names[scores.index(max(scores))]
-    other = two.prioritize(parse_extender_args(body("cache-a-4", 1, "replica", names), IDENTIFIER))
-    assert other[names.index(first)] < max(other)  # its node (and zone) holds a pod of the cluster now
-
-
-def test_without_the_reservation_the_second_master_could_share_the_zone(replicas, store: RedisStore) -> None:
-    """The check above can fail: with the cluster's reservations removed, the filter of the
-    second master keeps the first one's zone."""
-    one, two = replicas
-    names = list(NODES)
-    scores = one.prioritize(parse_extender_args(body("cache-a-0", 0, "master", names), IDENTIFIER))
-    first = names[scores.index(max(scores))]
-    result, _ = two.filter(parse_extender_args(body("cache-a-1", 1, "master", names), IDENTIFIER))
-    assert NODES[first] not in zone_of(result.accepted)
-    store.r.delete(f"{store.p}creserve:redis/cache-a")
-    result, _ = two.filter(parse_extender_args(body("cache-a-1", 1, "master", names), IDENTIFIER))
-    assert NODES[first] in zone_of(result.accepted)
+def test_siblings_reserving_one_zone_never_block_each_other(store: RedisStore) -> None:
+    """Per shard, x and y both reserved a node of zone-b (two scheduler cycles at once): exactly
+    one bind proceeds, the other is refused and its reservation released, and its immediate
+    retry is placed. 20 shards, both orders of the binds."""
+    shards = 20
+    load_list(store, world(shards, {"a": "node-a"}, ["x", "y"]), IDENTIFIER)
+    d = decider(store)
+    first_round_ok = 0
+    attempts_needed = []
+    for s in range(shards):
+        x, y = f"x-{s}", f"y-{s}"
+        d.cache.reserve(f"redis/{x}", f"redis/c{s}", "0", "node-b", "replica", 30.0)
+        d.cache.reserve(f"redis/{y}", f"redis/c{s}", "0", "node-b2", "replica", 30.0)
+        order = [(x, "node-b"), (y, "node-b2")] if s % 2 else [(y, "node-b2"), (x, "node-b")]
+        errors = {pod: d.bind("redis", pod, f"uid-redis-{pod}", node, None) for pod, node in order}
+        assert sum(1 for e in errors.values() if e == "") == 1, errors  # one always proceeds
+        first_round_ok += 1
+        winner = next(p for p, e in errors.items() if e == "")
+        assert winner == x  # x reserved first (the earlier expiry), whatever the order of binds
+        loser = y
+        shard = d.cache.shard_now(f"redis/c{s}", "0")
+        assert not [c for c in shard.copies if c.pod == f"redis/{loser}"]  # its reservation released
+        for attempt in range(1, 4):  # immediate retries: filter, prioritize, bind
+            node = schedule(d, loser, s)
+            if d.bind("redis", loser, f"uid-redis-{loser}", node, None) == "":
+                attempts_needed.append(attempt)
+                break
+        else:
+            raise AssertionError(f"{loser} unplaced after 3 retries")
+        zones = [zone_of(store, f"{n}-{s}") for n in ("a", "x", "y")]
+        assert len(set(zones)) == 3, zones  # 0 copies sharing a zone
+    assert first_round_ok == shards and max(attempts_needed) == 1

@@ -596,9 +596,21 @@ current-context: test
         self._wait_ready("etcd", self._etcd, log, lambda: http_ok(f"{client}/health"))
         self.timings["etcd"] = time.monotonic() - t0
 
-    def _start_apiserver(self) -> None:
+    def restart_apiserver(self, down: float = 0.0) -> None:
+        """Stop kube-apiserver (SIGTERM), wait `down` seconds, start it again on the same port
+        with the same etcd (clients reconnect; watches resume or relist)."""
+        stop_process(self._apiserver)
+        self._apiserver = None
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+        time.sleep(down)
+        self._start_apiserver(port=self.apiserver_port)
+
+    def _start_apiserver(self, port: int | None = None) -> None:
         t0 = time.monotonic()
-        (self.apiserver_port,) = _free_ports(1)
+        (self.apiserver_port,) = (port,) if port else _free_ports(1)
         self._write_kubeconfig()
         pki = self.workdir / "pki"
         log = self.workdir / "apiserver.log"

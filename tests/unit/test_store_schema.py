@@ -9,7 +9,7 @@ def test_a_shard_entry_is_a_placement_or_a_reservation() -> None:
     assert parse_copy("ns/p", "n1\tmaster", now_ms=0) == Copy("ns/p", "n1", Role.MASTER)
     assert parse_copy("ns/p", "n1\tslave", now_ms=0) == Copy("ns/p", "n1", Role.REPLICA)  # Role.parse
     assert parse_copy("ns/p", "n1\t", now_ms=0) == Copy("ns/p", "n1", Role.UNKNOWN)
-    assert parse_copy("ns/p", "n1\treplica\t2000", now_ms=1000) == Copy("ns/p", "n1", Role.REPLICA, reserved=True)
+    assert parse_copy("ns/p", "n1\treplica\t2000", now_ms=1000) == Copy("ns/p", "n1", Role.REPLICA, reserved=True, expires_ms=2000.0)
     assert parse_copy("ns/p", "n1\treplica\t2000", now_ms=3000) is None  # an expired reservation
     assert parse_copy("ns/p", "\tmaster", now_ms=0) is None  # no node: nothing placed
 
