@@ -23,7 +23,8 @@ Order of the rules, each applied to the survivors of the previous one:
    or more of the cluster's masters is kept only when every survivor would (the fewest-masters
    survivor is the safest one there is); QUORUM_UNSAFE names it when it loses. An unknown
    domain counts as holding half a master more than the most crowded known one: a master
-   lands there only when no known domain survived the shard rules.
+   lands there only when no known domain survived the shard rules. The node is rule 4's last
+   level even when the configured levels leave it out.
 Rules 1, 3 and 4 reject as FailedAndUnresolvableNodes: evicting a sibling copy is never a fix.
 """
 from __future__ import annotations
@@ -103,6 +104,8 @@ def filter_nodes(pod: PodRequest, candidates: list[str], snapshot: Snapshot,
             _level(level, cand, alive, result, cluster, shard)
         if member.role is Role.MASTER:
             _masters(active, cand, alive, result, cluster)
+            if HOSTNAME_LABEL not in snapshot.level_names:
+                _masters_per_node(spread.masters_per_node, cand, alive, result, cluster)
         if active:
             unknown = (cand.codes[[lv.index for lv in active]] == UNKNOWN_CODE).any(axis=0)
             result.unknown_domain_nodes = int(unknown.sum())
@@ -213,6 +216,22 @@ def _masters(active: list[spreadmod.LevelView], cand: Candidates, alive: np.ndar
                     reason = MASTERS_CROWDED.format(domain=value, count=count, cluster=cluster,
                                                     title=level.title, best=int(np.floor(best)))
                 result.unresolvable.update(dict.fromkeys(cand.names_at(rejected[mask]), reason))
+
+
+def _masters_per_node(masters: dict[str, int], cand: Candidates, alive: np.ndarray, result: FilterResult,
+                      cluster: str) -> None:
+    """Rule 4's last level when the configured levels leave the node out: the survivors on
+    the nodes holding the fewest of the cluster's masters."""
+    positions = np.flatnonzero(alive)
+    if positions.size <= 1 or not masters:
+        return
+    names = cand.names_at(positions)
+    crowd = np.array([masters.get(n, 0) for n in names])
+    best = int(crowd.min())
+    for i in np.flatnonzero(crowd != best).tolist():
+        alive[positions[i]] = False
+        result.unresolvable[names[i]] = MASTERS_CROWDED.format(domain=names[i], count=int(crowd[i]), cluster=cluster,
+                                                               title="node", best=best)
 
 
 def _paths(cand: Candidates, positions: np.ndarray, levels: Sequence[str]) -> list[tuple[str | None, ...]]:

@@ -55,6 +55,7 @@ class Spread:
     member: Member
     levels: list[LevelView]
     copy_nodes: dict[str, list[Copy]]  # node name -> copies on it (the hard node rule)
+    masters_per_node: dict[str, int] = field(default_factory=dict)  # the cluster's, in flight included
 
 
 def own_copies(snapshot: Snapshot, pod_key: str) -> tuple[Copy, ...]:
@@ -106,4 +107,5 @@ def build(member: Member, snapshot: Snapshot, pod_key: str, own_node: str | None
     copy_nodes: dict[str, list[Copy]] = {}
     for c in copies:
         copy_nodes.setdefault(c.node, []).append(c)
-    return Spread(member=member, levels=levels, copy_nodes=copy_nodes)
+    return Spread(member=member, levels=levels, copy_nodes=copy_nodes,
+                  masters_per_node={n: c for n, c in masters_per_node.items() if c > 0})

@@ -80,6 +80,7 @@ class CopyView:
     lag: int | None = None  # replica: its master's offset minus its own
     replicates: str | None = None  # pod of the master it replicates (live)
     maxmemory: int | None = None
+    serves_slots: bool | None = None  # live Redis Cluster master: serves slots; None elsewhere
 
     @property
     def role(self) -> Role:
@@ -104,8 +105,12 @@ class ShardView:
 
     @property
     def master(self) -> CopyView | None:
-        """The shard's master: the live one when known, else the cached one (first by name)."""
-        live = [c for c in self.copies if c.live_role is Role.MASTER]
+        """The shard's master: the live one when known, else the cached one (first by name).
+        Among live masters, a healthy one serving slots first: after a failover the old
+        master, dead, still says "master" (flagged fail, its slots gone) until it returns
+        as a replica, and its promoted replica is the one serving the shard."""
+        live = sorted((c for c in self.copies if c.live_role is Role.MASTER),
+                      key=lambda c: (not c.healthy, c.serves_slots is False))
         masters = live or [c for c in self.copies if c.role is Role.MASTER]
         return masters[0] if masters else None
 
@@ -208,12 +213,14 @@ def _cluster_view(cid: str, shards: Mapping[str, tuple[Copy, ...]], inv: Invento
             node = inv.nodes.get(c.node)
             ready = node.ready if node is not None else True
             ln = by_pod.get(c.pod)
-            live_role = lag = replicates = link_up = maxmemory = None
+            live_role = lag = replicates = link_up = maxmemory = serves_slots = None
             healthy = ready
             if ln is not None:
                 live_role = Role.parse(ln.role)
                 healthy = ready and ln.health == "online"
                 maxmemory = ln.maxmemory
+                if live_role is Role.MASTER and live is not None and live.kind == KIND_CLUSTER:
+                    serves_slots = bool(ln.slots)
                 if live_role is Role.REPLICA:
                     link_up = ln.link_up
                     master = by_id.get(ln.master_id)
@@ -230,7 +237,7 @@ def _cluster_view(cid: str, shards: Mapping[str, tuple[Copy, ...]], inv: Invento
             copies.append(CopyView(
                 pod=c.pod, node=c.node, domains=tuple(domain_of(c.node, inv.nodes, lv) for lv in levels),
                 cached_role=c.role, live_role=live_role, healthy=healthy, link_up=link_up, lag=lag,
-                replicates=replicates, maxmemory=maxmemory))
+                replicates=replicates, maxmemory=maxmemory, serves_slots=serves_slots))
         views.append(ShardView(cid, sid, tuple(copies), _slots(copies, by_pod)))
     if live is not None:
         for ln in sorted(live.nodes, key=lambda n: n.address):

@@ -59,6 +59,13 @@ FILTER_MEMORY_TTL = 600.0
 seconds; ten minutes also covers a slow scheduling cycle, and bounds what a pod that is never
 bound leaves behind. A bind without it still checks the node rule atomically."""
 
+BIND_CONFIRM_GRACE = 30.0
+"""Seconds a placement recorded at bind (source "placement") outweighs an API event saying the
+pod is not placed (same uid). The syncer applies the pod's creation event after the bind when
+it lags a burst; taken literally it would unplace the pod (its copy, its master) until the
+Binding's own event arrives, and the next sibling's filter would not see it. Bounded, so a
+placement whose Binding failed and whose record could not be undone ends."""
+
 LEADER_KEY = "sync:leader"
 EPOCH_KEY = "epoch"
 
@@ -66,10 +73,21 @@ _APPLY_POD = r"""
 local P, key_id, mode = ARGV[1], ARGV[2], ARGV[3]
 local podkey = P .. 'pod:' .. key_id
 local o = redis.call('HMGET', podkey, 'uid', 'node', 'mem', 'cpu', 'phase', 'cluster', 'shard', 'role',
-                     'lrole', 'ip', 'source')
+                     'lrole', 'ip', 'source', 'updated')
 local new = {uid=ARGV[4], node=ARGV[5], mem=ARGV[6], cpu=ARGV[7], phase=ARGV[8],
              cluster=ARGV[9], shard=ARGV[10], lrole=ARGV[11]}
 local expect_version, now, source, ip = ARGV[12], ARGV[13], ARGV[14], ARGV[15] or ''
+local updated = now
+
+-- an API event older than our bind: nodeName is never unset, so "not placed" for the pod we
+-- just recorded (same uid) is news from before the bind (the syncer lags a burst); keep the
+-- placement until the API reports it, for BIND_CONFIRM_GRACE seconds at most (a Binding that
+-- failed without its record being undone must not hold a node for ever)
+if mode == 'upsert' and (source == 'watch' or source == 'list') and new.node == '' and o[1] == new.uid
+   and o[2] and o[2] ~= '' and o[11] == 'placement'
+   and tonumber(now) - tonumber(o[12] or '0') < tonumber(ARGV[16] or '0') then
+  new.node, source, updated = o[2], 'placement', o[12]
+end
 
 local function active(node, phase)
   return node and node ~= '' and phase ~= 'Succeeded' and phase ~= 'Failed'
@@ -82,7 +100,7 @@ elseif mode == 'relabel' then  -- the stored record again, under the current liv
   if not o[1] then return {'gone', ''} end
   new = {uid=o[1], node=o[2], mem=o[3], cpu=o[4], phase=o[5], cluster=o[6], shard=o[7],
          lrole=o[9] or o[8]}
-  ip, source = o[10] or '', o[11] or 'relabel'
+  ip, source, updated = o[10] or '', o[11] or 'relabel', o[12] or now
 end
 new.role = new.lrole  -- the role label, unless Redis itself says otherwise (after a failover)
 if mode ~= 'delete' and new.cluster ~= '' then
@@ -159,7 +177,7 @@ if mode == 'delete' then
 else
   redis.call('HSET', podkey, 'uid', new.uid, 'node', new.node, 'mem', new.mem, 'cpu', new.cpu,
              'phase', new.phase, 'cluster', new.cluster, 'shard', new.shard, 'role', new.role,
-             'lrole', new.lrole, 'updated', now, 'source', source, 'ip', ip)
+             'lrole', new.lrole, 'updated', updated, 'source', source, 'ip', ip)
   if new.cluster ~= '' then redis.call('SADD', P .. 'clusters', new.cluster) end
 end
 return {'ok', ''}
@@ -405,7 +423,8 @@ class RedisStore:
     def _call(self, mode: str, pod: PodRecord, expect_version: str = "", source: str = "") -> RecordResult:
         status, detail = self._apply(args=[
             self.p, pod.key, mode, pod.uid, pod.node, pod.memory, pod.cpu, pod.phase,
-            pod.cluster, pod.shard, pod.role, expect_version, f"{time.time():.3f}", source, pod.ip])
+            pod.cluster, pod.shard, pod.role, expect_version, f"{time.time():.3f}", source, pod.ip,
+            BIND_CONFIRM_GRACE])
         status, detail = status.decode(), detail.decode()
         return RecordResult(ok=status == "ok", status=status, detail=detail)
 
@@ -429,7 +448,7 @@ class RedisStore:
         for pod in pods:
             self._apply(args=[self.p, pod.key, "upsert", pod.uid, pod.node, pod.memory, pod.cpu,
                               pod.phase, pod.cluster, pod.shard, pod.role, "", f"{time.time():.3f}",
-                              source, pod.ip], client=pipe)
+                              source, pod.ip, BIND_CONFIRM_GRACE], client=pipe)
             count += 1
             if count % batch == 0:
                 pipe.execute()

@@ -149,8 +149,17 @@ def store_live(store: RedisStore, topology: LiveTopology) -> None:
             topology = replace(previous, error=topology.error)
     store.r.set(Keys(store.p).live(topology.cluster), orjson.dumps(topology.to_json()))
     if topology.nodes and not topology.error:  # the decisions use live roles from now on
-        roles = {n.pod: n.role for n in topology.nodes if n.pod and n.role in ("master", "replica")}
+        roles = {n.pod: n.role for n in topology.nodes if n.pod and n.role in ("master", "replica")
+                 and not _deposed(topology, n)}
         store.set_live_roles(topology.cluster, roles)
+
+
+def _deposed(topology: LiveTopology, node: LiveNode) -> bool:
+    """A Redis Cluster master flagged failed and serving no slot: a replica took its slots over
+    and it returns, if ever, as a replica. Its "master" would count a dead process as a master
+    of its node and zone (and, once its StatefulSet recreates the pod under the same name, the
+    new pod too), so it sets no live role."""
+    return topology.kind == KIND_CLUSTER and node.role == "master" and node.health != "online" and not node.slots
 
 
 def load_live(store: RedisStore, cluster: str) -> LiveTopology | None:

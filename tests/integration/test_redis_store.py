@@ -293,3 +293,33 @@ def test_expired_cluster_reservations_are_ignored_then_pruned(store: RedisStore)
     store.reserve("redis/cache-a-1", "redis/cache-a", "1", "n2", "master", ttl=30)
     assert set(store.r.hkeys(key)) == {b"redis/cache-a-1"}
     assert 0 < store.r.pttl(key) <= 30_000
+
+
+def test_a_creation_event_applied_after_the_bind_does_not_unplace_the_pod(store: RedisStore) -> None:
+    """The syncer lags a burst: the pod's ADDED event (no node yet) can reach the store after
+    the bind recorded the pod. nodeName is never unset, so it is stale news: the copy and the
+    master stay counted on their node (a sibling's filter must see them) until the API says."""
+    pending = copy("cache-a-0", "", role="master")
+    store.upsert_pod(pending, source="watch")
+    assert store.record_placement(copy("cache-a-0", "n1", role="master")).ok
+    for source in ("watch", "list"):
+        store.upsert_pod(pending, source=source)  # the late ADDED event, or a relist read before the bind
+        state = store.shard_state("redis/cache-a", "3")
+        assert [(c.pod, c.node) for c in state.copies] == [("redis/cache-a-0", "n1")]
+        assert state.counts.masters_per_node == {"n1": 1} and state.counts.pods_per_node == {"n1": 1}
+        assert store.usage()[0] == {"n1": GI}
+        assert store.pod("redis", "cache-a-0")["source"] == "placement"
+    store.upsert_pod(copy("cache-a-0", "n1", role="master"), source="watch")  # the Binding's own event
+    assert store.pod("redis", "cache-a-0")["source"] == "watch"
+    # a pod of the same name with another uid (recreated) is news, not a stale event
+    assert store.record_placement(copy("cache-a-1", "n2", role="master")).ok
+    store.upsert_pod(copy("cache-a-1", "", role="master", uid="uid-new"), source="watch")
+    assert store.shard_state("redis/cache-a", "3").counts.masters_per_node == {"n1": 1}
+    # undoing a failed Binding still unplaces, and so does an API event past the grace
+    assert store.record_placement(copy("cache-a-2", "n3")).ok
+    store.upsert_pod(copy("cache-a-2", ""), source="unbind")
+    assert "n3" not in store.shard_state("redis/cache-a", "3").counts.pods_per_node
+    assert store.record_placement(copy("cache-a-2", "n3")).ok
+    store.r.hset(f"{store.p}pod:redis/cache-a-2", "updated", "1000.000")  # bound long ago, never confirmed
+    store.upsert_pod(copy("cache-a-2", ""), source="watch")
+    assert "n3" not in store.shard_state("redis/cache-a", "3").counts.pods_per_node

@@ -12,14 +12,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
-import redis as redis_py
 
 from extender.identity import Identifier
 from extender.localredis import LocalRedis
-from extender.processes import free_port, wait_until
+from extender.processes import free_port
 from extender.reports.rebalance import FAILED, SKIPPED, rebalance, wait_master_knows
 from extender.reports.render import compose, document
 from extender.reports.topology import LiveTopology, parse_cluster_nodes
@@ -30,79 +29,11 @@ from extender.state.loader import load_list
 from extender.state.redis_store import Keys
 from extender.state.redis_topology import NodeClient, fetch, fetch_cluster, load_live, store_live
 
+from ..support.rediscluster import RedisCluster, wait_for
+
 CLUSTER = "redis/cache"
 ZONES = ("zone-a", "zone-b", "zone-c")
 FAIL_ON = "spof=0,master_skew=1,quorum_unsafe=0"
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    return wait_until(check, timeout=timeout, what=what, error=AssertionError)
-
-
-class RedisCluster:
-    """Nine cluster-mode redis-servers, created into 3 masters x 2 replicas by redis-cli."""
-
-    def __init__(self, size: int = 9):
-        self.servers: list[LocalRedis] = []
-        self.initial_masters: list[str] = []
-        for i in range(size):
-            server = LocalRedis()
-            server.extra = ("--cluster-enabled", "yes", "--cluster-config-file", str(server.dir / "nodes.conf"),
-                            "--cluster-announce-hostname", f"cache-{i}",  # = the pod name (7.0 option)
-                            "--cluster-port", str(free_port()),  # bus port: port+10000 may not exist
-                            "--cluster-node-timeout", "2000", "--repl-diskless-sync-delay", "0",
-                            "--maxmemory", "100mb")
-            self.servers.append(server)
-
-    def start(self) -> "RedisCluster":
-        try:
-            for server in self.servers:
-                server.start()
-            out = subprocess.run(["redis-cli", "--cluster", "create", *self.addresses, "--cluster-replicas", "2",
-                                  "--cluster-yes"], capture_output=True, text=True, timeout=60)
-            assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-            wait_for(self.settled, what="cluster state ok and every replica linked")
-            writer = redis_py.RedisCluster(host="127.0.0.1", port=self.servers[0].port)
-            for i in range(60):  # some data, so replication offsets move
-                writer.set(f"key-{i}", "x" * 100)
-            writer.close()
-            topology = fetch_cluster(self.seed, CLUSTER, probe=False)
-            self.initial_masters = sorted(n.pod for n in topology.nodes if n.role == "master")
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    @property
-    def addresses(self) -> list[str]:
-        return [f"127.0.0.1:{s.port}" for s in self.servers]
-
-    @property
-    def seed(self) -> str:
-        return self.addresses[0]
-
-    def client(self, port: int) -> redis_py.Redis:
-        return redis_py.Redis(port=port, decode_responses=True, protocol=2, socket_timeout=5)
-
-    def settled(self) -> bool:
-        """Every node sees the cluster ok, the seed sees 3 shards of 3 (gossip caught up) and
-        every replica's link is up."""
-        shards = self.client(self.servers[0].port).execute_command("CLUSTER", "SHARDS")
-        if sorted(len(dict(zip(sh[::2], sh[1::2]))["nodes"]) for sh in shards) != [3, 3, 3]:
-            return False
-        for s in self.servers:
-            c = self.client(s.port)
-            info = c.execute_command("CLUSTER", "INFO")
-            if "cluster_state:ok" not in info or "cluster_known_nodes:9" not in info:
-                return False
-            repl = c.info("replication")
-            if repl["role"] == "slave" and repl.get("master_link_status") != "up":
-                return False
-        return True
-
-    def stop(self) -> None:
-        for server in self.servers:
-            server.stop()
 
 
 @pytest.fixture(scope="module")

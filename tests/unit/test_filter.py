@@ -466,6 +466,19 @@ def test_masters_spread_per_node_within_the_zone():
     assert filter_nodes(MASTER, NODES6, snap).accepted == ["node-a2", "node-b2", "node-c2"]
 
 
+def test_masters_spread_per_node_even_when_the_levels_leave_the_node_out():
+    from extender.model import Node
+
+    levels = ("topology.kubernetes.io/zone", "topology.kubernetes.io/region")
+    nodes = [Node(f"node-{z}{i}", (f"zone-{z}", "region-1"), 16 * Gi, 8000) for z in "abc" for i in (1, 2)]
+    reserved = [Copy(pod="ns/cache-a-0", node="node-b2", role=Role.MASTER, reserved=True)]
+    snap = make_snapshot(nodes, levels=levels, masters_per_node={"node-a1": 1, "node-c1": 1}, reserved=reserved)
+    result = filter_nodes(MASTER, NODES6, snap)
+    assert result.accepted == ["node-a2", "node-b1", "node-c2"]
+    assert result.unresolvable["node-a1"] == "node-a1 holds 1 of cache-a's masters; a master goes to the nodes holding 0"
+    assert filter_nodes(POD, NODES6, snap).accepted == NODES6  # a replica: no masters rule
+
+
 def test_a_sibling_master_in_flight_counts_where_it_is_reserved():
     reserved = [Copy(pod="ns/cache-a-0", node="node-a2", role=Role.MASTER, reserved=True),
                 Copy(pod="ns/cache-a-1", node="node-b1", role=Role.MASTER, reserved=True),

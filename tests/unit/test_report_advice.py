@@ -202,3 +202,43 @@ def test_plan_matches_brute_force_on_random_placements(seed: int) -> None:
     else:
         assert not plan.goal_met
         assert max(after) == best_max and min(after) == best_min, (spec, links, plan)
+
+
+def _failed_over(inv: Inventory, promoted_: dict[str, str]) -> Inventory:
+    """The live topology after Redis failed shards over: each dead master (key) listed failed
+    with no slots, its replicas following the promoted one (value), as CLUSTER SHARDS says."""
+    from dataclasses import replace
+
+    topology = inv.live["ns/c"]
+    new_master = {f"ns/{dead}": f"id-ns/{up}" for dead, up in promoted_.items()}
+    nodes = []
+    for n in topology.nodes:
+        if n.pod in new_master:
+            n = replace(n, health="fail", slots=())
+        elif n.role == "replica":
+            dead = next((d for d in new_master if n.master_id == f"id-{d}"), None)
+            n = replace(n, master_id=new_master[dead]) if dead else n
+        else:
+            n = replace(n, slots=((0, 99),))
+        nodes.append(n)
+    return replace(inv, live={"ns/c": replace(topology, nodes=tuple(nodes))})
+
+
+def test_after_a_zone_is_lost_the_plan_balances_the_surviving_zones() -> None:
+    # 4 zones; zd held the masters of shards 3 and 4, both promoted in za: 4-1-1 over the
+    # survivors. The dead masters are still listed "master" (failed, slot-less) and sort
+    # first by name: counting them would show zd with 2 masters and the cluster balanced.
+    spec = {"0": ["M@a1", "R@b1", "R@d1"], "1": ["M@b2", "R@c1", "R@d2"], "2": ["M@c2", "R@a2", "R@d3"],
+            "3": ["MM@d1", "RM@a3", "R@b3"], "4": ["MM@d2", "RM@a1", "R@c3"], "5": ["M@a2", "R@b1", "R@c2"]}
+    nodes = {n: make_node(n, ready=not n.startswith("d"))
+             for n in ("a1", "a2", "a3", "b1", "b2", "b3", "c1", "c2", "c3", "d1", "d2", "d3")}
+    inv = _failed_over(make_inventory(spec, nodes=nodes, health={f"c-{s}-2": "fail" for s in "012"}),
+                       {"c-3-0": "c-3-1", "c-4-0": "c-4-1"})
+    placement = place(inv)
+    assert [s.master.pod for s in placement.clusters[0].shards if s.master] == \
+        ["ns/c-0-0", "ns/c-1-0", "ns/c-2-0", "ns/c-3-1", "ns/c-4-1", "ns/c-5-0"]
+    plan = plan_of(inv)
+    assert dict(plan.before) == {"za": 4, "zb": 1, "zc": 1}
+    assert (plan.skew_before, plan.quorum_limit, plan.quorum_safe_before) == (3, 3, False)
+    assert dict(plan.after) == {"za": 2, "zb": 2, "zc": 2} and plan.goal_met and len(plan.steps) == 2
+    assert all(s.from_domain == "za" and s.to_domain in ("zb", "zc") for s in plan.steps)
