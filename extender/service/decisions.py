@@ -37,11 +37,13 @@ PendingCheck = Callable[[str, str, str], str]
 
 log = logging.getLogger(__name__)
 
-WHOLE_WAIT = 2.0
+WHOLE_WAIT = 1.2
 """Seconds a decision waits, polling, for a state that is not whole (Redis emptied or replaced
 and being relisted: ~1-2 s in live mode), or for a Redis that failed less than this ago (a
-restart takes a fraction of a second), before applying the unavailable policy. Far under
-kube-scheduler's 5 s; an Error parks the pod in its unschedulable queue for up to 60 s. Past
+restart takes a fraction of a second), before applying the unavailable policy. Under the
+shipped `httpTimeout: 2s` with room for the request itself: an answer after the scheduler's
+deadline is lost (it reports a timeout, not our reason); an Error parks the pod in its
+unschedulable queue for up to 60 s. Past
 the outage's first WHOLE_WAIT seconds nothing waits: the breaker answers at once."""
 
 
