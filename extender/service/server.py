@@ -154,8 +154,13 @@ class SyncChild:
         delay = 1.0
         while not self.stop.is_set():
             started = time.monotonic()
-            self.proc = subprocess.Popen(self.command())
-            self.proc.wait()
+            # close_fds=False lets subprocess use posix_spawn (every fd Python opens is
+            # non-inheritable anyway): a fork+exec here keeps an exec-error pipe open until
+            # exec, and a gunicorn worker forked by the arbiter meanwhile inherited its write
+            # end, so Popen never returned and a killed syncer was never restarted
+            self.proc = subprocess.Popen(self.command(), close_fds=False)
+            while self.proc.poll() is None:  # poll: the arbiter may reap the child (SIGCHLD)
+                self.stop.wait(0.5)
             if self.stop.is_set():
                 break
             delay = 1.0 if time.monotonic() - started > 60 else min(30.0, delay * 2)
