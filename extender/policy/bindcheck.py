@@ -12,7 +12,15 @@ Reservations at bind: two siblings that reserved the same domain must not refuse
 sibling's reservation counts only if it was made before this pod's own (the earlier expiry,
 then the lower pod key; a pod without a live reservation of its own yields to all): exactly one
 of them proceeds, and the refused one's reservation is released (service/decisions.py).
+The cluster's siblings in flight (ClusterCounts.reserved) obey the same tie-break.
 A bind without a filter's memory is checked over every known domain (all_paths).
+
+Masters: a master's bind re-checks rule 4 (fewest masters of its cluster, quorum safety) at
+every level above the node, with its cluster's counts read fresh. The scheduler may bind a
+master in another zone than the one it was reserved in (its own plugins outweighed the
+extender's lead), and a sibling's filter meanwhile counted it in the wrong zone: without this
+check the two masters could end in one zone (skew 2). The node level is left to the filter:
+the stand-ins stand for domains, not for their nodes.
 """
 from __future__ import annotations
 
@@ -34,17 +42,20 @@ def recheck(pod: PodRequest, node: str, paths: Sequence[Sequence[DomainValue]], 
     for i, path in enumerate(paths):
         name = STANDIN.format(i)
         standins[name] = Node(name=name, domains=tuple(name if j == host else v for j, v in enumerate(path)))
-    fresh = replace(snapshot, nodes=ChainMap(standins, snapshot.nodes), copies=contenders(snapshot.copies, pod.key))
+    cluster = replace(snapshot.cluster, reserved=contenders(snapshot.cluster.reserved, pod.key))
+    fresh = replace(snapshot, nodes=ChainMap(standins, snapshot.nodes), copies=contenders(snapshot.copies, pod.key),
+                    cluster=cluster)
     # Room was judged by the scheduler and the filter; at bind only the spread rules matter.
-    result = filter_nodes(replace(pod, memory_request=0), [node, *standins], fresh, own_node)
+    result = filter_nodes(replace(pod, memory_request=0), [node, *standins], fresh, own_node, node_masters=False)
     if node in result.accepted:
         return None
     return result.unresolvable.get(node) or result.failed.get(node) or "rejected"
 
 
 def contenders(copies: Sequence[Copy], pod_key: str) -> tuple[Copy, ...]:
-    """The copies a bind must respect: placements, and the reservations made before the pod's
-    own (the tie between siblings reserving one domain, broken the same way by both)."""
+    """The copies (or cluster siblings in flight) a bind must respect: placements, and the
+    reservations made before the pod's own (the tie between siblings reserving one domain,
+    broken the same way by both)."""
     mine = next((c for c in copies if c.pod == pod_key and c.reserved), None)
 
     def first(c: Copy) -> bool:

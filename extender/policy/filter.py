@@ -81,8 +81,11 @@ def _describe(copies: list[Copy]) -> str:
 
 
 def filter_nodes(pod: PodRequest, candidates: list[str], snapshot: Snapshot,
-                 own_node: str | None = None, tables: Tables | None = None) -> FilterResult:
-    """`tables`: the snapshot as arrays (candidates.Tables), the fast path; same verdicts."""
+                 own_node: str | None = None, tables: Tables | None = None,
+                 node_masters: bool = True) -> FilterResult:
+    """`tables`: the snapshot as arrays (candidates.Tables), the fast path; same verdicts.
+    `node_masters` False: rule 4 above the node level only (the bind's re-check, which knows
+    the domains the filter chose from, not their nodes)."""
     if pod.member is None:
         return FilterResult(accepted=list(candidates), outcome=Outcome.PASSTHROUGH)
     result = FilterResult(accepted=[])
@@ -103,8 +106,8 @@ def filter_nodes(pod: PodRequest, candidates: list[str], snapshot: Snapshot,
         for level in active:
             _level(level, cand, alive, result, cluster, shard)
         if member.role is Role.MASTER:
-            _masters(active, cand, alive, result, cluster)
-            if HOSTNAME_LABEL not in snapshot.level_names:
+            _masters([lv for lv in active if node_masters or lv.label != HOSTNAME_LABEL], cand, alive, result, cluster)
+            if node_masters and HOSTNAME_LABEL not in snapshot.level_names:
                 _masters_per_node(spread.masters_per_node, cand, alive, result, cluster)
         if active:
             unknown = (cand.codes[[lv.index for lv in active]] == UNKNOWN_CODE).any(axis=0)

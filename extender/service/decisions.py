@@ -216,17 +216,18 @@ class Decider:
         return ""
 
     def _check_and_record(self, pod: PodRequest, node: str, memory: FilterMemory | None,
-                          attempts: int = 3) -> str:
+                          attempts: int = 5) -> str:
         """Every spread rule against fresh state, filter seen or not (without its memory, over
         every known domain: the choice the filter would have had), then the atomic record."""
         assert pod.member is not None
+        master = pod.member.role is Role.MASTER and pod.member.shard is not None
         for _ in range(attempts):
             args = ExtenderArgs(pod=pod, node_names=[node], nodes=None, names_mode=True)
-            prepared = self.snapshots.prepare(args, fresh=True)
+            prepared = self.snapshots.prepare(args, fresh=True, counts=master)
             if node not in prepared.snapshot.nodes:
                 metrics.PLACEMENTS.labels("unknown_node").inc()
                 return f"redis-extender: node {node} is not in the extender's state (unknown node); retry scheduling"
-            version = ""
+            version = masters = ""
             if pod.member.shard is not None:
                 paths = memory.paths if memory is not None else all_paths(prepared.snapshot.nodes.values(),
                                                                           self.settings.domains.levels)
@@ -235,7 +236,8 @@ class Decider:
                     metrics.PLACEMENTS.labels("recheck_refused").inc()
                     return f"redis-extender: {reason}; retry scheduling"
                 version = prepared.version
-            result = self.record(pod, node, version)
+                masters = prepared.masters_version if master else ""
+            result = self.record(pod, node, version, masters)
             metrics.PLACEMENTS.labels(result.status).inc()
             if result.ok:
                 return ""
@@ -247,9 +249,9 @@ class Decider:
             # stale: a sibling was recorded between our read and our write; look again
         return f"redis-extender: shard {pod.member.shard} of {pod.member.cluster_name} kept changing; retry scheduling"
 
-    def record(self, pod: PodRequest, node: str, expect_version: str = "") -> RecordResult:
+    def record(self, pod: PodRequest, node: str, expect_version: str = "", expect_masters: str = "") -> RecordResult:
         """Atomic check-and-record of a placement; invalidates this process's cached shard."""
-        return self.cache.record_placement(PodRecord.of(pod, node), expect_version)
+        return self.cache.record_placement(PodRecord.of(pod, node), expect_version, expect_masters)
 
     def _release(self, pod: PodRequest) -> None:
         member = pod.member

@@ -343,9 +343,10 @@ class StateCache:
 
     # -- calls that must reach Redis now ---------------------------------------------------
 
-    def shard_now(self, cluster: str, shard: str | None) -> ShardState:
-        """The shard's copies read from Redis itself, not from the cache (the bind's re-check)."""
-        return self._direct(lambda: self.store.shard_state(cluster, shard, counts=False))
+    def shard_now(self, cluster: str, shard: str | None, counts: bool = False) -> ShardState:
+        """The shard's copies (and, `counts`, its cluster's) read from Redis itself, not from
+        the cache (the bind's re-check)."""
+        return self._direct(lambda: self.store.shard_state(cluster, shard, counts=counts))
 
     def pod(self, namespace: str, name: str) -> PodRecord | None:
         """The stored record of a pod (written by the sync, a load or a bind), if any."""
@@ -373,11 +374,11 @@ class StateCache:
         finally:
             self.invalidate_shard(cluster, shard)
 
-    def record_placement(self, pod: PodRecord, expect_version: str = "") -> RecordResult:
+    def record_placement(self, pod: PodRecord, expect_version: str = "", expect_masters: str = "") -> RecordResult:
         """The atomic check-and-record (RedisStore.record_placement); drops this process's
         cached view of the shard and usage, whatever the outcome."""
         try:
-            return self._direct(lambda: self.store.record_placement(pod, expect_version))
+            return self._direct(lambda: self.store.record_placement(pod, expect_version, expect_masters))
         finally:
             self.invalidate_shard(pod.cluster, pod.shard or None)
 

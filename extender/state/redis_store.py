@@ -21,6 +21,9 @@ not supported as the state's store:
                             They count toward the cluster's pods and masters (policy/spread.py)
   P cpods:<cluster>         HASH node -> pods of the cluster on it
   P cmasters:<cluster>      HASH node -> masters of the cluster on it
+  P cmastersv:<cluster>     STRING version, bumped when a master of the cluster is placed, moves,
+                            changes role or goes: a master's bind records with it, so two
+                            masters of different shards cannot both take the last fair zone
   P clusters                SET of cluster ids ("ns/name")
   P meta                    HASH loaded_at, source, nodes, pods
   P epoch                   STRING JSON {"id", "at", "by", "nodes", "pods"}: written LAST by every
@@ -77,6 +80,7 @@ local o = redis.call('HMGET', podkey, 'uid', 'node', 'mem', 'cpu', 'phase', 'clu
 local new = {uid=ARGV[4], node=ARGV[5], mem=ARGV[6], cpu=ARGV[7], phase=ARGV[8],
              cluster=ARGV[9], shard=ARGV[10], lrole=ARGV[11]}
 local expect_version, now, source, ip = ARGV[12], ARGV[13], ARGV[14], ARGV[15] or ''
+local expect_masters = ARGV[17] or ''
 local updated = now
 
 -- an API event older than our bind: nodeName is never unset, so "not placed" for the pod we
@@ -114,6 +118,10 @@ if mode == 'record' and new.shard ~= '' then
     local v = redis.call('GET', P .. 'shardv:' .. new.cluster .. '|' .. new.shard) or '0'
     if v ~= expect_version then return {'stale', v} end
   end
+  if expect_masters ~= '' then  -- a master: the caller's view of where its cluster's masters are
+    local v = redis.call('GET', P .. 'cmastersv:' .. new.cluster) or '0'
+    if v ~= expect_masters then return {'stale', v} end
+  end
   local copies = redis.call('HGETALL', P .. 'shard:' .. new.cluster .. '|' .. new.shard)
   for i = 1, #copies, 2 do
     if copies[i] ~= key_id then
@@ -143,6 +151,17 @@ if mode ~= 'delete' and active(new.node, new.phase) then
     redis.call('HINCRBY', P .. 'cpods:' .. new.cluster, new.node, 1)
     if new.role == 'master' then redis.call('HINCRBY', P .. 'cmasters:' .. new.cluster, new.node, 1) end
   end
+end
+
+-- the cluster's masters version: moved only when a master really appears, moves or goes
+local oldm, newm = '', ''
+if o[1] and active(o[2], o[5]) and o[6] and o[6] ~= '' and o[8] == 'master' then oldm = o[6] .. '\t' .. o[2] end
+if mode ~= 'delete' and active(new.node, new.phase) and new.cluster ~= '' and new.role == 'master' then
+  newm = new.cluster .. '\t' .. new.node
+end
+if oldm ~= newm then
+  if o[6] and o[6] ~= '' then redis.call('INCR', P .. 'cmastersv:' .. o[6]) end
+  if new.cluster ~= '' and new.cluster ~= o[6] then redis.call('INCR', P .. 'cmastersv:' .. new.cluster) end
 end
 
 -- the shard's copies: touched (and its version moved) only when the copy really changes,
@@ -353,6 +372,7 @@ class ShardState:
     copies: tuple[Copy, ...]
     version: str
     counts: ClusterCounts
+    masters_version: str = ""  # P cmastersv: read with the counts ("" without them)
     epoch: str = ""  # P epoch read in the same round trip ("" when missing: the state is not whole)
 
 
@@ -420,11 +440,12 @@ class RedisStore:
 
     # -- pods -----------------------------------------------------------------------------
 
-    def _call(self, mode: str, pod: PodRecord, expect_version: str = "", source: str = "") -> RecordResult:
+    def _call(self, mode: str, pod: PodRecord, expect_version: str = "", source: str = "",
+              expect_masters: str = "") -> RecordResult:
         status, detail = self._apply(args=[
             self.p, pod.key, mode, pod.uid, pod.node, pod.memory, pod.cpu, pod.phase,
             pod.cluster, pod.shard, pod.role, expect_version, f"{time.time():.3f}", source, pod.ip,
-            BIND_CONFIRM_GRACE])
+            BIND_CONFIRM_GRACE, expect_masters])
         status, detail = status.decode(), detail.decode()
         return RecordResult(ok=status == "ok", status=status, detail=detail)
 
@@ -437,10 +458,12 @@ class RedisStore:
         name must not remove its successor); uid "" deletes whatever is there."""
         return self._call("delete", PodRecord(namespace=namespace, name=name, uid=uid)).ok
 
-    def record_placement(self, pod: PodRecord, expect_version: str = "") -> RecordResult:
+    def record_placement(self, pod: PodRecord, expect_version: str = "", expect_masters: str = "") -> RecordResult:
         """Check-and-record, atomically: refuse when another copy of the pod's shard is on
-        pod.node, or (with expect_version) when the shard changed since it was read."""
-        return self._call("record", pod, expect_version=expect_version, source="placement")
+        pod.node, or (with expect_version) when the shard changed since it was read, or (with
+        expect_masters, a master's bind) when its cluster's masters did."""
+        return self._call("record", pod, expect_version=expect_version, source="placement",
+                          expect_masters=expect_masters)
 
     def upsert_pods(self, pods: Iterable[PodRecord], source: str = "load", batch: int = 500) -> int:
         count = 0
@@ -545,6 +568,7 @@ class RedisStore:
             pipe.hgetall(f"{self.p}cpods:{cluster}")
             pipe.hgetall(f"{self.p}cmasters:{cluster}")
             pipe.hgetall(f"{self.p}creserve:{cluster}")
+            pipe.get(f"{self.p}cmastersv:{cluster}")
         epoch, *out = pipe.execute()
         epoch = (epoch or b"").decode()
         copies: tuple[Copy, ...] = ()
@@ -561,7 +585,8 @@ class RedisStore:
         masters = {k.decode(): int(v) for k, v in out[1].items() if int(v) > 0}
         reserved = tuple(c for c in (parse_copy(k.decode(), val.decode(), now_ms) for k, val in out[2].items())
                          if c and c.reserved)
-        return ShardState(copies=copies, version=version, counts=ClusterCounts(pods, masters, reserved), epoch=epoch)
+        return ShardState(copies=copies, version=version, counts=ClusterCounts(pods, masters, reserved), epoch=epoch,
+                          masters_version=(out[3] or b"0").decode())
 
     def cluster_pod_ips(self, cluster: str) -> dict[str, str]:
         """The placed pods of a cluster with their IPs ("ns/name" -> ip), to find its Redis."""

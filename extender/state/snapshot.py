@@ -38,6 +38,7 @@ class Prepared:
     tables: Tables | None
     own_node: str | None
     version: str
+    masters_version: str = ""  # the cluster's masters version, read with the counts
 
 
 class Snapshots:
@@ -52,12 +53,13 @@ class Snapshots:
 
     def prepare(self, args: ExtenderArgs, fresh: bool = False, counts: bool = True) -> Prepared:
         """Raises StateUnavailable when Redis and the cache both fail. `fresh` reads the shard
-        from Redis itself (bind), not from the cache, and no usage: room was judged at filter."""
+        from Redis itself (bind), not from the cache, and no usage: room was judged at filter;
+        there `counts` (a master's bind: the masters rule) reads the cluster's counts too."""
         member = args.pod.member
         assert member is not None
         table = self.cache.node_table()
         if fresh:
-            shard = self.cache.shard_now(member.cluster, member.shard)
+            shard = self.cache.shard_now(member.cluster, member.shard, counts=counts)
         else:
             shard = self.cache.shard(member.cluster, member.shard, counts)
         table = self.whole(table, shard.epoch)  # the shard's read carries the epoch
@@ -85,7 +87,7 @@ class Snapshots:
         snapshot = Snapshot(level_names=self.levels, nodes=nodes, copies=shard.copies,
                             cluster=shard.counts, level_domains=level_domains,
                             requested_memory=mem, requested_cpu=cpu)
-        return Prepared(snapshot, tables, own_node, shard.version)
+        return Prepared(snapshot, tables, own_node, shard.version, shard.masters_version)
 
     def whole(self, table: NodeTable, epoch: str) -> NodeTable:
         """`table` if the state is whole and of its epoch; the table of a new complete epoch

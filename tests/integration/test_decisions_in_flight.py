@@ -77,3 +77,86 @@ def test_without_the_reservation_the_second_master_could_share_the_zone(replicas
     store.r.delete(f"{store.p}creserve:redis/cache-a")
     result, _ = two.filter(parse_extender_args(body("cache-a-1", 1, "master", names), IDENTIFIER))
     assert NODES[first] in zone_of(result.accepted)
+
+
+def bind(decider: Decider, name: str, node: str) -> str:
+    return decider.bind("redis", name, f"uid-{name}", node, None)
+
+
+def place(decider: Decider, name: str, shard: int, node: str, role: str = "master") -> str:
+    """Filter (the bind needs to know the pod), then bind where the test says."""
+    filtered(decider, name, shard, role)
+    return bind(decider, name, node)
+
+
+def filtered(decider: Decider, name: str, shard: int, role: str = "master") -> list[str]:
+    result, error = decider.filter(parse_extender_args(body(name, shard, role, list(NODES)), IDENTIFIER))
+    assert not error
+    return result.accepted
+
+
+def test_a_master_bound_outside_its_reserved_zone_makes_the_sibling_that_followed_its_reservation_retry(
+        replicas) -> None:
+    """The scheduler's own plugins may outweigh the extender's lead: master 1, reserved in one
+    zone, is bound in another, where master 2 (whose filter counted master 1 in the reserved
+    zone) is bound next. The bind re-check sees master 1 there and refuses: no zone holds two
+    of the cluster's masters while another holds none."""
+    one, two = replicas
+    assert place(one, "cache-a-0", 0, "node-a1") == ""  # master 0 in zone-a
+    accepted = filtered(one, "cache-a-1", 1)
+    assert zone_of(accepted) == {"zone-b", "zone-c"}
+    scores = one.prioritize(parse_extender_args(body("cache-a-1", 1, "master", accepted), IDENTIFIER))
+    reserved = NODES[accepted[scores.index(max(scores))]]
+    elsewhere = "zone-c" if reserved == "zone-b" else "zone-b"
+    second = filtered(two, "cache-a-2", 2)  # master 1 counted where it was reserved
+    assert zone_of(second) == {elsewhere}
+    landed = next(n for n in NODES if NODES[n] == elsewhere)
+    assert bind(one, "cache-a-1", landed) == ""  # the scheduler's choice, not the reserved zone
+    refused = bind(two, "cache-a-2", next(n for n in second if n != landed))
+    assert "masters" in refused and "retry scheduling" in refused, refused
+    # retried: its filter now sees master 1 where it really is
+    assert zone_of(filtered(two, "cache-a-2", 2)) == {reserved}
+
+
+def test_a_replica_is_not_held_to_the_masters_rule_at_bind(replicas) -> None:
+    one, two = replicas
+    assert place(one, "cache-a-0", 0, "node-a1") == ""
+    assert place(one, "cache-a-1", 1, "node-b1") == ""
+    assert place(two, "cache-a-5", 2, "node-a2", "replica") == ""  # beside master 0: no masters rule for a replica
+    assert "masters" in place(two, "cache-a-3", 3, "node-a2")  # while a master of a new shard is refused there
+
+
+def test_two_masters_recorded_from_one_stale_read_cannot_both_take_a_zone(replicas, store: RedisStore) -> None:
+    """The record is atomic on the cluster's masters version: a master recorded between a
+    sibling master's read and its write makes that write stale (then re-read, refused)."""
+    one, _ = replicas
+    pod = make_pod("redis", "cache-a-1", redis_labels("cache-a", 1, "master"), "1Gi", "500m")
+    request = parse_extender_args(orjson.dumps({"Pod": pod, "Nodes": None, "NodeNames": ["node-b1"]}), IDENTIFIER).pod
+    read = store.shard_state("redis/cache-a", "1")
+    other = parse_extender_args(body("cache-a-2", 2, "master", ["node-b2"]), IDENTIFIER).pod
+    assert one.record(other, "node-b2").ok  # a sibling master lands in zone-b meanwhile
+    stale = one.record(request, "node-b1", read.version, read.masters_version)
+    assert stale.status == "stale"
+    fresh = store.shard_state("redis/cache-a", "1")
+    assert fresh.masters_version != read.masters_version
+    assert one.record(request, "node-b1", fresh.version, fresh.masters_version).ok
+
+
+def test_the_masters_version_moves_only_when_a_master_appears_moves_or_goes(store: RedisStore, replicas) -> None:
+    one, _ = replicas
+    master = parse_extender_args(body("cache-a-0", 0, "master", ["node-a1"]), IDENTIFIER).pod
+    replica = parse_extender_args(body("cache-a-3", 0, "replica", ["node-b1"]), IDENTIFIER).pod
+
+    def version() -> str:
+        return store.shard_state("redis/cache-a", "0").masters_version
+
+    start = version()
+    assert one.record(replica, "node-b1").ok
+    assert version() == start  # a replica
+    assert one.record(master, "node-a1").ok
+    placed = version()
+    assert placed != start
+    assert one.record(master, "node-a1").ok
+    assert version() == placed  # the same master again (a watch event of the bind)
+    assert one.record(master, "node-a2").ok
+    assert version() != placed
