@@ -57,7 +57,7 @@ from typing import Any
 from benchmarks.bench_scheduler import (LABEL_CLUSTER, NAMESPACE, REGION, SCHEDULER_NAME, ZONE, BindWatch,
                                         LiveExtender, _ensure_namespace, _parallel, scheduler_config)
 from extender.localredis import LocalRedis
-from tests.support.controlplane import ControlPlane, kube_bin_dir
+from tests.support.controlplane import CURRENT, KUBE_VERSIONS, ControlPlane, kube_bin_dir, version_text
 
 MODES = ("extender", "native")
 BURSTS = (26, 42, 60, 78, 96)
@@ -327,7 +327,8 @@ def delete_topology(cp: ControlPlane, zone_of: dict[str, str | None]) -> None:
 
 def run(runs: int = 5, topologies: Sequence[str] = tuple(TOPOLOGIES), modes: Sequence[str] = MODES,
         bursts: Sequence[int] = BURSTS, out: str | Path | None = None, control_plane: ControlPlane | None = None,
-        redis_url: str | None = None, keep: bool = False, quiet: bool = False) -> dict[str, Any]:
+        redis_url: str | None = None, keep: bool = False, quiet: bool = False,
+        kube_version: str = CURRENT) -> dict[str, Any]:
     """Every topology x mode x run; prints the table and returns (and writes) a dict."""
     t_start = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="redis-extender-bench-place-"))
@@ -337,9 +338,9 @@ def run(runs: int = 5, topologies: Sequence[str] = tuple(TOPOLOGIES), modes: Seq
     results: list[dict[str, Any]] = []
     try:
         if cp is None:
-            bin_dir = kube_bin_dir()
+            bin_dir = kube_bin_dir(kube_version)
             if bin_dir is None:
-                raise RuntimeError("kube binaries unavailable (scripts/kube-binaries.sh failed)")
+                raise RuntimeError(f"kube binaries unavailable (scripts/kube-binaries.sh {kube_version} failed)")
             cp = ControlPlane(bin_dir, workdir / "cp", with_scheduler=False).start()
         if redis_url is None:
             redis = LocalRedis().start()
@@ -371,6 +372,7 @@ def run(runs: int = 5, topologies: Sequence[str] = tuple(TOPOLOGIES), modes: Seq
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
     result = {"config": {"runs": runs, "bursts": list(bursts), "copies": COPIES,
+                         "kube_scheduler": version_text(cp.scheduler_version),
                          "shards_per_cluster": SHARDS_PER_CLUSTER,
                          "topologies": {n: {"zones": list(TOPOLOGIES[n].zones),
                                             "unlabelled": TOPOLOGIES[n].unlabelled} for n in topologies}},
@@ -397,7 +399,7 @@ def format_row(r: dict[str, Any]) -> str:
 
 def format_table(result: dict[str, Any]) -> str:
     head = "| topology    | mode     | run | pods | " + " | ".join(t for _, t in COLUMNS) + " |"
-    lines = [f"kube-scheduler v1.20.2, bursts of {', '.join(map(str, result['config']['bursts']))} pods "
+    lines = [f"kube-scheduler {result['config'].get('kube_scheduler', '?')}, bursts of {', '.join(map(str, result['config']['bursts']))} pods "
              f"(clusters of {SHARDS_PER_CLUSTER} shards x {COPIES} copies), {result['machine']['cores']} cores",
              head, "|" + "|".join("---" for _ in range(4 + len(COLUMNS))) + "|"]
     lines += [format_row(r) for r in result["runs"]]
@@ -427,10 +429,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--topologies", default=",".join(TOPOLOGIES), help=f"comma-separated, of {', '.join(TOPOLOGIES)}")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--out", help="also write the results as JSON")
+    parser.add_argument("--kube-version", choices=KUBE_VERSIONS, default=CURRENT,
+                        help="kube-apiserver/kube-scheduler to start (default: %(default)s)")
     parser.add_argument("--keep", action="store_true", help="keep configs and logs")
     ns = parser.parse_args(argv)
     run(runs=ns.runs, topologies=[t.strip() for t in ns.topologies.split(",") if t.strip()],
-        modes=[m.strip() for m in ns.modes.split(",") if m.strip()], out=ns.out, keep=ns.keep)
+        modes=[m.strip() for m in ns.modes.split(",") if m.strip()], out=ns.out, keep=ns.keep,
+        kube_version=ns.kube_version)
     return 0
 
 

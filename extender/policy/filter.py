@@ -25,10 +25,19 @@ Order of the rules, each applied to the survivors of the previous one:
    domain counts as holding half a master more than the most crowded known one: a master
    lands there only when no known domain survived the shard rules. The node is rule 4's last
    level even when the configured levels leave it out.
-Rules 1, 3 and 4 reject as FailedAndUnresolvableNodes: evicting a sibling copy is never a fix.
+5. A master goes to one domain per level (above the node): of the domains rule 4 left, the
+   one holding the fewest pods of its cluster (in flight included), then the highest hash of
+   (pod, domain), or the pod's nominated node's. Its sibling masters in flight count it where
+   it is reserved; left a choice of zones, the scheduler's own plugins could bind it in
+   another zone than the reserved one, the siblings' filters would have counted it in the
+   wrong zone, and a bind refused for it (policy/bindcheck.py) retries it after its shard's
+   replicas, which then decide its zone by the shard rule. The nodes of the chosen domain
+   all stay (the scheduler still picks among them); not done at the bind's re-check.
+Rules 1, 3, 4 and 5 reject as FailedAndUnresolvableNodes: evicting a sibling copy is never a fix.
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Sequence
@@ -50,6 +59,8 @@ DOMAIN_UNKNOWN = ("{title} unknown ({why}) while shard {shard} of {cluster} has 
                   "{title}s known to hold {best} are available")
 MASTERS_CROWDED = ("{domain} holds {count} of {cluster}'s masters; a master goes to the {title}s "
                    "holding {best}")
+ONE_DOMAIN = ("a master of {cluster} goes to one {title} at a time: {chosen} (as few of its masters, "
+              "the fewest of its pods), where its siblings in flight count it")
 MASTERS_UNKNOWN = ("{title} unknown ({why}): a master of {cluster} goes to a {title} known to hold "
                    "{best} of its masters")
 QUORUM_UNSAFE = ("{domain} would hold {after} of {total} masters of {cluster} (half or more: losing it "
@@ -107,6 +118,9 @@ def filter_nodes(pod: PodRequest, candidates: list[str], snapshot: Snapshot,
             _level(level, cand, alive, result, cluster, shard)
         if member.role is Role.MASTER:
             _masters([lv for lv in active if node_masters or lv.label != HOSTNAME_LABEL], cand, alive, result, cluster)
+            if node_masters:
+                _one_domain([lv for lv in active if lv.label != HOSTNAME_LABEL], cand, alive, result, cluster,
+                            pod.key, pod.nominated_node)
             if node_masters and HOSTNAME_LABEL not in snapshot.level_names:
                 _masters_per_node(spread.masters_per_node, cand, alive, result, cluster)
         if active:
@@ -219,6 +233,33 @@ def _masters(active: list[spreadmod.LevelView], cand: Candidates, alive: np.ndar
                     reason = MASTERS_CROWDED.format(domain=value, count=count, cluster=cluster,
                                                     title=level.title, best=int(np.floor(best)))
                 result.unresolvable.update(dict.fromkeys(cand.names_at(rejected[mask]), reason))
+
+
+def _one_domain(levels: list[spreadmod.LevelView], cand: Candidates, alive: np.ndarray, result: FilterResult,
+                cluster: str, pod_key: str, nominated: str) -> None:
+    """Rule 5, top-down over the levels above the node: the survivors of one domain stay."""
+    for level in levels:
+        positions = np.flatnonzero(alive)
+        if positions.size <= 1:
+            return
+        codes = cand.codes[level.index, positions]
+        distinct = np.unique(codes).tolist()
+        if len(distinct) <= 1:
+            continue
+        at_nominated = np.flatnonzero(np.asarray(cand.names_at(positions), dtype=object) == nominated) \
+            if nominated else np.zeros(0, dtype=int)
+        if at_nominated.size:
+            chosen = int(codes[at_nominated[0]])
+        else:
+            pods = cand.coder.table(level.index, level.cluster_pods.known, level.cluster_pods.at(None))
+            fewest = min(pods[c] for c in distinct)
+            chosen = max((c for c in distinct if pods[c] == fewest),
+                         key=lambda c: zlib.crc32(f"{pod_key}\0{cand.coder.value(level.index, c)}".encode()))
+        losing = codes != chosen
+        alive[positions[losing]] = False
+        reason = ONE_DOMAIN.format(cluster=cluster, title=level.title,
+                                   chosen=cand.coder.value(level.index, chosen) or f"an unknown {level.title}")
+        result.unresolvable.update(dict.fromkeys(cand.names_at(positions[losing]), reason))
 
 
 def _masters_per_node(masters: dict[str, int], cand: Candidates, alive: np.ndarray, result: FilterResult,

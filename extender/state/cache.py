@@ -378,9 +378,29 @@ class StateCache:
         """The atomic check-and-record (RedisStore.record_placement); drops this process's
         cached view of the shard and usage, whatever the outcome."""
         try:
-            return self._direct(lambda: self.store.record_placement(pod, expect_version, expect_masters))
+            result = self._direct(lambda: self.store.record_placement(pod, expect_version, expect_masters))
         finally:
             self.invalidate_shard(pod.cluster, pod.shard or None)
+        if result.ok:
+            self._count_in_usage(pod, result.replaced())
+        return result
+
+    def _count_in_usage(self, pod: PodRecord, old: tuple[str, int, int] | None) -> None:
+        """This process's own record, applied to its served usage at once: usage is reloaded
+        in the background (served stale meanwhile), and the next decision must see the pod
+        it just placed (its node's headroom), as the next decision of a one-process plan does."""
+        key = ("usage",)
+        with self._lock:
+            entry = self._last_good.get(key)
+            if entry is None:
+                return
+            mem, cpu = dict(entry[1][0]), dict(entry[1][1])
+            if old is not None:
+                mem[old[0]] = mem.get(old[0], 0) - old[1]
+                cpu[old[0]] = cpu.get(old[0], 0) - old[2]
+            mem[pod.node] = mem.get(pod.node, 0) + pod.memory
+            cpu[pod.node] = cpu.get(pod.node, 0) + pod.cpu
+            self._last_good[key] = (entry[0], (mem, cpu))
 
     def unrecord(self, pod: PodRecord) -> bool:
         """Undo a placement this service recorded (the API refused the Binding): only while the

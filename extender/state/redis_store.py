@@ -199,6 +199,9 @@ else
              'lrole', new.lrole, 'updated', updated, 'source', source, 'ip', ip)
   if new.cluster ~= '' then redis.call('SADD', P .. 'clusters', new.cluster) end
 end
+if o[1] and active(o[2], o[5]) then  -- what the old record counted, for the caller's cached usage
+  return {'ok', o[2] .. '\t' .. (o[3] or '0') .. '\t' .. (o[4] or '0')}
+end
 return {'ok', ''}
 """
 
@@ -362,7 +365,16 @@ class NodeRecord:
 class RecordResult:
     ok: bool
     status: str  # ok | conflict | stale | gone
-    detail: str = ""  # conflict: "<ns>/<name>\t<role>" of the copy already on the node
+    detail: str = ""  # conflict: "<ns>/<name>\t<role>" of the copy already on the node; ok:
+    # "<node>\t<mem>\t<cpu>" the old record counted ("" when it counted nothing)
+
+    def replaced(self) -> tuple[str, int, int] | None:
+        """The node and requests the old record counted (an ok write), if any."""
+        node, _, rest = self.detail.partition("\t")
+        if not self.ok or not node:
+            return None
+        mem, _, cpu = rest.partition("\t")
+        return node, int(mem or 0), int(cpu or 0)
 
 
 @dataclass(frozen=True)

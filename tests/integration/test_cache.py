@@ -69,6 +69,22 @@ def test_a_shard_ttl_serves_shards_from_memory(store: RedisStore) -> None:
     assert len(cache.shard("redis/c", "0").copies) == 2
 
 
+def test_own_placement_is_in_the_served_usage_at_once(store: RedisStore) -> None:
+    """Usage reloads in the background (served stale meanwhile): this process's own record is
+    applied to what it serves, moves included, so its next decision sees the pod it placed."""
+    cache = make_cache(store, Clock())
+    store.upsert_pod(pod("a", "n1"))
+    assert cache.usage()[0] == {"n1": 1}
+    moved = PodRecord("redis", "b", "u-b", "n2", 5, 3, "Pending", "redis/c", "1", "replica")
+    assert cache.record_placement(moved).ok
+    assert cache.usage() == ({"n1": 1, "n2": 5}, {"n1": 1, "n2": 3})  # before any reload
+    assert cache.record_placement(PodRecord("redis", "b", "u-b", "n1", 5, 3, "Pending", "redis/c", "1",
+                                            "replica")).ok
+    mem, cpu = cache.usage()
+    assert (mem.get("n1"), mem.get("n2", 0), cpu.get("n1"), cpu.get("n2", 0)) == (6, 0, 4, 0)
+    wait_until(lambda: cache.usage()[0].get("n1") == 6 and not cache.usage()[0].get("n2"))  # the reload agrees
+
+
 def test_own_placement_invalidates_the_cached_shard(store: RedisStore) -> None:
     clock = Clock()
     cache = make_cache(store, clock)

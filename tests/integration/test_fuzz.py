@@ -1,5 +1,5 @@
 """Fuzzing the HTTP API with generated bodies (hypothesis): whatever arrives, the answer is a
-200, or a JSON 400/413 naming the problem, never a 5xx, and within 1 s.
+200, or a JSON 400/413 naming the problem, never a 5xx, and within the shipped 2 s httpTimeout.
 
 Volume runs in process (Flask's test client over the real app, a real redis-server behind
 it): 10,400 generated bodies across /filter, /prioritize (both nodeCacheCapable forms) and
@@ -53,7 +53,7 @@ def load_world(redis_url: str, prefix: str) -> Any:
 def client(redis_server):
     prefix = "rxfuzz:{fuzz}:"
     # a busy machine must not turn a 30 ms Redis timeout into an outage (and its wait for a
-    # whole state) that the 1 s bound then reports: bad input is measured here, not Redis
+    # whole state) that the answer bound then reports: bad input is measured here, not Redis
     conf = settings_mod.load({"store.redis_url": redis_server.url, "store.key_prefix": prefix,
                               "store.socket_timeout": 0.5})
     store = load_world(redis_server.url, prefix)
@@ -62,8 +62,14 @@ def client(redis_server):
     store.clear()
 
 
+ANSWER_BOUND_S = 2.0
+"""Every answer within the shipped httpTimeout (2 s), whatever the body: the issue's bodies
+took 1 to 26 s of parsing. Not tighter: a Redis call slowed by a loaded machine past the 0.5 s
+socket timeout makes a decision wait up to WHOLE_WAIT (1.2 s) for the state, by design."""
+
+
 def check(resp: Any, elapsed: float) -> None:
-    assert elapsed < 1.0, f"answered in {elapsed:.2f} s"
+    assert elapsed < ANSWER_BOUND_S, f"answered in {elapsed:.2f} s"
     assert resp.status_code in (200, 400, 413), (resp.status_code, resp.get_data()[:300])
     body = json.loads(resp.get_data())
     if resp.status_code != 200:
@@ -245,7 +251,7 @@ def http_call(url: str, data: bytes) -> None:
     except urllib.error.HTTPError as err:
         status, body = err.code, err.read()
     elapsed = time.perf_counter() - started
-    assert elapsed < 1.0 and status in (200, 400, 413), (status, body[:300], elapsed)
+    assert elapsed < ANSWER_BOUND_S and status in (200, 400, 413), (status, body[:300], elapsed)
     reply = json.loads(body)
     if status != 200:
         assert reply["Error"] and len(reply["Error"]) < 400

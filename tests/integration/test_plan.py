@@ -133,7 +133,7 @@ def test_plan_choices_are_the_extenders_http_answers(tmp_path: Path, redis_serve
                                             "PodUID": pod["metadata"]["uid"], "Node": node})
         assert bound["Error"] == ""
         answered.append((key, node))
-    assert answered == planned
+    assert answered == planned, (answered, planned)
     store.clear()
     RedisStore.from_url(redis_server.url, prefix + "plan:", timeout=10).clear()
 

@@ -422,6 +422,23 @@ MASTER = make_pod("cache-a-2", cluster="cache-a", shard="2", role="master")
 NODES6 = ["node-a1", "node-a2", "node-b1", "node-b2", "node-c1", "node-c2"]
 
 
+def zone(name: str) -> str:
+    return "zone-" + name[len("node-")]
+
+
+def one_zone_among(result, candidates: list[str], zones: set[str]) -> str:
+    """Rule 5: the master's survivors are the candidates of one zone, one of `zones` (the
+    ones rule 4 allows); the others name that zone. Returns it."""
+    chosen = {zone(n) for n in result.accepted}
+    assert len(chosen) == 1 and chosen <= zones, result.accepted
+    (where,) = chosen
+    for name in candidates:
+        if zone(name) in zones and zone(name) != where:
+            assert result.unresolvable[name].startswith("a master of cache-a goes to one zone at a time: " + where), \
+                result.unresolvable[name]
+    return where
+
+
 def test_a_master_goes_to_the_zones_holding_the_fewest_masters_of_its_cluster():
     snap = make_snapshot(three_zones(), masters_per_node={"node-a1": 1, "node-b1": 1},
                          pods_per_node={"node-a1": 1, "node-b1": 1})
@@ -449,7 +466,9 @@ def test_a_replica_is_not_spread_by_masters():
 def test_masters_of_another_cluster_do_not_count():
     """ClusterCounts are the pod's cluster's (the store reads cmasters:<cluster>)."""
     snap = make_snapshot(three_zones())
-    assert filter_nodes(MASTER, NODES6, snap).accepted == NODES6
+    result = filter_nodes(MASTER, NODES6, snap)
+    where = one_zone_among(result, NODES6, {"zone-a", "zone-b", "zone-c"})
+    assert result.accepted == [n for n in NODES6 if zone(n) == where]  # every node of the zone
 
 
 def test_the_masters_rule_works_among_the_shard_rule_survivors_and_relaxes_never_pending():
@@ -463,7 +482,9 @@ def test_the_masters_rule_works_among_the_shard_rule_survivors_and_relaxes_never
 
 def test_masters_spread_per_node_within_the_zone():
     snap = make_snapshot(three_zones(), masters_per_node={"node-a1": 1, "node-b1": 1, "node-c1": 1})
-    assert filter_nodes(MASTER, NODES6, snap).accepted == ["node-a2", "node-b2", "node-c2"]
+    result = filter_nodes(MASTER, NODES6, snap)
+    where = one_zone_among(result, ["node-a2", "node-b2", "node-c2"], {"zone-a", "zone-b", "zone-c"})
+    assert result.accepted == [f"node-{where[-1]}2"]
 
 
 def test_masters_spread_per_node_even_when_the_levels_leave_the_node_out():
@@ -474,8 +495,11 @@ def test_masters_spread_per_node_even_when_the_levels_leave_the_node_out():
     reserved = [Copy(pod="ns/cache-a-0", node="node-b2", role=Role.MASTER, reserved=True)]
     snap = make_snapshot(nodes, levels=levels, masters_per_node={"node-a1": 1, "node-c1": 1}, reserved=reserved)
     result = filter_nodes(MASTER, NODES6, snap)
-    assert result.accepted == ["node-a2", "node-b1", "node-c2"]
-    assert result.unresolvable["node-a1"] == "node-a1 holds 1 of cache-a's masters; a master goes to the nodes holding 0"
+    free = {"zone-a": "node-a2", "zone-b": "node-b1", "zone-c": "node-c2"}
+    where = one_zone_among(result, NODES6, set(free))
+    assert result.accepted == [free[where]]
+    crowded = {"zone-a": "node-a1", "zone-b": "node-b2", "zone-c": "node-c1"}[where]
+    assert result.unresolvable[crowded] == f"{crowded} holds 1 of cache-a's masters; a master goes to the nodes holding 0"
     assert filter_nodes(POD, NODES6, snap).accepted == NODES6  # a replica: no masters rule
 
 
@@ -490,7 +514,37 @@ def test_a_sibling_master_in_flight_counts_where_it_is_reserved():
 def test_the_pods_own_reservation_does_not_count_against_it():
     reserved = [Copy(pod=MASTER.key, node="node-a1", role=Role.MASTER, reserved=True)]
     snap = make_snapshot(three_zones(), reserved=reserved)
-    assert filter_nodes(MASTER, NODES6, snap).accepted == NODES6
+    one_zone_among(filter_nodes(MASTER, NODES6, snap), NODES6, {"zone-a", "zone-b", "zone-c"})
+
+
+def test_of_equal_zones_a_master_takes_the_one_with_the_fewest_pods_of_its_cluster():
+    snap = make_snapshot(three_zones(), pods_per_node={"node-a1": 2, "node-b2": 1, "node-c1": 1, "node-c2": 1})
+    assert filter_nodes(MASTER, NODES6, snap).accepted == ["node-b1", "node-b2"]
+
+
+def test_the_zone_of_a_master_depends_on_the_pod_not_on_the_order_of_the_candidates():
+    snap = make_snapshot(three_zones())
+    chosen = set()
+    for i in range(30):
+        pod = make_pod(f"cache-a-{i}", cluster="cache-a", shard=str(i), role="master")
+        forward = filter_nodes(pod, NODES6, snap).accepted
+        assert sorted(filter_nodes(pod, NODES6[::-1], snap).accepted) == sorted(forward)
+        chosen.add(zone(forward[0]))
+    assert chosen == {"zone-a", "zone-b", "zone-c"}  # equal pods spread over equal zones
+
+
+def test_a_master_keeps_the_zone_of_its_nominated_node():
+    """The scheduler preempted there for it: the one zone is that one (while rule 4 allows it)."""
+    from dataclasses import replace
+
+    snap = make_snapshot(three_zones())
+    for node in NODES6:
+        assert filter_nodes(replace(MASTER, nominated_node=node), NODES6, snap).accepted == \
+            [n for n in NODES6 if zone(n) == zone(node)]
+
+
+def test_a_replica_is_not_held_to_one_zone():
+    assert filter_nodes(POD, NODES6, make_snapshot(three_zones())).accepted == NODES6
 
 
 def test_quorum_unsafe_zone_is_named_when_a_safe_zone_exists():
