@@ -7,7 +7,7 @@ extender may only take nodes out (or victims' nodes), never add a victim. For ea
    of policy/filter.py, with room ignored (evicting the victims is what makes room), among
    every Ready node of the state: a zone holding a copy is not "least crowded" only because
    the copy-free zones sent no candidate this time. A node with no victims is one the extender's filter rejected while it
-   fit (newer schedulers send such nodes, kubernetes#135486): nothing evicted changes that
+   fit (schedulers with kubernetes#135486 send such nodes; v1.37.2 does not): nothing evicted changes that
    verdict, so it is left out to stay rejected.
 2. The victims (any preemptor): a node is dropped when its victims include Redis copies whose
    eviction, all of this node's victims together, would

@@ -10,7 +10,13 @@ victims and whose own placement respect the shards:
 2. a victim that is its shard's last copy outside one zone is never evicted while another
    victim set exists (the scheduler alone prefers it: its priority is the lowest);
 3. a node the extender's filter rejected while the pod fit (not Ready in the extender's view;
-   the scheduler sees no taint) reaches /preempt with no victims and stays rejected.
+   the scheduler sees no taint), holding a lower-priority pod, is never nominated: v1.37 drops
+   it from the candidates itself (no victims), schedulers with kubernetes#135486 send it to
+   /preempt with no victims, where it is left out (tests/integration/test_preempt_explain.py
+   posts that body);
+4. when that node is the only one left (the others hold pods of the preemptor's priority),
+   nobody is preempted or nominated: v1.37 fails the preemption ("expected at least one victim
+   pod on node"), schedulers with kubernetes#135486 send it to /preempt, which leaves it out.
 
 kube-scheduler v1.20.2 never calls extenders when preempting (kubernetes#102971, fixed in
 1.21): the tests skip on a scheduler older than 1.21, with the version found in the reason.
@@ -284,35 +290,124 @@ def test_a_shards_last_copy_outside_one_zone_is_not_evicted_while_other_victims_
     assert preempt_metric(extender, "shard") >= 1  # zb-1: evicting vic-2 strands the shard in zone-a
 
 
-def test_a_node_sent_with_no_victims_stays_rejected(live, world, version) -> None:
+# kube-scheduler v1.37 leaves a zero-victim node out of the preemption candidates itself:
+# DryRunPreemption (pkg/scheduler/framework/preemption/preemption.go) keeps a node only when
+# SelectVictimsOnNode returned victims and turns "fits with no victims" into an error status
+# ("expected at least one victim pod on node"), ignored while other candidates exist; callExtenders
+# refuses an extender's reply with an empty victim list. kubernetes#135486 (not in v1.37.2) sends
+# such nodes to /preempt with "Pods": []. Versions known not to send them:
+SENDS_NO_EMPTY_VICTIMS = (1, 37)
+SMALL_MEMORY = "200Mi"  # leaves 1848Mi of zc-2's 2Gi: em-0's 1Gi fits beside it
+
+
+def extender_lines(extender: Served, pattern: str) -> list[str]:
+    return [line for line in extender.log.read_text(errors="replace").splitlines() if re.search(pattern, line)]
+
+
+def scheduler_lines(cp: Any, pattern: str) -> list[str]:
+    return [line for line in Path(cp.scheduler_log).read_text(errors="replace").splitlines()
+            if re.search(pattern, line)]
+
+
+def rejected_node_world(live: tuple[Any, Served, RedisStore], made: dict[str, list[str]],
+                        fillers: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The case of kubernetes#135486: zc-2 is Ready to the scheduler but not to the extender,
+    whose filter rejects it as FailedNodes (preemption may help, so the scheduler's dry run
+    tries it); it holds a lower-priority pod (without one the dry run stops at "No preemption
+    victims found", UnschedulableAndUnresolvable) that leaves room for the preemptor, so the
+    dry run, which runs the in-tree filters only, finds the pod fits there with no victim.
+    The five other nodes are full of `fillers` pods. Returns them and em-0 (not created)."""
     cp, extender, store = live
     nodes = {k: v for k, v in SIX.items() if k != "zc-2"}
-    pods = [pod(world, f"fill-{n}", LOW, n) for n in nodes]
-    fill(cp, world, store, nodes, pods)
-    node(cp, world, "zc-2", "zone-c", ready=False)  # empty: the pod fits, but the extender rejects it
-    cp.wait_for(lambda: "zc-2" in store.nodes()[1] and not store.nodes()[1]["zc-2"].ready, timeout=30,
-                what="zc-2 synced, not Ready")
-    em = pod(world, "em-0", HIGH, memory=WANT_MEMORY, redis=("em", 0, "master"))
-    cp.wait_for(lambda: explained(extender, em).get("zc-2", {}).get("reason", "").startswith("node is not Ready"),
-                timeout=30, what="the extender's cache to see zc-2 not Ready")  # (explain: the verbs' own view)
-    start(live, version)
-    before = preempt_metric(extender, "no_victims")
-    create(cp, em)
-    seen: set[str] = set()
+    pods = [pod(made, f"fill-{n}", fillers, n) for n in nodes]
+    fill(cp, made, store, nodes, pods)
+    node(cp, made, "zc-2", "zone-c", ready=False)  # the scheduler sees no taint: only the extender rejects it
+    create(cp, pod(made, "small-zc-2", LOW, "zc-2", memory=SMALL_MEMORY))
+    cp.wait_for(lambda: "zc-2" in store.nodes()[1] and not store.nodes()[1]["zc-2"].ready and
+                (store.pod_record(NS, "small-zc-2") or _UNPLACED).node == "zc-2", timeout=30,
+                what="zc-2 synced, not Ready, with small-zc-2 on it")
+    em = pod(made, "em-0", HIGH, memory=WANT_MEMORY, redis=("em", 0, "master"))
+    cp.wait_for(lambda: explained(extender, em).get("zc-2", {}).get("verdict") == "failed",
+                timeout=30, what="the extender to reject zc-2 as FailedNodes (not Ready)")
+    verdict = explained(extender, em)["zc-2"]
+    # failed, not unresolvable: a node the scheduler's dry run tries
+    assert verdict["reason"].startswith("node is not Ready"), verdict
+    return pods, em
 
+
+def watch_nominations(cp: Any, name: str, seen: set[str]) -> Any:
     def bound() -> str | None:
-        got = cp.get_pod("em-0", NS)
+        got = cp.get_pod(name, NS)
         nominated = (got.get("status") or {}).get("nominatedNodeName")
         if nominated:
             seen.add(nominated)
         return got["spec"].get("nodeName")
+    return bound
 
+
+def assert_dry_run_found_no_victim_on_zc2(cp: Any) -> None:
+    """The scenario happened: the extender's filter rejected zc-2, the dry run tried it (it was
+    Unschedulable, not Unresolvable) and found no victim there (V(5) logs every node's victims)."""
+    assert scheduler_lines(cp, r'no fit.*1 node is not Ready \(cached node status\)'), "zc-2 not rejected by filter"
+    assert scheduler_lines(cp, r'"Check the potential node for preemption".*node="zc-2"'), \
+        "the scheduler's dry run never tried zc-2: the scenario did not happen"
+    assert not scheduler_lines(cp, r'"Pods are potential preemption victims on node".*node="zc-2"')
+
+
+def assert_zc2_sent_as_the_version_does(extender: Served, version: tuple[int, int], before: float) -> None:
+    sent = preempt_metric(extender, "no_victims") - before
+    left_out = extender_lines(extender, r"preempt preempt/em-0: node zc-2 left out")
+    if version <= SENDS_NO_EMPTY_VICTIMS:
+        assert sent == 0 and not left_out, (
+            f"kube-scheduler v{version[0]}.{version[1]} sent zc-2 to /preempt ({sent:.0f} with no victims; "
+            f"{left_out}): it now has kubernetes#135486; update scheduler-config/README.md and "
+            f"SENDS_NO_EMPTY_VICTIMS, and require it here")
+    else:  # with kubernetes#135486 zc-2 comes with no victims: /preempt must have left it out as such
+        assert all("no victims" in line for line in left_out) and sent >= len(left_out), (sent, left_out)
+
+
+def test_a_node_the_filter_rejected_while_the_pod_fit_stays_rejected(live, world, version) -> None:
+    cp, extender, _ = live
+    pods, em = rejected_node_world(live, world, LOW)  # the five other nodes hold victims
+    cp.start_scheduler(config_for(version, extender.port), args=["--v=5"])  # V(5): the dry run's per-node lines
+    before, kept_before = preempt_metric(extender, "no_victims"), preempt_metric(extender, "kept")
+    create(cp, em)
+    seen: set[str] = set()
     try:
-        where = cp.wait_for(bound, timeout=90, interval=0.1, what="em-0 bound")
+        where = cp.wait_for(watch_nominations(cp, "em-0", seen), timeout=90, interval=0.1, what="em-0 bound")
     except TimeoutError:
         raise AssertionError(f"em-0 not bound (nominated {seen}): {cp.get_pod('em-0', NS).get('status')}")
     assert where != "zc-2" and "zc-2" not in seen, f"em-0 went to the rejected node (nominated {seen})"
-    assert len([p for p in pods if p["metadata"]["name"] in alive(cp)]) == len(pods) - 1  # one victim
-    after = preempt_metric(extender, "no_victims")
-    # how many times zc-2 came with no victims depends on the scheduler's version (2026 ones send it)
-    print(f"\nempty-victims nodes left out by /preempt: {after - before:.0f}; em-0 on {where}")
+    left = alive(cp)
+    assert "small-zc-2" in left, "the pod on the rejected node was evicted"
+    assert len([p for p in pods if p["metadata"]["name"] in left]) == len(pods) - 1  # one victim, elsewhere
+    assert_dry_run_found_no_victim_on_zc2(cp)
+    assert scheduler_lines(cp, r'"Pods are potential preemption victims on node"')  # the lines exist at V(5)
+    assert preempt_metric(extender, "kept") - kept_before >= 1, "/preempt was not called"
+    assert_zc2_sent_as_the_version_does(extender, version, before)
+
+
+def test_when_only_the_rejected_node_could_take_the_pod_nobody_is_preempted(live, world, version) -> None:
+    """The five other nodes are full of pods of the preemptor's own priority: no victims there
+    (UnschedulableAndUnresolvable), so zc-2, with no victim, is the only node left. v1.37 fails
+    the whole preemption ("expected at least one victim pod on node", the bug kubernetes#135486
+    fixes); with the fix zc-2 goes to /preempt with no victims and is left out. Either way em-0
+    stays Pending, nominated nowhere, and nothing is evicted."""
+    cp, extender, _ = live
+    pods, em = rejected_node_world(live, world, HIGH)
+    cp.start_scheduler(config_for(version, extender.port), args=["--v=5"])
+    before = preempt_metric(extender, "no_victims")
+    create(cp, em)
+    failed = r'PostFilter.*expected at least one victim pod on node \\?"zc-2'
+    cp.wait_for(lambda: scheduler_lines(cp, failed) or preempt_metric(extender, "no_victims") > before,
+                timeout=60, what="the preemption to fail on zc-2 (v1.37) or zc-2 sent to /preempt")
+    seen: set[str] = set()
+    watching = watch_nominations(cp, "em-0", seen)
+    for _ in range(20):  # 2 s more of scheduling attempts: still nowhere
+        assert watching() is None, f"em-0 was bound (nominated {seen})"
+        threading.Event().wait(0.1)
+    assert not seen, f"em-0 was nominated to {seen}"
+    left = alive(cp)
+    assert {"small-zc-2", *(p["metadata"]["name"] for p in pods)} <= set(left), f"a pod was evicted: {left}"
+    assert_dry_run_found_no_victim_on_zc2(cp)
+    assert_zc2_sent_as_the_version_does(extender, version, before)

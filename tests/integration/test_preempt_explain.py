@@ -85,6 +85,33 @@ def test_preempt_keeps_only_the_node_whose_victims_spare_every_shard(extender) -
     assert reply == {"NodeNameToMetaVictims": {"node-c2": {"Pods": [{"UID": uid("web-1")}], "NumPDBViolations": 0}}}
 
 
+def test_a_node_the_filter_failed_sent_with_no_victims_is_left_out(store, serve_extender) -> None:
+    """kubernetes#135486 (not in kube-scheduler v1.37.2, which drops such a node from the candidates
+    itself): a node the filter rejected as FailedNodes (node-c, not Ready in the cache) where the
+    scheduler's dry run, in-tree filters only, finds the preemptor fits with no victim comes to
+    /preempt with an empty victim list. The body as Go encodes ExtenderPreemptionArgs for a
+    nodeCacheCapable extender (untagged fields, a nil NodeNameToVictims, `Pods: []*MetaPod{}`)."""
+    items = world()["items"]
+    for item in items:
+        if item["kind"] == "Node" and item["metadata"]["name"] == "node-c":
+            item["status"]["conditions"] = [{"type": "Ready", "status": "False", "reason": "KubeletNotReady"}]
+    load_list(store, {"kind": "List", "items": items}, IDENTIFIER)
+    extender = serve_extender()
+    preemptor = pod_of("cache-a-2")
+    status, filtered = post(extender.url + "/filter", {"Pod": preemptor, "NodeNames": list(ZONES)})
+    assert status == 200 and filtered["FailedNodes"]["node-c"].startswith("node is not Ready")
+    assert "node-c" not in filtered["FailedAndUnresolvableNodes"]  # Unschedulable: the dry run tries it
+    body = (b'{"Pod":' + json.dumps(preemptor, separators=(",", ":")).encode() +
+            b',"NodeNameToVictims":null,"NodeNameToMetaVictims":{"node-c":{"Pods":[],"NumPDBViolations":0},'
+            b'"node-c2":{"Pods":[{"UID":"' + uid("web-1").encode() + b'"}],"NumPDBViolations":0}}}')
+    status, reply = post(extender.url + "/preempt", body)
+    assert status == 200
+    assert reply == {"NodeNameToMetaVictims": {"node-c2": {"Pods": [{"UID": uid("web-1")}], "NumPDBViolations": 0}}}
+    text = get(extender.url + "/metrics")[1].decode()
+    assert 'redis_extender_preempt_nodes_total{result="no_victims"} 1.0' in text
+    assert 'redis_extender_preempt_nodes_total{result="kept"} 1.0' in text
+
+
 def test_preempt_leaves_nothing_when_every_victim_set_costs_a_shard(extender) -> None:
     status, reply = post(extender.url + "/preempt",
                          {"Pod": pod_of("cache-a-2"), "NodeNameToMetaVictims": meta(node_c=["cache-b-0"])})
