@@ -2,13 +2,19 @@
 
 raw(node) = sum over active levels i of  w_i * ( W_shard   * fewest(copies of the shard in the node's domain)
                                               + W_masters * fewest(masters of the cluster in it)  [masters only]
+                                              + W_masters * most(masters of the cluster in it)  [a replica of a
+                                                                           shard whose master is not placed yet]
                                               + W_cluster * fewest(pods of the cluster in it) )
           + W_headroom * quarters(mean(free memory fraction, free CPU fraction) after placing the pod)
 
 fewest(count) = 1 - rank / (ranks - 1), where rank is the count's place among the distinct
 counts of the candidates (0 = fewest), 1 when all are equal: each term lies in 0..1, and an
 outlier (one zone with 100 pods) does not squeeze the differences among the rest, which a
-min-max scale would. Cluster and master counts include the cluster's pods in flight
+min-max scale would. most() is fewest() reversed, unknown domains still last: a replica
+that arrives before its master (parallel StatefulSets) leaves the zones with the fewest
+masters to it, whose shard rule would otherwise send it to the zone the replica left free
+however many masters of its cluster that zone holds (with fewer zones than copies, the
+master skew a burst could not avoid). Cluster and master counts include the cluster's pods in flight
 (reserved, not yet bound: ClusterCounts.reserved). Unknown domains count as the most crowded
 known domain plus one half: never preferred. w_i defaults to 1, 2, 4, ... (higher levels weigh
 more) and the W defaults (shard 8, masters 4, cluster 2, headroom 0.5) order the terms: shard
@@ -91,6 +97,8 @@ def score_terms(pod: PodRequest, candidates: list[str], snapshot: Snapshot, sett
     weights = settings.score
     level_weights = settings.level_weights
     spread = spreadmod.build(pod.member, snapshot, pod.key, own_node)
+    waiting = (pod.member.role is Role.REPLICA and pod.member.shard is not None
+               and not any(c.role is Role.MASTER for c in spreadmod.own_copies(snapshot, pod.key)))
     cand = view(snapshot, candidates, tables)
     raw = np.zeros(len(cand))
     out: list[Term] = []
@@ -111,6 +119,13 @@ def score_terms(pod: PodRequest, candidates: list[str], snapshot: Snapshot, sett
                 values = _fewest(cand.coder.table(level.index, tally.known, tally.at(None) + UNKNOWN_PENALTY)[codes])
                 raw += weight * values
                 out.append(Term(name, level.label, weight, values))
+        if waiting and weights.masters:
+            most = max(level.masters.known.values(), default=0)
+            crowd = most - cand.coder.table(level.index, level.masters.known, 0)
+            crowd[-1] = most + UNKNOWN_PENALTY  # unknown domains: last, as everywhere
+            values = _fewest(crowd[codes])
+            raw += lw * weights.masters * values
+            out.append(Term("room for the master", level.label, lw * weights.masters, values))
 
     headroom = _headroom(cand, pod)
     if weights.headroom:

@@ -320,9 +320,16 @@ def reference_raw(case: Case, own_node: str | None) -> dict[str, float]:
         terms.append((lw * weights.cluster, tally(pods, level)))
         if member.role is Role.MASTER:
             terms.append((lw * weights.masters, tally(masters, level)))
-        for weight, (known, unknown) in terms:
+        if member.role is Role.REPLICA and member.shard is not None and \
+                not any(c.role is Role.MASTER for c in case.copies()):  # leave the master its zones
+            known, _ = tally(masters, level)
+            most = max(known.values(), default=0)
+            terms.append((lw * weights.masters, (Counter({v: most - k for v, k in known.items()}), most, most)))
+        for weight, (known, unknown, *base) in terms:
             def count(name):
                 value = case.domain(name, level)
+                if base:  # reversed (most masters first): a domain without any holds `most` fewer
+                    return base[0] + 0.5 if value is None else known.get(value, base[0])
                 if value is None:  # the most crowded known domain plus one half
                     return max(max(known.values(), default=0), unknown) + 0.5
                 return known[value]

@@ -85,18 +85,23 @@ def test_score_weights_are_configuration():
     assert score_nodes(REPLICA, ["node-a2", "node-b2"], snap, cluster_only) == {"node-a2": 0, "node-b2": MAX_SCORE}
 
 
-@pytest.mark.parametrize("pod, expected", [
-    pytest.param(MASTER, {"node-a2": 0, "node-b2": MAX_SCORE}, id="master-prefers-the-zone-with-fewer-masters"),
-    # equal for a replica: a tie, broken by the pod-and-node hash (test_ties_are_broken...)
-    pytest.param(REPLICA, None, id="replica-ignores-masters"),
-    pytest.param(make_pod("cache-a-1", shard="3", role="unknown"), None, id="unknown-role-ignores-masters"),
+@pytest.mark.parametrize("pod, its_master, expected", [
+    pytest.param(MASTER, False, {"node-a2": 0, "node-b2": MAX_SCORE}, id="master-prefers-the-zone-with-fewer-masters"),
+    # equal for a replica whose master is placed: a tie, broken by the pod-and-node hash
+    pytest.param(REPLICA, True, None, id="replica-ignores-masters"),
+    pytest.param(make_pod("cache-a-1", shard="3", role="unknown"), False, None, id="unknown-role-ignores-masters"),
+    # a replica before its master leaves the master the zone with fewer masters
+    pytest.param(REPLICA, False, {"node-a2": MAX_SCORE, "node-b2": 0}, id="replica-before-its-master"),
 ])
-def test_master_balance_applies_only_to_masters(pod, expected):
-    # each zone has one pod of the cluster; zone-a's is a master
-    snap = make_snapshot(zones("a", "b"), pods_per_node={"node-a1": 1, "node-b1": 1}, masters_per_node={"node-a1": 1})
+def test_master_balance_applies_only_to_masters(pod, its_master, expected):
+    # each zone has one pod of the cluster; zone-a's is a master; the shard's master (if
+    # placed) is in zone-c, which is no candidate
+    copies = [make_copy("cache-a-0", "node-c1", "master")] if its_master else []
+    snap = make_snapshot(zones("a", "b", "c"), copies, pods_per_node={"node-a1": 1, "node-b1": 1},
+                         masters_per_node={"node-a1": 1})
     scores = score_nodes(pod, ["node-a2", "node-b2"], snap, SETTINGS)
     if expected is None:  # the masters do not count: the same tie as without any master
-        plain = make_snapshot(zones("a", "b"), pods_per_node={"node-a1": 1, "node-b1": 1})
+        plain = make_snapshot(zones("a", "b", "c"), copies, pods_per_node={"node-a1": 1, "node-b1": 1})
         assert scores == score_nodes(pod, ["node-a2", "node-b2"], plain, SETTINGS)
         assert sorted(scores.values()) == [0, MAX_SCORE]
     else:
