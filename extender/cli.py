@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import orjson
 
 from . import settings as settings_mod
-from .cliargs import add_common, load_settings
+from .cliargs import add_common, load_failed, load_settings
 from .settings import SettingsError
 
 
@@ -194,12 +194,8 @@ def cmd_load(ns: argparse.Namespace) -> int:
     store = RedisStore.from_url(settings.store.redis_url, settings.store.key_prefix, timeout=10)
     try:
         nodes, pods = load_list(store, document, Identifier(settings.identity), replace=not ns.merge)
-    except LoadError as exc:
-        print(f"redis-extender load: {ns.file}: {exc}", file=sys.stderr)
-        return 1
-    except StoreError as exc:
-        print(f"redis-extender load: Redis at {settings.store.redis_url}: {exc}", file=sys.stderr)
-        return 1
+    except (LoadError, StoreError) as exc:
+        return load_failed("load", ns.file, settings.store.redis_url, exc, bad_dump=1, no_redis=1)
     print(f"loaded {nodes} nodes and {pods} pods into {settings.store.redis_url}")
     return 0
 

@@ -223,7 +223,7 @@ def main(ns: Any) -> int:
     configuration, 3 Redis unreachable."""
     import orjson
 
-    from .cliargs import load_settings
+    from .cliargs import load_failed, load_settings
     from .localredis import LocalRedis
     from .reports.html import comparison
     from .service.decisions import Decider
@@ -247,12 +247,8 @@ def main(ns: Any) -> int:
             load_list(store, dump, Identifier(settings.identity), source="plan")
             decider = Decider(settings, open_cache(settings), Identifier(settings.identity))
             outcome = place_all(decider, store, settings, dump, progress=Bar(say, lines=not ns.json))
-        except LoadError as exc:
-            print(f"redis-extender plan: {ns.file}: {exc}", file=sys.stderr)
-            return 2
-        except StoreError as exc:
-            print(f"redis-extender plan: Redis at {settings.store.redis_url}: {exc}", file=sys.stderr)
-            return 3
+        except (LoadError, StoreError) as exc:
+            return load_failed("plan", ns.file, settings.store.redis_url, exc, bad_dump=2, no_redis=3)
     finally:
         if local:
             local.stop()

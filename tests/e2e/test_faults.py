@@ -24,7 +24,7 @@ from extender.processes import free_port
 from extender.state.redis_store import RedisStore
 
 from ..support.controlplane import scheduler_config
-from ..support.serving import Served
+from ..support.serving import Served, live_extender
 from .test_scheduling import NS, SCHED, cleanup, create_burst, make_nodes, violations
 
 pytestmark = pytest.mark.e2e
@@ -67,23 +67,12 @@ class OwnRedis:
 
 @pytest.fixture(scope="module")
 def faulty(control_plane, tmp_path_factory) -> Iterator[tuple[Any, Served, RedisStore, OwnRedis]]:
-    cp = control_plane
-    try:
-        cp.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                   "metadata": {"name": NS}})
-    except Exception as exc:  # already there from another module
-        if "AlreadyExists" not in str(exc) and "409" not in str(exc):
-            raise
     redis = OwnRedis()
     prefix = f"rxfault:{{{os.getpid()}-{free_port()}}}:"
-    env = {**os.environ, "REDIS_URL": redis.url, "REDIS_EXTENDER_KEY_PREFIX": prefix,
-           "REDIS_EXTENDER_LOCK_TTL": "3", "REDIS_EXTENDER_MAX_STALENESS": str(STALENESS)}
-    extender = Served(env, ["--workers", "2", "--kubeconfig", str(cp.kubeconfig)], ready_path="/readyz",
-                      log_dir=tmp_path_factory.mktemp("ext"))
-    store = RedisStore.from_url(redis.url, prefix, timeout=2)
-    extender.env = env  # for a second replica
-    yield cp, extender, store, redis
-    extender.stop()
+    with live_extender(control_plane, redis.url, prefix, tmp_path_factory.mktemp("ext"), NS,
+                       {"REDIS_EXTENDER_MAX_STALENESS": str(STALENESS)}, store_timeout=2,
+                       clear_store=False) as (extender, store):  # the Redis goes with its state
+        yield control_plane, extender, store, redis
     redis.stop()
 
 

@@ -17,7 +17,7 @@ from extender.processes import free_port
 from extender.state.redis_store import RedisStore
 
 from ..support.controlplane import scheduler_config
-from ..support.serving import Served
+from ..support.serving import Served, live_extender
 
 pytestmark = pytest.mark.e2e
 
@@ -27,23 +27,10 @@ ZONE = "topology.kubernetes.io/zone"
 
 @pytest.fixture(scope="module")
 def live(control_plane, redis_server, tmp_path_factory) -> Iterator[tuple[Any, Served, RedisStore]]:
-    cp = control_plane
-    try:
-        cp.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                   "metadata": {"name": NS}})
-    except Exception as exc:  # already there from another module
-        if "AlreadyExists" not in str(exc) and "409" not in str(exc):
-            raise
     prefix = f"rxe2e:{{{os.getpid()}-{free_port()}}}:"
-    env = {**os.environ, "REDIS_URL": redis_server.url, "REDIS_EXTENDER_KEY_PREFIX": prefix,
-           "REDIS_EXTENDER_LOCK_TTL": "3"}
-    # live mode: the sync child and the binder; ready once the first list is stored
-    extender = Served(env, ["--workers", "2", "--kubeconfig", str(cp.kubeconfig)], ready_path="/readyz",
-                      log_dir=tmp_path_factory.mktemp("ext"))
-    store = RedisStore.from_url(redis_server.url, prefix, timeout=5)
-    yield cp, extender, store
-    extender.stop()
-    store.clear()
+    with live_extender(control_plane, redis_server.url, prefix, tmp_path_factory.mktemp("ext"),
+                       NS) as (extender, store):
+        yield control_plane, extender, store
 
 
 @pytest.fixture

@@ -78,6 +78,21 @@ def post(url: str, body: Any) -> Any:
         return json.loads(reply.read())
 
 
+def test_plan_without_redis_says_where_it_looked_and_exits_3(tmp_path: Path) -> None:
+    from extender.processes import free_port
+
+    path = tmp_path / "dump.json"
+    path.write_text(json.dumps(kubectl_dump()))
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    done = run_plan(path, "--redis-url", url)
+    assert done.returncode == 3, done.stderr
+    assert f"redis-extender plan: Redis at {url}: " in done.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"items": "nope"}')
+    done = run_plan(bad, "--redis-url", url)  # the dump is read first: no Redis needed to refuse it
+    assert done.returncode == 2 and "expected a Kubernetes List" in done.stderr
+
+
 def test_plan_places_the_pending_redis_pods_in_queue_order_off_any_cluster(tmp_path: Path) -> None:
     path = tmp_path / "dump.json"
     path.write_text(json.dumps(kubectl_dump()))
