@@ -55,9 +55,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_scheduler import (LABEL_CLUSTER, NAMESPACE, REGION, SCHEDULER_NAME, ZONE, BindWatch,
-                                        LiveExtender, _ensure_namespace, _parallel, scheduler_config)
-from extender.localredis import LocalRedis
-from tests.support.controlplane import CURRENT, KUBE_VERSIONS, ControlPlane, kube_bin_dir, version_text
+                                        LiveExtender, _parallel, bench_world, scheduler_config)
+from tests.support.controlplane import CURRENT, KUBE_VERSIONS, ControlPlane, version_text
 
 MODES = ("extender", "native")
 BURSTS = (26, 42, 60, 78, 96)
@@ -332,43 +331,28 @@ def run(runs: int = 5, topologies: Sequence[str] = tuple(TOPOLOGIES), modes: Seq
     """Every topology x mode x run; prints the table and returns (and writes) a dict."""
     t_start = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="redis-extender-bench-place-"))
-    cp = control_plane
-    own_cp = cp is None
-    redis: LocalRedis | None = None
     results: list[dict[str, Any]] = []
     try:
-        if cp is None:
-            bin_dir = kube_bin_dir(kube_version)
-            if bin_dir is None:
-                raise RuntimeError(f"kube binaries unavailable (scripts/kube-binaries.sh {kube_version} failed)")
-            cp = ControlPlane(bin_dir, workdir / "cp", with_scheduler=False).start()
-        if redis_url is None:
-            redis = LocalRedis().start()
-            redis_url = redis.url
-        _ensure_namespace(cp)
-        base = f"p{os.getpid() % 10000}"
-        for t_index, name in enumerate(topologies):
-            topology = TOPOLOGIES[name]
-            zone_of = create_topology(cp, topology, f"{base}t{t_index}")
-            try:
-                for mode in modes:
-                    session = Session(cp, mode, zone_of, redis_url, workdir, f"{base}t{t_index}{mode[0]}")
-                    try:
-                        for i in range(runs):
-                            r = session.run(bursts[i % len(bursts)])
-                            r.update(topology=name, mode=mode, run=i + 1)
-                            results.append(r)
-                            if not quiet:
-                                print(format_row(r), file=sys.stderr)
-                    finally:
-                        session.close()
-            finally:
-                delete_topology(cp, zone_of)
+        with bench_world(control_plane, redis_url, kube_version, workdir) as (cp, redis_url):
+            base = f"p{os.getpid() % 10000}"
+            for t_index, name in enumerate(topologies):
+                topology = TOPOLOGIES[name]
+                zone_of = create_topology(cp, topology, f"{base}t{t_index}")
+                try:
+                    for mode in modes:
+                        session = Session(cp, mode, zone_of, redis_url, workdir, f"{base}t{t_index}{mode[0]}")
+                        try:
+                            for i in range(runs):
+                                r = session.run(bursts[i % len(bursts)])
+                                r.update(topology=name, mode=mode, run=i + 1)
+                                results.append(r)
+                                if not quiet:
+                                    print(format_row(r), file=sys.stderr)
+                        finally:
+                            session.close()
+                finally:
+                    delete_topology(cp, zone_of)
     finally:
-        if own_cp and cp is not None:
-            cp.stop()
-        if redis is not None:
-            redis.stop()
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
     result = {"config": {"runs": runs, "bursts": list(bursts), "copies": COPIES,

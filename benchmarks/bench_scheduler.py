@@ -45,8 +45,9 @@ import time
 import urllib.parse
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -546,6 +547,32 @@ def _steady_rate(times: list[float]) -> float | None:
 # --------------------------------------------------------------------------------------------
 # The run
 
+@contextmanager
+def bench_world(control_plane: ControlPlane | None, redis_url: str | None, kube_version: str,
+                workdir: Path) -> Iterator[tuple[ControlPlane, str]]:
+    """The control plane (without a scheduler) and the Redis a benchmark runs on: the ones
+    given, else private ones started here and stopped on the way out; the bench namespace
+    exists. The ControlPlane object stays readable after (its versions)."""
+    cp = control_plane
+    redis: LocalRedis | None = None
+    try:
+        if cp is None:
+            bin_dir = kube_bin_dir(kube_version)
+            if bin_dir is None:
+                raise RuntimeError(f"kube binaries unavailable (scripts/kube-binaries.sh {kube_version} failed)")
+            cp = ControlPlane(bin_dir, workdir / "cp", with_scheduler=False).start()
+        if redis_url is None:
+            redis = LocalRedis().start()
+            redis_url = redis.url
+        _ensure_namespace(cp)
+        yield cp, redis_url
+    finally:
+        if control_plane is None and cp is not None:
+            cp.stop()
+        if redis is not None:
+            redis.stop()
+
+
 def run(nodes: int = 500, pods: int = 300, modes: Sequence[str] = MODES, workers: int = 1,
         out: str | Path | None = None, control_plane: ControlPlane | None = None,
         redis_url: str | None = None, keep: bool = False, quiet: bool = False,
@@ -567,50 +594,37 @@ def run(nodes: int = 500, pods: int = 300, modes: Sequence[str] = MODES, workers
     timeout = timeout or max(120.0, pods * 1.0)
     t_start = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="redis-extender-bench-sched-"))
-    cp = control_plane
-    own_cp = cp is None
-    redis: LocalRedis | None = None
     tag = f"bench{os.getpid() % 10000}"
     zone_of: dict[str, str] = {}
     node_bytes = 0
     runs: list[dict[str, Any]] = []
     try:
-        if cp is None:
-            bin_dir = kube_bin_dir(kube_version)
-            if bin_dir is None:
-                raise RuntimeError(f"kube binaries unavailable (scripts/kube-binaries.sh {kube_version} failed)")
-            cp = ControlPlane(bin_dir, workdir / "cp", with_scheduler=False).start()
-        if redis_url is None:
-            redis = LocalRedis().start()
-            redis_url = redis.url
-        _ensure_namespace(cp)
-        t0 = time.perf_counter()
-        zone_of = _create_nodes(cp, nodes, tag)
-        nodes_s = time.perf_counter() - t0
-        node_bytes = len(json.dumps(cp.request("GET", f"/api/v1/nodes/{next(iter(zone_of))}"),
-                                    separators=(",", ":"))) if zone_of else 0
-        if not quiet:
-            print(f"control plane up, {nodes} nodes created in {nodes_s:.1f} s; modes: {', '.join(order)}",
-                  file=sys.stderr)
-        for index, mode in enumerate(order):
+        with bench_world(control_plane, redis_url, kube_version, workdir) as (cp, redis_url):
             try:
-                r = run_mode(cp, mode, index, pods, zone_of, redis_url, workers, workdir, timeout)
-            except Exception as exc:  # one broken mode must not cost the others' figures
-                r = {"mode": mode, "pods": pods, "bound": 0, "complete": False, "seconds": 0.0,
-                     "pods_per_s": 0.0, "error": f"{type(exc).__name__}: {exc}"[:2000]}
-            runs.append(r)
-            if not quiet and "error" in r:
-                print(f"  {mode:14} failed: {r['error'][:300]}", file=sys.stderr)
-            elif not quiet:
-                print(f"  {mode:14} {r['pods_per_s']:7.1f} pods/s ({r['bound']}/{r['pods']} bound in "
-                      f"{r['seconds']:.2f} s)", file=sys.stderr)
+                t0 = time.perf_counter()
+                zone_of = _create_nodes(cp, nodes, tag)
+                nodes_s = time.perf_counter() - t0
+                node_bytes = len(json.dumps(cp.request("GET", f"/api/v1/nodes/{next(iter(zone_of))}"),
+                                            separators=(",", ":"))) if zone_of else 0
+                if not quiet:
+                    print(f"control plane up, {nodes} nodes created in {nodes_s:.1f} s; modes: {', '.join(order)}",
+                          file=sys.stderr)
+                for index, mode in enumerate(order):
+                    try:
+                        r = run_mode(cp, mode, index, pods, zone_of, redis_url, workers, workdir, timeout)
+                    except Exception as exc:  # one broken mode must not cost the others' figures
+                        r = {"mode": mode, "pods": pods, "bound": 0, "complete": False, "seconds": 0.0,
+                             "pods_per_s": 0.0, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+                    runs.append(r)
+                    if not quiet and "error" in r:
+                        print(f"  {mode:14} failed: {r['error'][:300]}", file=sys.stderr)
+                    elif not quiet:
+                        print(f"  {mode:14} {r['pods_per_s']:7.1f} pods/s ({r['bound']}/{r['pods']} bound in "
+                              f"{r['seconds']:.2f} s)", file=sys.stderr)
+            finally:
+                if control_plane is not None and zone_of:  # a shared control plane: its nodes go again
+                    _parallel(lambda n: cp.delete(f"/api/v1/nodes/{n}"), list(zone_of))
     finally:
-        if own_cp and cp is not None:
-            cp.stop()
-        elif cp is not None and zone_of:
-            _parallel(lambda n: cp.delete(f"/api/v1/nodes/{n}"), list(zone_of))
-        if redis is not None:
-            redis.stop()
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
