@@ -238,6 +238,7 @@ def _masters(active: list[spreadmod.LevelView], cand: Candidates, alive: np.ndar
 def _one_domain(levels: list[spreadmod.LevelView], cand: Candidates, alive: np.ndarray, result: FilterResult,
                 cluster: str, pod_key: str, nominated: str) -> None:
     """Rule 5, top-down over the levels above the node: the survivors of one domain stay."""
+    at_nominated = cand.positions([nominated]) if nominated else []
     for level in levels:
         positions = np.flatnonzero(alive)
         if positions.size <= 1:
@@ -246,10 +247,9 @@ def _one_domain(levels: list[spreadmod.LevelView], cand: Candidates, alive: np.n
         distinct = np.unique(codes).tolist()
         if len(distinct) <= 1:
             continue
-        at_nominated = np.flatnonzero(np.asarray(cand.names_at(positions), dtype=object) == nominated) \
-            if nominated else np.zeros(0, dtype=int)
-        if at_nominated.size:
-            chosen = int(codes[at_nominated[0]])
+        kept_nominated = [i for i in at_nominated if alive[i]]
+        if kept_nominated:
+            chosen = int(cand.codes[level.index, kept_nominated[0]])
         else:
             pods = cand.coder.table(level.index, level.cluster_pods.known, level.cluster_pods.at(None))
             fewest = min(pods[c] for c in distinct)

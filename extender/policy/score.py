@@ -98,7 +98,7 @@ def score_terms(pod: PodRequest, candidates: list[str], snapshot: Snapshot, sett
     level_weights = settings.level_weights
     spread = spreadmod.build(pod.member, snapshot, pod.key, own_node)
     waiting = (pod.member.role is Role.REPLICA and pod.member.shard is not None
-               and not any(c.role is Role.MASTER for c in spreadmod.own_copies(snapshot, pod.key)))
+               and not any(c.role is Role.MASTER for copies in spread.copy_nodes.values() for c in copies))
     cand = view(snapshot, candidates, tables)
     raw = np.zeros(len(cand))
     out: list[Term] = []
