@@ -1,6 +1,6 @@
 """Placement quality of bursts through the real kube-scheduler: the extender vs the best native rules.
 
-One control plane (etcd + kube-apiserver, tests/support/controlplane.py) and one private
+One control plane (etcd + kube-apiserver, harness/controlplane.py) and one private
 redis-server. Per topology its fake Ready Nodes are created, then per mode a kube-scheduler
 (and for the extender a `redis-extender serve --kubeconfig` in live mode, which syncs and
 binds) is started once and schedules `runs` bursts, one after the other, each deleted again
@@ -56,7 +56,7 @@ from typing import Any
 
 from benchmarks.bench_scheduler import (LABEL_CLUSTER, NAMESPACE, REGION, SCHEDULER_NAME, ZONE, BindWatch,
                                         LiveExtender, _parallel, bench_world, scheduler_config)
-from tests.support.controlplane import CURRENT, KUBE_VERSIONS, ControlPlane, version_text
+from harness.controlplane import CURRENT, KUBE_VERSIONS, ControlPlane, version_text
 
 MODES = ("extender", "native")
 BURSTS = (26, 42, 60, 78, 96)

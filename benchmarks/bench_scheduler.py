@@ -1,6 +1,6 @@
 """Real kube-scheduler throughput with and without the extender, measured in one run.
 
-One control plane (etcd + kube-apiserver, tests/support/controlplane.py), `nodes` fake Ready Nodes
+One control plane (etcd + kube-apiserver, harness/controlplane.py), `nodes` fake Ready Nodes
 over 3 zones and one private redis-server; then, per mode, a fresh kube-scheduler (and, for the
 extender modes, a fresh `redis-extender serve --kubeconfig` in live mode: it syncs Nodes/Pods
 into Redis under its own key prefix and binds) schedules the same burst of Redis pods
@@ -54,8 +54,8 @@ from typing import Any
 from extender.bench import Sample, metric_samples
 from extender.localredis import LocalRedis
 from extender.processes import free_port, http_ok, wait_until
-from tests.support import controlplane
-from tests.support.controlplane import ApiError, ControlPlane, kube_bin_dir
+from harness import controlplane
+from harness.controlplane import ApiError, ControlPlane, kube_bin_dir
 
 MODES = ("none", "extender-ncc", "extender-full")
 NAMESPACE = "redis-bench"

@@ -54,7 +54,7 @@ LEVELS = "kubernetes.io/hostname,topology.kubernetes.io/rack,topology.kubernetes
 PHASES = ("parse", "state", "policy", "record", "encode")
 PACKAGE_DIR = Path(__file__).resolve().parent
 SCHEDULER_BENCH = Path("benchmarks") / "bench_scheduler.py"  # of a checkout, beside extender/
-HARNESS = Path("tests") / "support" / "controlplane.py"
+HARNESS = Path("harness") / "controlplane.py"
 
 
 def checkout(package_dir: Path = PACKAGE_DIR) -> Path | None:

@@ -84,8 +84,8 @@ def run(ns: argparse.Namespace) -> int:
 
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-SIMCLUSTER = Path("tests") / "support" / "simcluster.py"  # of a checkout, beside extender/
-HARNESS = Path("tests") / "support" / "controlplane.py"
+SIMCLUSTER = Path("harness") / "simcluster.py"  # of a checkout, beside extender/
+HARNESS = Path("harness") / "controlplane.py"
 KUBE_CACHE_ROOT = Path("/var/cache/redis-extender")  # where scripts/kube-binaries.sh caches builds
 KUBE_CACHE = KUBE_CACHE_ROOT / "kube-v*"
 KUBE_NEEDS = ("redis-extender run --scheduler kube: needs a checkout of the repository (its "
@@ -124,7 +124,7 @@ def kube_scheduler_setup(package_dir: Path = PACKAGE_DIR) -> tuple[Path, Path] |
 def run_with_kube_scheduler(ns: argparse.Namespace, settings: settings_mod.Settings, document: dict,
                             root: Path, bin_dir: Path) -> int:
     """The simulation on a real etcd + kube-apiserver + kube-scheduler (the checkout's
-    tests/support/simcluster.py, a child process), the extender served in live mode on it:
+    harness/simcluster.py, a child process), the extender served in live mode on it:
     kube-scheduler calls filter, prioritize and bind; a watcher thread shows each pod as the
     state records its placement, then the summary; --once stops serving after that."""
     from .processes import stop_process, wait_until
@@ -136,7 +136,7 @@ def run_with_kube_scheduler(ns: argparse.Namespace, settings: settings_mod.Setti
     log = workdir / "simcluster.log"
     print(f"starting etcd, kube-apiserver and kube-scheduler from {bin_dir} (the scheduler calls the "
           f"extender on {settings.service.bind}: filter, prioritize, bind) ...")
-    proc = subprocess.Popen([sys.executable, "-m", "tests.support.simcluster", str(workdir / "cluster.json"),
+    proc = subprocess.Popen([sys.executable, "-m", "harness.simcluster", str(workdir / "cluster.json"),
                              str(workdir), port, str(bin_dir)], cwd=root, stdout=open(log, "wb"),
                             stderr=subprocess.STDOUT)
     try:

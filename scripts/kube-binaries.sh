@@ -4,7 +4,7 @@
 #
 #   scripts/kube-binaries.sh [current|1.20.2]      (default: current)
 #
-# current: the release required in tests/support/kube/go.mod (v1.37.2), built from Go modules
+# current: the release required in harness/kube/go.mod (v1.37.2), built from Go modules
 #   with the machine's Go (>= the go.mod `go` line); go.sum pins every module's checksum.
 #   The Go module and build caches live under the cache root, so a rebuild is cheap.
 # 1.20.2: the compatibility version, built from Debian's `kubernetes` source package with
@@ -22,7 +22,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-KUBE_MODULE=$ROOT/tests/support/kube
+KUBE_MODULE=$ROOT/harness/kube
 # The current version is the one go.mod requires: one place names it.
 current_version() {
     sed -n 's#^\(require \)\{0,1\}[[:space:]]*k8s.io/kubernetes v\([0-9.]*\)$#\2#p' "$KUBE_MODULE/go.mod"

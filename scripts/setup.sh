@@ -18,7 +18,7 @@ ensure_redis() {
 
 ensure_kube() {
   # etcd + kube-apiserver + kube-scheduler for the end-to-end tests, both versions: current
-  # (tests/support/kube/go.mod, built from Go modules, ~10 min cold) and 1.20.2 (Debian's
+  # (harness/kube/go.mod, built from Go modules, ~10 min cold) and 1.20.2 (Debian's
   # source package with Debian's Go 1.19, ~5 min), each cached under
   # ${REDIS_EXTENDER_KUBE_CACHE_ROOT:-/var/cache/redis-extender}/kube-v<version>. The tests find
   # them by version (--kube-version / REDIS_EXTENDER_KUBE_VERSION); $KUBE_BIN_DIR, if the user

@@ -23,7 +23,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--kube-version", default=None, choices=("current", "1.20.2"),
         help="Kubernetes version of the e2e control plane: current (the release required in "
-             "tests/support/kube/go.mod, default) or 1.20.2 (the compatibility version); "
+             "harness/kube/go.mod, default) or 1.20.2 (the compatibility version); "
              "default from $REDIS_EXTENDER_KUBE_VERSION. $KUBE_BIN_DIR, if set, wins.")
 
 

@@ -1,4 +1,4 @@
-"""End-to-end fixtures: one real etcd + kube-apiserver per test session (tests/support/controlplane.py).
+"""End-to-end fixtures: one real etcd + kube-apiserver per test session (harness/controlplane.py).
 
 Every test under tests/e2e is marked ``e2e`` (``pytest -m "not e2e"`` leaves them out). The
 kube binaries are required, not optional: when they cannot be found or built, the tests fail
@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from ..support.controlplane import (
+from harness.controlplane import (
     KUBE_BINARIES_SCRIPT, ControlPlane, kube_bin_dir, requested_version,
 )
 

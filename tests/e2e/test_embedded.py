@@ -1,5 +1,5 @@
 """`redis-extender run --scheduler kube` (extender/embedded.py with the checkout's
-tests/support/simcluster.py): the simulated cluster on a real etcd + kube-apiserver +
+harness/simcluster.py): the simulated cluster on a real etcd + kube-apiserver +
 kube-scheduler v1.20, its pending Redis pods placed by the real scheduler through the
 extender (filter, prioritize, bind), each shown as its placement is recorded, then the
 summary before and after; --once stops serving afterwards."""

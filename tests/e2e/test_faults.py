@@ -23,7 +23,7 @@ from extender.localredis import LocalRedis
 from extender.processes import free_port
 from extender.state.redis_store import RedisStore
 
-from ..support.controlplane import scheduler_config
+from harness.controlplane import scheduler_config
 from ..support.serving import Served, live_extender
 from .test_scheduling import NS, SCHED, cleanup, create_burst, make_nodes, violations
 

@@ -39,7 +39,7 @@ import yaml
 from extender.processes import free_port
 
 from ..support.certs import make_certs
-from ..support.controlplane import ApiError, ControlPlane
+from harness.controlplane import ApiError, ControlPlane
 
 pytestmark = pytest.mark.e2e
 
@@ -590,10 +590,10 @@ def test_http_config_matches_the_shipped_one_but_for_transport() -> None:
 
 def test_second_scheduler_image_is_the_version_the_tests_run() -> None:
     """deploy/'s kube-scheduler image names the release the e2e suite builds and runs
-    (tests/support/kube/go.mod), not an untested one."""
-    gomod = (REPO / "tests" / "support" / "kube" / "go.mod").read_text()
+    (harness/kube/go.mod), not an untested one."""
+    gomod = (REPO / "harness" / "kube" / "go.mod").read_text()
     tested = re.search(r"^\s*(?:require\s+)?k8s\.io/kubernetes (v[\d.]+)$", gomod, re.M)
-    assert tested, "tests/support/kube/go.mod requires no k8s.io/kubernetes"
+    assert tested, "harness/kube/go.mod requires no k8s.io/kubernetes"
     image = container(find("Deployment", "redis-scheduler"), "kube-scheduler")["image"]
     assert image == f"registry.k8s.io/kube-scheduler:{tested.group(1)}"
 

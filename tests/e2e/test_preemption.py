@@ -37,7 +37,7 @@ import pytest
 from extender.processes import free_port
 from extender.state.redis_store import RedisStore
 
-from ..support.controlplane import ApiError, scheduler_config
+from harness.controlplane import ApiError, scheduler_config
 from ..support.serving import Served
 
 pytestmark = pytest.mark.e2e

@@ -28,7 +28,7 @@ import pytest
 from extender.localredis import LocalRedis
 from extender.state.redis_store import RedisStore
 
-from ..support.controlplane import ApiError, ControlPlane, scheduler_config
+from harness.controlplane import ApiError, ControlPlane, scheduler_config
 from ..support.serving import Served
 
 pytestmark = pytest.mark.e2e

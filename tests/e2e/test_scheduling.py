@@ -16,7 +16,7 @@ import pytest
 from extender.processes import free_port
 from extender.state.redis_store import RedisStore
 
-from ..support.controlplane import scheduler_config
+from harness.controlplane import scheduler_config
 from ..support.serving import Served, live_extender
 
 pytestmark = pytest.mark.e2e

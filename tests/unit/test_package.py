@@ -1,6 +1,8 @@
-"""The installed package holds the product only: no module under extender/ imports the tests'
-harness or the benchmarks, every module imports from a copy of the package alone (as from a
-wheel, without the repository around it), and `bench --scheduler` says what it needs there."""
+"""The installed package holds the product only: no module under extender/ imports the tests,
+the development harness or the benchmarks, none starts a module of the tests as a subprocess
+(the development entry points it may start from a checkout are harness/ and benchmarks/), every
+module imports from a copy of the package alone (as from a wheel, without the repository around
+it), and `bench --scheduler` says what it needs there."""
 from __future__ import annotations
 
 import ast
@@ -14,7 +16,8 @@ from extender import bench
 
 PACKAGE = Path(bench.__file__).resolve().parent
 REPO = PACKAGE.parent
-DEVELOPMENT = ("tests", "benchmarks")
+DEVELOPMENT = ("tests", "benchmarks", "harness")
+ENTRY_POINTS = ("harness", "benchmarks")  # development entry points `run`/`bench` may start from a checkout
 
 
 def development_imports(source: str) -> list[str]:
@@ -35,11 +38,40 @@ def development_imports(source: str) -> list[str]:
 
 
 def test_the_scan_sees_every_form_of_import() -> None:
-    source = ("import tests.support.controlplane\nfrom benchmarks import bench_scheduler\n"
+    source = ("import harness.controlplane\nfrom benchmarks import bench_scheduler\n"
               "def f():\n    from tests.support.serving import Served\n"
               "importlib.import_module('benchmarks.bench_scheduler')\nimport testsuite\nfrom . import tests\n")
-    assert development_imports(source) == ["tests.support.controlplane", "benchmarks",
+    assert development_imports(source) == ["harness.controlplane", "benchmarks",
                                            "tests.support.serving", "benchmarks.bench_scheduler"]
+
+
+def subprocess_targets(source: str) -> list[str]:
+    """The modules a source runs as `python -m NAME`: a literal "-m" followed by a literal name
+    in a list or tuple (an argv), or a name held in a variable (reported as "?")."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.List, ast.Tuple)):
+            items = node.elts
+            for first, second in zip(items, items[1:]):
+                if isinstance(first, ast.Constant) and first.value == "-m":
+                    found.append(second.value if isinstance(second, ast.Constant) else "?")
+    return found
+
+
+def test_the_subprocess_scan_sees_literal_and_variable_targets() -> None:
+    source = ("subprocess.Popen([sys.executable, '-m', 'tests.support.x', 'a'])\n"
+              "run((python, '-m', module))\nrun(['-v', 'x'])\n")
+    assert subprocess_targets(source) == ["tests.support.x", "?"]
+
+
+def test_no_module_of_the_package_runs_the_tests() -> None:
+    targets = {str(path.relative_to(REPO)): found for path in sorted(PACKAGE.rglob("*.py"))
+               if (found := subprocess_targets(path.read_text()))}
+    assert targets, "the scan found no subprocess at all: it no longer sees the package's argvs"
+    wrong = {where: [t for t in found if t.split(".")[0] not in ("extender", *ENTRY_POINTS) and t != "?"]
+             for where, found in targets.items()}
+    assert {where: bad for where, bad in wrong.items() if bad} == {}
+    assert not any(t.split(".")[0] == "tests" for found in targets.values() for t in found)
 
 
 def test_no_module_of_the_package_imports_the_tests_or_the_benchmarks() -> None:

@@ -4,11 +4,11 @@ Runs the real etcd + kube-apiserver + kube-scheduler (no kubelet, no controller-
 tests can create fake Ready nodes and pods through the API and watch the real scheduler bind
 them, with or without our extender. Stdlib only, so it works before any test dependency is
 installed. Binaries come from ``scripts/kube-binaries.sh`` (see :func:`kube_bin_dir`), of
-one of two versions: CURRENT (the release tests/support/kube/go.mod requires, built from Go
+one of two versions: CURRENT (the release harness/kube/go.mod requires, built from Go
 modules) or LEGACY (v1.20.2, the oldest the README claims). The version-specific flags and
 config rewrites below are decided by the version the binaries report, never assumed.
 
-Run ``python -m tests.support.controlplane`` from the repository root for a self-check.
+Run ``python -m harness.controlplane`` from the repository root for a self-check.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 from extender.processes import http_ok, stop_process, wait_until
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # this file is tests/support/controlplane.py
+REPO_ROOT = Path(__file__).resolve().parents[1]  # this file is harness/controlplane.py
 KUBE_BINARIES_SCRIPT = REPO_ROOT / "scripts" / "kube-binaries.sh"
 
 #: Minimal config for the stock scheduler. ``{kubeconfig}`` is optional: the harness always

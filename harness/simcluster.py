@@ -1,7 +1,7 @@
 """The simulated cluster on a real control plane, for `redis-extender run` with the real
 kube-scheduler (extender/embedded.py starts this from a checkout; development only).
 
-    python -m tests.support.simcluster DOCUMENT.json WORKDIR EXTENDER_PORT BIN_DIR
+    python -m harness.simcluster DOCUMENT.json WORKDIR EXTENDER_PORT BIN_DIR
 
 Starts etcd + kube-apiserver + kube-scheduler (v1beta1 config: the extender on
 127.0.0.1:EXTENDER_PORT with filter, prioritize and bind), creates the document's namespaces,
