@@ -16,14 +16,13 @@ state is read through extender.state (state/inventory.py, state/redis_topology.p
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any, Sequence
 
 import orjson
 
 from extender.commands.args import add_common, load_settings
-from extender.core.settings import Settings, SettingsError
+from extender.core.settings import Settings, SettingsError, environment_secret
 from extender.state.connect import StoreError
 from extender.state.store import RedisStore
 from extender.actuation.nodes import Connect, connector
@@ -107,7 +106,7 @@ def _ip_map(items: Sequence[str]) -> dict[str, str]:
 
 def _connector(ns: argparse.Namespace) -> Connect:
     """Clients of the live Redis nodes, with the password of --node-password-env."""
-    password = os.environ.get(ns.node_password_env) if ns.node_password_env else None
+    password = environment_secret(ns.node_password_env) if ns.node_password_env else None
     return connector(password=password)
 
 
