@@ -76,7 +76,8 @@ def queue(pods: Iterable[Mapping[str, Any]], identifier: Identifier) -> list[Map
         labels = meta.get("labels") or {}
         if identifier.member(meta.get("namespace") or "default", meta.get("name") or "", labels) is None:
             continue
-        priority = spec.get("priority") if isinstance(spec.get("priority"), int) else 0
+        given = spec.get("priority")
+        priority = given if isinstance(given, int) else 0
         found.append((-priority, str(meta.get("creationTimestamp") or ""), index, pod))
     return [entry[3] for entry in sorted(found, key=lambda e: e[:3])]
 

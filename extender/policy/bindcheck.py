@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import ChainMap
 from dataclasses import replace
-from typing import Iterable, Sequence
+from typing import Iterable, MutableMapping, Sequence, cast
 
 from extender.core.model import HOSTNAME_LABEL, Copy, DomainValue, Node, PodRequest, Snapshot
 from extender.policy.filter import filter_nodes
@@ -43,7 +43,9 @@ def recheck(pod: PodRequest, node: str, paths: Sequence[Sequence[DomainValue]], 
         name = STANDIN.format(i)
         standins[name] = Node(name=name, domains=tuple(name if j == host else v for j, v in enumerate(path)))
     cluster = replace(snapshot.cluster, reserved=contenders(snapshot.cluster.reserved, pod.key))
-    fresh = replace(snapshot, nodes=ChainMap(standins, snapshot.nodes), copies=contenders(snapshot.copies, pod.key),
+    # ChainMap writes only to its first map: the snapshot's nodes are read, never written
+    nodes = ChainMap(standins, cast(MutableMapping[str, Node], snapshot.nodes))
+    fresh = replace(snapshot, nodes=nodes, copies=contenders(snapshot.copies, pod.key),
                     cluster=cluster)
     # Room was judged by the scheduler and the filter; at bind only the spread rules matter.
     result = filter_nodes(replace(pod, memory_request=0), [node, *standins], fresh, own_node, node_masters=False)
