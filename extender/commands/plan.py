@@ -9,7 +9,7 @@ user's eyes) and `redis-extender plan FILE` (a `kubectl get nodes,pods -A -o jso
   when one is accepted, as kube-scheduler skips it) -> bind on the best-scored node (the
   first of equal best scores, the node prioritize reserves) -> the next pod sees it.
 
-The calls go through the Decider (service/decisions.py), the code path of the HTTP verbs, so
+The calls go through the Decider (engine/decider.py), the code path of the HTTP verbs, so
 a choice here is the extender's answer over HTTP for the same state. What it does not replay:
 kube-scheduler's own plugins (taints, affinity, its resource fit and scores, which it adds
 to the extender's weighted score) and its random choice among equal totals.

@@ -11,7 +11,7 @@ Reservations at bind: two siblings that reserved the same domain must not refuse
 (each bind seeing the other's reservation, both retried, again and again). At bind time a
 sibling's reservation counts only if it was made before this pod's own (the earlier expiry,
 then the lower pod key; a pod without a live reservation of its own yields to all): exactly one
-of them proceeds, and the refused one's reservation is released (service/decisions.py).
+of them proceeds, and the refused one's reservation is released (engine/decider.py).
 The cluster's siblings in flight (ClusterCounts.reserved) obey the same tie-break.
 A bind without a filter's memory is checked over every known domain (all_paths).
 
