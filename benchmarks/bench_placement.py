@@ -20,7 +20,8 @@ would; copy 0 of a shard is its master (role label). Topologies:
 
 - ``uneven``:      zones of 4, 2 and 1 nodes, plus a node without a zone label;
 - ``fewer-zones``: 2 zones of 3 nodes, fewer zones than copies;
-- ``even``:        3 zones of 3 nodes.
+- ``even``:        3 zones of 3 nodes;
+- ``large``:       3 zones of 10 nodes, each burst one cluster of 32 shards x 3 (96 pods).
 
 Per run it prints: pods pending (once the burst settles: every pod bound, or no bind for
 SETTLE_S), copies sharing a node (copies beyond the first of a shard on one node), copies
@@ -75,6 +76,8 @@ class Topology:
     name: str
     zones: tuple[int, ...]  # nodes per zone
     unlabelled: int = 0  # nodes without a zone label
+    shards_per_cluster: int = SHARDS_PER_CLUSTER  # a burst's clusters: this many shards x COPIES
+    bursts: tuple[int, ...] | None = None  # pods per burst, run i takes bursts[i % len]; None: BURSTS
 
     def nodes(self, tag: str) -> dict[str, str | None]:
         """node name -> zone (None: no zone label)."""
@@ -91,16 +94,19 @@ TOPOLOGIES = {
     "uneven": Topology("uneven", (4, 2, 1), unlabelled=1),
     "fewer-zones": Topology("fewer-zones", (3, 3)),
     "even": Topology("even", (3, 3, 3)),
+    # one large cluster created at once: 32 shards x 3 (96 pods) on 3 zones x 10 nodes
+    "large": Topology("large", (10, 10, 10), shards_per_cluster=32, bursts=(96,)),
 }
+DEFAULT_TOPOLOGIES = ("uneven", "fewer-zones", "even", "large")
 
 
 # --------------------------------------------------------------------------------------------
 # Workload
 
-def burst(run_id: str, pods: int, native: bool) -> list[dict[str, Any]]:
-    """`pods` Redis pods in clusters of SHARDS_PER_CLUSTER x COPIES, copy-major per cluster,
+def burst(run_id: str, pods: int, native: bool, shards_per_cluster: int = SHARDS_PER_CLUSTER) -> list[dict[str, Any]]:
+    """`pods` Redis pods in clusters of `shards_per_cluster` x COPIES, copy-major per cluster,
     clusters interleaved (their StatefulSets are created together)."""
-    per_cluster = SHARDS_PER_CLUSTER * COPIES
+    per_cluster = shards_per_cluster * COPIES
     lanes = []
     for c in range(math.ceil(pods / per_cluster)):
         size = min(per_cluster, pods - c * per_cluster)
@@ -226,8 +232,9 @@ class Session:
     """One mode on one topology: its scheduler (and extender) kept across the runs."""
 
     def __init__(self, cp: ControlPlane, mode: str, zone_of: dict[str, str | None], redis_url: str,
-                 logdir: Path, tag: str):
+                 logdir: Path, tag: str, shards_per_cluster: int = SHARDS_PER_CLUSTER):
         self.cp, self.mode, self.zone_of, self.tag = cp, mode, zone_of, tag
+        self.shards_per_cluster = shards_per_cluster
         self.extender: LiveExtender | None = None
         if mode == "extender":
             from extender.state.store import RedisStore
@@ -256,7 +263,7 @@ class Session:
 
     def run(self, pods: int, timeout: float = 120.0) -> dict[str, Any]:
         run_id = self.next_run()
-        bodies = burst(run_id, pods, native=self.mode == "native")
+        bodies = burst(run_id, pods, native=self.mode == "native", shards_per_cluster=self.shards_per_cluster)
         names = [b["metadata"]["name"] for b in bodies]
         node_of, seconds = self.place(run_id, bodies, timeout)
         result = measure(bodies, node_of, self.zone_of)
@@ -324,7 +331,7 @@ def delete_topology(cp: ControlPlane, zone_of: dict[str, str | None]) -> None:
     _parallel(lambda n: cp.delete(f"/api/v1/nodes/{n}"), list(zone_of))
 
 
-def run(runs: int = 5, topologies: Sequence[str] = tuple(TOPOLOGIES), modes: Sequence[str] = MODES,
+def run(runs: int = 5, topologies: Sequence[str] = DEFAULT_TOPOLOGIES, modes: Sequence[str] = MODES,
         bursts: Sequence[int] = BURSTS, out: str | Path | None = None, control_plane: ControlPlane | None = None,
         redis_url: str | None = None, keep: bool = False, quiet: bool = False,
         kube_version: str = CURRENT) -> dict[str, Any]:
@@ -340,10 +347,12 @@ def run(runs: int = 5, topologies: Sequence[str] = tuple(TOPOLOGIES), modes: Seq
                 zone_of = create_topology(cp, topology, f"{base}t{t_index}")
                 try:
                     for mode in modes:
-                        session = Session(cp, mode, zone_of, redis_url, workdir, f"{base}t{t_index}{mode[0]}")
+                        session = Session(cp, mode, zone_of, redis_url, workdir, f"{base}t{t_index}{mode[0]}",
+                                          topology.shards_per_cluster)
+                        sizes = topology.bursts or bursts
                         try:
                             for i in range(runs):
-                                r = session.run(bursts[i % len(bursts)])
+                                r = session.run(sizes[i % len(sizes)])
                                 r.update(topology=name, mode=mode, run=i + 1)
                                 results.append(r)
                                 if not quiet:
@@ -359,7 +368,10 @@ def run(runs: int = 5, topologies: Sequence[str] = tuple(TOPOLOGIES), modes: Seq
                          "kube_scheduler": version_text(cp.scheduler_version),
                          "shards_per_cluster": SHARDS_PER_CLUSTER,
                          "topologies": {n: {"zones": list(TOPOLOGIES[n].zones),
-                                            "unlabelled": TOPOLOGIES[n].unlabelled} for n in topologies}},
+                                            "unlabelled": TOPOLOGIES[n].unlabelled,
+                                            "shards_per_cluster": TOPOLOGIES[n].shards_per_cluster,
+                                            **({"bursts": list(TOPOLOGIES[n].bursts or ())} if TOPOLOGIES[n].bursts else {})}
+                                        for n in topologies}},
               "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
               "runs": results, "total_s": round(time.perf_counter() - t_start, 1)}
     if not quiet:
@@ -410,7 +422,7 @@ def clean_run(r: dict[str, Any]) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="redis-extender bench --placement", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="bursts per topology and mode")
-    parser.add_argument("--topologies", default=",".join(TOPOLOGIES), help=f"comma-separated, of {', '.join(TOPOLOGIES)}")
+    parser.add_argument("--topologies", default=",".join(DEFAULT_TOPOLOGIES), help=f"comma-separated, of {', '.join(TOPOLOGIES)}")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--out", help="also write the results as JSON")
     parser.add_argument("--kube-version", choices=KUBE_VERSIONS, default=CURRENT,

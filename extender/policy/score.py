@@ -45,7 +45,7 @@ import numpy as np
 from extender.core.model import PodRequest, Role, Snapshot
 from extender.core.settings import Settings
 from extender.policy import spread as spreadmod
-from extender.policy.candidates import Candidates, Tables, view
+from extender.policy.candidates import Candidates, Tables, fast_counts, view
 
 MAX_SCORE = 10
 NEUTRAL_SCORE = 0
@@ -96,7 +96,7 @@ def score_terms(pod: PodRequest, candidates: list[str], snapshot: Snapshot, sett
         return ScoreTerms(scores=[NEUTRAL_SCORE] * len(candidates), raw=np.zeros(len(candidates)))
     weights = settings.score
     level_weights = settings.level_weights
-    spread = spreadmod.build(pod.member, snapshot, pod.key, own_node)
+    spread = spreadmod.build(pod.member, snapshot, pod.key, own_node, fast_counts(tables))
     waiting = (pod.member.role is Role.REPLICA and pod.member.shard is not None
                and not any(c.role is Role.MASTER for copies in spread.copy_nodes.values() for c in copies))
     cand = view(snapshot, candidates, tables)

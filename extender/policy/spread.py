@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional
 
 from extender.core.domains import level_title
 from extender.core.model import Copy, DomainValue, Member, Role, Snapshot
@@ -64,7 +65,13 @@ def own_copies(snapshot: Snapshot, pod_key: str) -> tuple[Copy, ...]:
     return tuple(c for c in snapshot.copies if c.pod != pod_key and c.node)
 
 
-def build(member: Member, snapshot: Snapshot, pod_key: str, own_node: str | None = None) -> Spread:
+Counts = Callable[[Mapping[str, int]], Optional[list[tuple[dict[str, int], int]]]]
+"""Nodes' counts -> per level (count per known domain, count unknown), or None: the fast
+path the caller may hand in (policy/candidates.level_counts over the snapshot's arrays)."""
+
+
+def build(member: Member, snapshot: Snapshot, pod_key: str, own_node: str | None = None,
+          counts: Counts | None = None) -> Spread:
     """Count copies, cluster pods and masters per domain at every level.
 
     `own_node`: where the store still places this very pod (a stale record); it is taken
@@ -94,8 +101,8 @@ def build(member: Member, snapshot: Snapshot, pod_key: str, own_node: str | None
                 view.holders.setdefault(value, []).append(c)
     # a cluster's hundreds of pods: each node looked up once for every level (the profile's
     # top policy cost when it was once per level and node)
-    _tally(snapshot, pods_per_node, [view.cluster_pods for view in levels])
-    _tally(snapshot, masters_per_node, [view.masters for view in levels])
+    _tally(snapshot, pods_per_node, [view.cluster_pods for view in levels], counts)
+    _tally(snapshot, masters_per_node, [view.masters for view in levels], counts)
     for view in levels:
         index = view.index
         known = snapshot.level_domains[index] if index < len(snapshot.level_domains) else frozenset()
@@ -109,8 +116,14 @@ def build(member: Member, snapshot: Snapshot, pod_key: str, own_node: str | None
                   masters_per_node={n: c for n, c in masters_per_node.items() if c > 0})
 
 
-def _tally(snapshot: Snapshot, per_node: dict[str, int], tallies: list[Tally]) -> None:
+def _tally(snapshot: Snapshot, per_node: dict[str, int], tallies: list[Tally], counts: Counts | None) -> None:
     """Add each node's count to its domain at every level (`tallies`: one per level)."""
+    summed = counts(per_node) if counts is not None else None
+    if summed is not None and len(summed) == len(tallies):
+        for tally, (known, unknown_count) in zip(tallies, summed):
+            tally.known.update(known)
+            tally.unknown += unknown_count
+        return
     knowns = [t.known for t in tallies]
     unknown = [0] * len(tallies)
     for node, count in per_node.items():
