@@ -269,6 +269,11 @@ class StateCache:
         if found is not _MISSING:
             self.stats.count("hits")
             return cast(T, found)
+        if background is not None and previous is not None and now - previous[0] < self._fresh[kind].ttl:
+            # dropped by this process's own write, which _count_in_usage applied to the last read:
+            # still as young as a hit (a reload per placement cost thousands of fields each)
+            self.stats.count("hits")
+            return cast(T, previous[1])
         self.stats.count("misses")
         if self._is_down(now):
             return self._stale(key, now)
