@@ -243,7 +243,7 @@ class Session:
             # placement, not latency, is measured: a Redis call slowed by a busy machine must not
             # open the breaker (the 30 ms default) and leave pods failing closed
             self.extender = LiveExtender(cp, redis_url, prefix, 1, logdir / f"extender-{tag}.log",
-                                         env_extra={"REDIS_EXTENDER_REDIS_TIMEOUT": REDIS_TIMEOUT})
+                                         env_extra={"REDIS_EXTENDER_REDIS_TIMEOUT": REDIS_TIMEOUT} if REDIS_TIMEOUT else {})
             self.extender.wait_ready()
             self.store = store = RedisStore.from_url(redis_url, prefix, timeout=5)
             cp.wait_for(lambda: set(zone_of) <= set(store.node_names()), timeout=60, interval=0.1,
@@ -428,7 +428,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kube-version", choices=KUBE_VERSIONS, default=CURRENT,
                         help="kube-apiserver/kube-scheduler to start (default: %(default)s)")
     parser.add_argument("--keep", action="store_true", help="keep configs and logs")
+    parser.add_argument("--redis-timeout", default=REDIS_TIMEOUT,
+                        help="the extender's Redis timeout (REDIS_EXTENDER_REDIS_TIMEOUT, default %(default)s s: "
+                             "placement, not latency, is measured); '' keeps the extender's own default, as a "
+                             "new user would run it")
     ns = parser.parse_args(argv)
+    globals()["REDIS_TIMEOUT"] = ns.redis_timeout
     run(runs=ns.runs, topologies=[t.strip() for t in ns.topologies.split(",") if t.strip()],
         modes=[m.strip() for m in ns.modes.split(",") if m.strip()], out=ns.out, keep=ns.keep,
         kube_version=ns.kube_version)

@@ -109,6 +109,17 @@ class UsageArrays:
     def build(cls, arrays: NodeArrays, mem: Mapping[str, int], cpu: Mapping[str, int]) -> "UsageArrays":
         return cls(_by_row(arrays, mem), _by_row(arrays, cpu))
 
+    def with_changes(self, arrays: NodeArrays, changes: Mapping[str, tuple[int, int]]) -> "UsageArrays":
+        """These requests plus (memory, CPU) per node: the few placements recorded since the
+        read these arrays were built from, without rebuilding thousands of rows."""
+        req_mem, req_cpu = self.req_mem.copy(), self.req_cpu.copy()
+        for name, (memory, cpu) in changes.items():
+            row = arrays.index.get(name)
+            if row is not None:
+                req_mem[row] += memory
+                req_cpu[row] += cpu
+        return UsageArrays(req_mem, req_cpu)
+
 
 def _by_row(arrays: NodeArrays, values: Mapping[str, int]) -> np.ndarray:
     """`values` by node name as an array aligned to `arrays` (0 where absent), at C speed:

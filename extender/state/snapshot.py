@@ -61,6 +61,7 @@ class Snapshots:
         self._bodies: dict[Any, BodyView] = {}
         self._bodies_lock = threading.Lock()
         self._usage: tuple[Any, UsageArrays, Any, Any] | None = None  # keeps the keyed objects alive
+        self._base_usage: tuple[Any, UsageArrays, Any, Any] | None = None  # the same, of the last read
         self._recent: dict[str, tuple[float, str, int, ShardState]] = {}  # pod key -> its filter's read
         self._recent_lock = threading.Lock()
         self.reused = 0  # prioritize calls served by their filter's read
@@ -181,7 +182,20 @@ class Snapshots:
         key = (table.generation, id(table), id(usage))
         built = self._usage
         if built is None or built[0] != key:
-            built = self._usage = (key, UsageArrays.build(table.arrays, *usage), usage, table)
+            parts = self.cache.usage_parts(usage)
+            if parts is None:
+                arrays = UsageArrays.build(table.arrays, *usage)
+            else:  # the last read plus this process's records since: the read's arrays, patched
+                base, changes = parts
+                arrays = self._base_usage_arrays(table, base).with_changes(table.arrays, changes)
+            built = self._usage = (key, arrays, usage, table)
+        return built[1]
+
+    def _base_usage_arrays(self, table: NodeTable, base: Usage) -> UsageArrays:
+        key = (table.generation, id(table), id(base))
+        built = self._base_usage
+        if built is None or built[0] != key:
+            built = self._base_usage = (key, UsageArrays.build(table.arrays, *base), base, table)
         return built[1]
 
     def _body_view(self, args: ExtenderArgs, table: NodeTable) -> "BodyView":

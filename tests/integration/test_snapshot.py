@@ -192,3 +192,23 @@ def test_the_filters_survivors_are_parsed_from_the_memo_when_prioritize_sends_th
     assert memo.hits == 1 and args.node_names == ["node-c", "node-a"] and args.candidates is not None
     args = parse_extender_args(names_body(["node-a", "node-c"]), IDENTIFIER, memo)  # another order
     assert memo.hits == 1 and args.node_names == ["node-a", "node-c"]
+
+
+def test_usage_arrays_after_own_placements_are_the_read_patched(snapshots: Snapshots) -> None:
+    """Every placement this process records changes the usage it serves: the arrays of the
+    last read are patched with those placements instead of rebuilt, and equal a rebuild."""
+    from extender.policy.candidates import UsageArrays
+
+    cache = snapshots.cache
+    args = parse_extender_args(names_body(list(ZONES)), IDENTIFIER)
+    first = snapshots.prepare(args).tables
+    for i, node in enumerate(("node-c", "node-c2", "node-a")):
+        record = PodRecord("redis", f"cache-b-{i}", f"u{i}", node, 2**20 * (i + 1), 100, "Pending", "redis/cache-b",
+                           str(i), "replica")
+        assert cache.record_placement(record).ok
+        tables = snapshots.prepare(args).tables
+        assert cache.usage_parts(cache.usage()) is not None  # served as the read plus own records
+        table = cache.node_table()
+        rebuilt = UsageArrays.build(table.arrays, *cache.usage())
+        assert (tables.usage.req_mem == rebuilt.req_mem).all() and (tables.usage.req_cpu == rebuilt.req_cpu).all()
+    assert tables.usage.req_mem[table.arrays.index["node-c"]] == first.usage.req_mem[table.arrays.index["node-c"]] + 2**20
