@@ -232,7 +232,7 @@ class Session:
     """One mode on one topology: its scheduler (and extender) kept across the runs."""
 
     def __init__(self, cp: ControlPlane, mode: str, zone_of: dict[str, str | None], redis_url: str,
-                 logdir: Path, tag: str, shards_per_cluster: int = SHARDS_PER_CLUSTER):
+                 logdir: Path, tag: str, shards_per_cluster: int = SHARDS_PER_CLUSTER, code: Path | None = None):
         self.cp, self.mode, self.zone_of, self.tag = cp, mode, zone_of, tag
         self.shards_per_cluster = shards_per_cluster
         self.extender: LiveExtender | None = None
@@ -243,7 +243,8 @@ class Session:
             # placement, not latency, is measured: a Redis call slowed by a busy machine must not
             # open the breaker (the 30 ms default) and leave pods failing closed
             self.extender = LiveExtender(cp, redis_url, prefix, 1, logdir / f"extender-{tag}.log",
-                                         env_extra={"REDIS_EXTENDER_REDIS_TIMEOUT": REDIS_TIMEOUT} if REDIS_TIMEOUT else {})
+                                         env_extra={"REDIS_EXTENDER_REDIS_TIMEOUT": REDIS_TIMEOUT} if REDIS_TIMEOUT else {},
+                                         code=code)
             self.extender.wait_ready()
             self.store = store = RedisStore.from_url(redis_url, prefix, timeout=5)
             cp.wait_for(lambda: set(zone_of) <= set(store.node_names()), timeout=60, interval=0.1,
@@ -334,7 +335,7 @@ def delete_topology(cp: ControlPlane, zone_of: dict[str, str | None]) -> None:
 def run(runs: int = 5, topologies: Sequence[str] = DEFAULT_TOPOLOGIES, modes: Sequence[str] = MODES,
         bursts: Sequence[int] = BURSTS, out: str | Path | None = None, control_plane: ControlPlane | None = None,
         redis_url: str | None = None, keep: bool = False, quiet: bool = False,
-        kube_version: str = CURRENT) -> dict[str, Any]:
+        kube_version: str = CURRENT, code: Path | None = None) -> dict[str, Any]:
     """Every topology x mode x run; prints the table and returns (and writes) a dict."""
     t_start = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="redis-extender-bench-place-"))
@@ -348,7 +349,7 @@ def run(runs: int = 5, topologies: Sequence[str] = DEFAULT_TOPOLOGIES, modes: Se
                 try:
                     for mode in modes:
                         session = Session(cp, mode, zone_of, redis_url, workdir, f"{base}t{t_index}{mode[0]}",
-                                          topology.shards_per_cluster)
+                                          topology.shards_per_cluster, code)
                         sizes = topology.bursts or bursts
                         try:
                             for i in range(runs):
@@ -432,11 +433,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the extender's Redis timeout (REDIS_EXTENDER_REDIS_TIMEOUT, default %(default)s s: "
                              "placement, not latency, is measured); '' keeps the extender's own default, as a "
                              "new user would run it")
+    parser.add_argument("--code", type=Path, help="run the extender from this directory's `extender` package "
+                        "(a snapshot of the code, or a baseline), not the checkout's")
     ns = parser.parse_args(argv)
     globals()["REDIS_TIMEOUT"] = ns.redis_timeout
     run(runs=ns.runs, topologies=[t.strip() for t in ns.topologies.split(",") if t.strip()],
         modes=[m.strip() for m in ns.modes.split(",") if m.strip()], out=ns.out, keep=ns.keep,
-        kube_version=ns.kube_version)
+        kube_version=ns.kube_version, code=ns.code)
     return 0
 
 
