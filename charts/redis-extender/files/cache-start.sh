@@ -5,14 +5,18 @@
 # (the cache keeps no snapshot), so it never rejoins as master while the Sentinels still
 # name it: it waits for their failover and then replicates the new master, instead of
 # making the replicas copy its empty data set.
+# Outside a pod (tests/integration/test_chart_sentinel.py): PEERS (the pods' addresses, in
+# ordinal order), SELF (this pod's), REDIS_CONF, SENTINEL_DIR and SENTINEL_BIND override the
+# defaults.
 set -eu
-self="$POD_NAME.$HEADLESS"
-first="$SET_NAME-0.$HEADLESS"
+peer() { if [ -n "${PEERS:-}" ]; then echo "$PEERS" | cut -d' ' -f"$(($1 + 1))"; else echo "$SET_NAME-$1.$HEADLESS"; fi; }
+self="${SELF:-$POD_NAME.$HEADLESS}"
+first=$(peer 0)
 
 ask_sentinels() {  # prints "host port" of the master per the first Sentinel that knows it
   i=0
   while [ "$i" -lt "$REPLICAS" ]; do
-    out=$(timeout 3 redis-cli -h "$SET_NAME-$i.$HEADLESS" -p 26379 --raw \
+    out=$(timeout 3 redis-cli -h "$(peer "$i")" -p 26379 --raw \
       sentinel get-master-addr-by-name "$MASTER_NAME" 2>/dev/null || true)
     host=$(printf '%s\n' "$out" | sed -n 1p)
     port=$(printf '%s\n' "$out" | sed -n 2p)
@@ -38,14 +42,14 @@ current_master() {  # "host port"; waits out a failover away from this pod (boun
 
 wait_resolvable() {  # Sentinel resolves the master's name at start: wait for its DNS record
   n=0
-  until getent hosts "$1" >/dev/null 2>&1; do
+  until getent ahosts "$1" >/dev/null 2>&1; do
     n=$((n + 1)); [ "$n" -gt 60 ] && return 0; sleep 1
   done
 }
 
 case "$1" in
   redis)
-    set -- redis-server /etc/redis/redis.conf --replica-announce-ip "$self"
+    set -- redis-server "${REDIS_CONF:-/etc/redis/redis.conf}" --replica-announce-ip "$self"
     master=$(current_master redis)
     if [ "${master% *}" != "$self" ]; then
       set -- "$@" --replicaof "${master% *}" "${master#* }"
@@ -54,10 +58,12 @@ case "$1" in
   sentinel)
     master=$(current_master sentinel)
     wait_resolvable "${master% *}"
-    conf=/sentinel/sentinel.conf   # rewritten by Sentinel: on a writable emptyDir
+    dir="${SENTINEL_DIR:-/sentinel}"
+    conf="$dir/sentinel.conf"   # rewritten by Sentinel: on a writable emptyDir
     {
       echo "port 26379"
-      echo "dir /sentinel"
+      [ -n "${SENTINEL_BIND:-}" ] && echo "bind $SENTINEL_BIND"
+      echo "dir $dir"
       echo "sentinel resolve-hostnames yes"
       echo "sentinel announce-hostnames yes"
       echo "sentinel announce-ip $self"
