@@ -1,22 +1,21 @@
 """redis-extender: serve | sync | load | explain | simulate | run | plan | bench | report | rebalance | config.
 
-Every subcommand that talks to Redis takes --redis-url (default: $REDIS_URL, else
-redis://127.0.0.1:6379/0). Configuration errors are printed together and exit with code 2.
+Every subcommand that talks to Redis takes --redis-url (default: $REDIS_URL, else the
+settings' default). Configuration errors are printed together and exit with code 2.
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import orjson
 
-from . import settings as settings_mod
-from .cliargs import add_common, load_failed, load_settings
-from .settings import SettingsError
+from extender.core import settings as settings_mod
+from extender.commands.args import add_common, load_failed, load_settings
+from extender.core.settings import DEFAULTS, SettingsError
 
 
 def _kube(parser: argparse.ArgumentParser) -> None:
@@ -32,9 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve the extender verbs under gunicorn")
     add_common(serve)
-    serve.add_argument("--bind", help="HOST:PORT (default 127.0.0.1:8888)")
-    serve.add_argument("--workers", type=int, help="gunicorn workers (default 2)")
-    serve.add_argument("--threads", type=int, help="threads per worker (default 128)")
+    serve.add_argument("--bind", help=f"HOST:PORT (default {DEFAULTS.service.bind})")
+    serve.add_argument("--workers", type=int, help=f"gunicorn workers (default {DEFAULTS.service.workers})")
+    serve.add_argument("--threads", type=int, help=f"threads per worker (default {DEFAULTS.service.threads})")
     serve.add_argument("--certfile", help="TLS certificate: serve HTTPS")
     serve.add_argument("--keyfile", help="TLS private key")
     serve.add_argument("--client-ca-file", help="CA bundle: require client certificates (mTLS) for every request "
@@ -77,9 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="the embedded default: local Redis + simulated cluster + extender")
     add_common(run)
-    run.add_argument("--bind", default="127.0.0.1:8888")
+    run.add_argument("--bind", default=DEFAULTS.service.bind)
     run.add_argument("--nodes", type=int, default=30)
-    run.add_argument("--workers", type=int, default=2)
+    run.add_argument("--workers", type=int, default=DEFAULTS.service.workers)
     run.add_argument("--no-serve", "--once", action="store_true",
                      help="load, place and print, then stop instead of serving")
     run.add_argument("--no-place", action="store_true", help="leave the pending pods pending (serve only)")
@@ -97,14 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
                                       "No cluster is touched.")
     add_common(plan)
     plan.add_argument("file", help="JSON file ('-' for stdin): kubectl get nodes,pods -A -o json")
-    plan.add_argument("--json", action="store_true", help="print the result as JSON (schema redis-extender.plan/v1)")
+    plan.add_argument("--json", action="store_true", help="print the result as JSON (schema redis-extender.commands.plan/v1)")
     plan.add_argument("--html", metavar="FILE", help="also write the before/after page to FILE")
 
     bench = sub.add_parser("bench", help="latency and throughput at scale over loopback HTTP")
     bench.add_argument("--nodes", type=int, default=5000)
     bench.add_argument("--shards", type=int, default=1000, help="shards in all (3 copies each)")
     bench.add_argument("--calls", type=int, default=300, help="filter+prioritize pairs a case")
-    bench.add_argument("--workers", type=int, default=2, help="gunicorn workers of the extender")
+    bench.add_argument("--workers", type=int, default=DEFAULTS.service.workers, help="gunicorn workers of the extender")
     bench.add_argument("--concurrency", type=int, default=4, help="clients of the concurrent case")
     bench.add_argument("--quick", action="store_true", help="skip full Node bodies at --nodes")
     bench.add_argument("--connections", action="store_true",
@@ -119,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=5, help="--placement: bursts per topology and mode")
     bench.add_argument("--out", help="also write the results as JSON")
 
-    from .reports.cli import add_parsers as add_report_parsers
+    from extender.commands.report import add_parsers as add_report_parsers
 
     add_report_parsers(sub)  # report, rebalance
 
@@ -140,10 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
-    from .service.server import serve
+    from extender.service.server import serve
 
-    if ns.config:  # the sync child and the workers read the same file
-        os.environ["REDIS_EXTENDER_CONFIG"] = str(Path(ns.config).resolve())
     settings = load_settings(ns, **{"service.bind": ns.bind, "service.workers": ns.workers,
                                     "service.threads": ns.threads, "service.certfile": ns.certfile,
                                     "service.keyfile": ns.keyfile, "service.client_ca_file": ns.client_ca_file,
@@ -157,9 +154,9 @@ def cmd_sync(ns: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from .identity import Identifier
-    from .state.k8s_sync import run_sync
-    from .state.redis_store import RedisStore
+    from extender.core.identity import Identifier
+    from extender.state.k8s_sync import run_sync
+    from extender.state.store import RedisStore
 
     settings = load_settings(ns, **{"kube.kubeconfig": ns.kubeconfig, "kube.in_cluster": ns.in_cluster})
     if not settings.kube.enabled:
@@ -169,7 +166,7 @@ def cmd_sync(ns: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     store = RedisStore.from_url(settings.store.redis_url, settings.store.key_prefix, settings.store.bulk_timeout)
-    from .reports.refresher import run_refresher
+    from extender.actuation.refresher import run_refresher
 
     def refresher(term: threading.Event) -> None:  # the leader also reads live topology
         run_refresher(store, settings, term)
@@ -180,9 +177,10 @@ def cmd_sync(ns: argparse.Namespace) -> int:
 
 
 def cmd_load(ns: argparse.Namespace) -> int:
-    from .identity import Identifier
-    from .state.loader import LoadError, load_list
-    from .state.redis_store import RedisStore, StoreError
+    from extender.core.identity import Identifier
+    from extender.state.loader import LoadError, load_list
+    from extender.state.connect import StoreError
+    from extender.state.store import RedisStore
 
     settings = load_settings(ns)
     try:
@@ -203,14 +201,15 @@ def cmd_load(ns: argparse.Namespace) -> int:
 def cmd_explain(ns: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
-    from .identity import Identifier
-    from .localredis import LocalRedis
-    from .policy.explain import render_table
-    from .protocol import ProtocolError, parse_pod
-    from .service.decisions import Decider
-    from .state.cache import StateCache, StateUnavailable
-    from .state.loader import LoadError, load_list
-    from .state.redis_store import RedisStore, StoreError
+    from extender.core.identity import Identifier
+    from extender.local.localredis import LocalRedis
+    from extender.policy.explain import render_table
+    from extender.protocol import ProtocolError, parse_pod
+    from extender.engine.decider import Decider
+    from extender.state.cache import StateCache, StateUnavailable
+    from extender.state.loader import LoadError, load_list
+    from extender.state.connect import StoreError
+    from extender.state.store import RedisStore
 
     if bool(ns.pod) == bool(ns.pod_file):
         print("redis-extender explain: give NAMESPACE/POD or --pod-file FILE (one of them)", file=sys.stderr)
@@ -264,7 +263,7 @@ def cmd_explain(ns: argparse.Namespace) -> int:
 
 
 def cmd_simulate(ns: argparse.Namespace) -> int:
-    from .simulate import Shape, generate
+    from extender.local.simulate import Shape, generate
 
     shape = Shape(nodes=ns.nodes, zones=ns.zones, regions=ns.regions, racks_per_zone=ns.racks_per_zone,
                   clusters=ns.clusters, shards=ns.shards, replicas=ns.replicas, placed=ns.placed,
@@ -279,19 +278,19 @@ def cmd_simulate(ns: argparse.Namespace) -> int:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
-    from .embedded import run
+    from extender.commands.embedded import run
 
     return run(ns)
 
 
 def cmd_plan(ns: argparse.Namespace) -> int:
-    from .plan import main as plan_main
+    from extender.commands.plan import main as plan_main
 
     return plan_main(ns)
 
 
 def cmd_bench(ns: argparse.Namespace) -> int:
-    from . import bench
+    from extender.commands import bench
 
     needs_checkout = ns.scheduler or ns.placement or ns.connections
     root = bench.checkout() if needs_checkout else None
@@ -313,7 +312,7 @@ def cmd_bench(ns: argparse.Namespace) -> int:
 
 
 def cmd_reports(ns: argparse.Namespace) -> int:
-    from .reports.cli import run as run_reports
+    from extender.commands.report import run as run_reports
 
     return run_reports(ns)
 
