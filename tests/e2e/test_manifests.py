@@ -687,7 +687,8 @@ def test_extender_url_reaches_the_extender_pods() -> None:
 def test_extender_command_line_and_image_fit_the_cli() -> None:
     """The Deployment's arguments and environment, and the Dockerfile's defaults, are
     accepted by `redis-extender` as it is now (a renamed flag fails here, not in a pod)."""
-    from extender import cli, settings
+    from extender import cli
+    from extender.core import settings
 
     serving = container(find("Deployment", "redis-extender"), "extender")
     parsed = cli.build_parser().parse_args(serving["args"])  # SystemExit on an unknown flag

@@ -101,7 +101,8 @@ def test_deploy_is_the_default_render() -> None:
 
 @pytest.mark.parametrize("values", list(VALUE_SETS), ids=list(VALUE_SETS))
 def test_extender_env_and_args_are_accepted_by_the_extender(values: str) -> None:
-    from extender import cli, settings
+    from extender import cli
+    from extender.core import settings
 
     objects = rendered_objects(*VALUE_SETS[values])
     extender = container(find(objects, "Deployment", "redis-extender"), "extender")
@@ -281,16 +282,16 @@ def defined_metric_names() -> set[str]:
     """The sample names of every metric the extender's code defines (its registry)."""
     from prometheus_client import REGISTRY
 
-    import extender.reports.routes  # noqa: F401  the report gauges
-    import extender.service.metrics  # noqa: F401
+    import extender.core.metrics  # noqa: F401
+    import extender.service.report_routes  # noqa: F401  the report gauges
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     return {family.name + suffix for family in REGISTRY.collect() if family.name.startswith("redis_extender_")
             for suffix in suffixes.get(family.type, ("",))}
 
 
 def test_every_queried_metric_is_exported_by_a_served_extender(serve_extender, store) -> None:
-    from extender.identity import Identifier
-    from extender.settings import IdentitySettings
+    from extender.core.identity import Identifier
+    from extender.core.settings import IdentitySettings
     from extender.state.loader import load_list
 
     from .test_http import ZONES, post, redis_pod, world

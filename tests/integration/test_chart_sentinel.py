@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import redis as redis_py
 
-from extender.processes import stop_process, wait_until
+from extender.local.processes import stop_process, wait_until
 
 from ..support.tools import CHART, rendered_objects
 
@@ -110,7 +110,7 @@ def formed(pods: list[Pod], master: str) -> bool:
 
 
 def test_chart_start_script_forms_the_cache_and_a_restarted_master_rejoins_as_replica(tmp_path: Path) -> None:
-    from extender.state.redis_store import connect
+    from extender.state.connect import connect
 
     objects = rendered_objects(*TIMING)
     statefulset = next(o for o in objects if o["kind"] == "StatefulSet")

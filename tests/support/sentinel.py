@@ -12,8 +12,8 @@ from pathlib import Path
 
 import redis as redis_py
 
-from extender.localredis import LocalRedis
-from extender.processes import free_port, stop_process, wait_until
+from extender.local.localredis import LocalRedis
+from extender.local.processes import free_port, stop_process, wait_until
 
 MASTER_NAME = "cache"
 
