@@ -12,12 +12,11 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import pytest
-import yaml
 
 from harness.controlplane import ApiError, ControlPlane
 
 from ..integration.test_chart import VALUE_SETS
-from ..support.tools import crd_files, rendered_objects
+from ..support.tools import crds, rendered_objects
 from .test_manifests import missing_fields
 
 pytestmark = pytest.mark.e2e
@@ -40,16 +39,13 @@ def api(control_plane: ControlPlane) -> Iterator[ControlPlane]:
             if exc.status != 409:
                 raise
     names = []
-    for path in crd_files("prometheus-operator-crds") + crd_files("cert-manager-crds"):
-        for crd in yaml.safe_load_all(path.read_text()):
-            if not crd:
-                continue
-            names.append(crd["metadata"]["name"])
-            try:
-                control_plane.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
-            except ApiError as exc:
-                if exc.status != 409:
-                    raise
+    for crd in crds("prometheus-operator-crds") + crds("cert-manager-crds"):
+        names.append(crd["metadata"]["name"])
+        try:
+            control_plane.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
     for name in names:
         control_plane.wait_for(lambda: established(control_plane, name), timeout=60, what=f"CRD {name} established")
     yield control_plane

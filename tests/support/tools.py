@@ -40,6 +40,19 @@ def crd_files(name: str) -> list[Path]:
     return sorted(tool_dir(name).glob("*.yaml"))
 
 
+class _CrdLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reads a bare `=` as YAML 1.1's `value` tag, which it cannot
+    construct; the CRDs list "=" as an enum value (a plain string, as Go's YAML reads it)."""
+
+
+_CrdLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+
+
+def crds(name: str) -> list[dict[str, Any]]:
+    """The CustomResourceDefinitions of `prometheus-operator-crds` or `cert-manager-crds`."""
+    return [doc for path in crd_files(name) for doc in yaml.load_all(path.read_text(), Loader=_CrdLoader) if doc]
+
+
 def helm_template(*values: str, namespace: str = "redis-extender", release: str = "redis-extender",
                   check: bool = True) -> subprocess.CompletedProcess[str]:
     """`helm template RELEASE charts/redis-extender -n NAMESPACE` with --set/--values args."""
