@@ -182,7 +182,7 @@ def watch_kube_scheduler(settings: settings_mod.Settings, document: dict, workdi
         levels = [lv for lv in settings.domains.levels if lv != "kubernetes.io/hostname"]
         print(f"\nkube-scheduler places the {len(pending)} pending Redis pods through the extender:", flush=True)
         (workdir / "go").touch()
-        bar, seen, steps = Bar(), set(), []
+        bar, seen, steps = Bar(), set[str](), []
         wanted = set(pending)
         deadline = time.monotonic() + WAIT_PLACED
         while len(seen) < len(wanted) and time.monotonic() < deadline:

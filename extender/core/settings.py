@@ -327,8 +327,8 @@ def load(
                 if f.name in SECTIONS}
     settings = Settings(**sections, source_file=str(Path(config_file).resolve()) if config_file else None)
     for problem in validate(settings):  # name where the offending value came from
-        key = next((k for k in sources if problem.startswith(k)), None)
-        problems.append(f"{sources[key]}: {problem}" if key else problem)
+        source = next((k for k in sources if problem.startswith(k)), None)
+        problems.append(f"{sources[source]}: {problem}" if source else problem)
     if problems:
         raise SettingsError(problems)
     return settings

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from gunicorn.app.base import BaseApplication
 
@@ -34,7 +34,7 @@ from extender.core.settings import Settings, metrics_dir, set_metrics_dir
 log = logging.getLogger(__name__)
 
 
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
+class _Gunicorn(BaseApplication):
     def __init__(self, settings: Settings, options: dict[str, Any], public_only: bool = False):
         self.settings = settings
         self.options = options
@@ -200,6 +200,11 @@ def _remove_in(pid: int, directory: str) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _each(children: list[SyncChild], action: Callable[[SyncChild], None]) -> None:
+    for child in children:
+        action(child)
+
+
 def serve(settings: Settings, public_only: bool = False) -> None:
     if public_only:  # the child of PublicChild: no syncer, no TLS, no verbs
         settings = public_settings(settings)
@@ -219,6 +224,6 @@ def serve(settings: Settings, public_only: bool = False) -> None:
     if settings.service.public_bind:
         children.append(PublicChild(settings))
     if children:
-        options["when_ready"] = lambda server: [child.start() for child in children]
-        options["on_exit"] = lambda server: [child.terminate() for child in children]
+        options["when_ready"] = lambda server: _each(children, SyncChild.start)
+        options["on_exit"] = lambda server: _each(children, SyncChild.terminate)
     _Gunicorn(settings, options).run()
