@@ -78,6 +78,7 @@ class Topology:
     unlabelled: int = 0  # nodes without a zone label
     shards_per_cluster: int = SHARDS_PER_CLUSTER  # a burst's clusters: this many shards x COPIES
     bursts: tuple[int, ...] | None = None  # pods per burst, run i takes bursts[i % len]; None: BURSTS
+    late_masters: bool = False  # one master first, then every replica, then the other masters
 
     def nodes(self, tag: str) -> dict[str, str | None]:
         """node name -> zone (None: no zone label)."""
@@ -96,6 +97,10 @@ TOPOLOGIES = {
     "even": Topology("even", (3, 3, 3)),
     # one large cluster created at once: 32 shards x 3 (96 pods) on 3 zones x 10 nodes
     "large": Topology("large", (10, 10, 10), shards_per_cluster=32, bursts=(96,)),
+    # the same with the masters late (as when their filters failed closed on Redis timeouts and
+    # they were retried after their replicas): one master, every replica, then the masters
+    "large-late-masters": Topology("large-late-masters", (10, 10, 10), shards_per_cluster=32, bursts=(96,),
+                                   late_masters=True),
 }
 DEFAULT_TOPOLOGIES = ("uneven", "fewer-zones", "even", "large")
 
@@ -136,6 +141,13 @@ def _cluster_pods(cluster: str, pods: int, run_id: str, native: bool) -> list[di
                         "metadata": {"name": f"{cluster}-s{shard}-{copy}", "namespace": NAMESPACE, "labels": labels},
                         "spec": spec})
     return out
+
+
+def masters_late(bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first master, then every replica, then the other masters (creation order)."""
+    masters = [b for b in bodies if b["metadata"]["labels"][LABEL_ROLE] == "master"]
+    replicas = [b for b in bodies if b["metadata"]["labels"][LABEL_ROLE] != "master"]
+    return masters[:1] + replicas + masters[1:]
 
 
 def native_rules(cluster: str, shard: str, role: str) -> dict[str, Any]:
@@ -232,9 +244,11 @@ class Session:
     """One mode on one topology: its scheduler (and extender) kept across the runs."""
 
     def __init__(self, cp: ControlPlane, mode: str, zone_of: dict[str, str | None], redis_url: str,
-                 logdir: Path, tag: str, shards_per_cluster: int = SHARDS_PER_CLUSTER, code: Path | None = None):
+                 logdir: Path, tag: str, shards_per_cluster: int = SHARDS_PER_CLUSTER, code: Path | None = None,
+                 late_masters: bool = False):
         self.cp, self.mode, self.zone_of, self.tag = cp, mode, zone_of, tag
         self.shards_per_cluster = shards_per_cluster
+        self.late_masters = late_masters
         self.extender: LiveExtender | None = None
         if mode == "extender":
             from extender.state.store import RedisStore
@@ -265,6 +279,8 @@ class Session:
     def run(self, pods: int, timeout: float = 120.0) -> dict[str, Any]:
         run_id = self.next_run()
         bodies = burst(run_id, pods, native=self.mode == "native", shards_per_cluster=self.shards_per_cluster)
+        if self.late_masters:
+            bodies = masters_late(bodies)
         names = [b["metadata"]["name"] for b in bodies]
         node_of, seconds = self.place(run_id, bodies, timeout)
         result = measure(bodies, node_of, self.zone_of)
@@ -286,7 +302,14 @@ class Session:
         watch.start_and_wait()
         try:
             started = time.perf_counter()
-            _parallel(self.cp.create_pod, bodies)
+            if self.late_masters:  # the first master placed before anything else is created
+                self.cp.create_pod(bodies[0])
+                first = bodies[0]["metadata"]["name"]
+                self.cp.wait_for(lambda: first in watch.bound_at, timeout=30, interval=0.05,
+                                 what=f"{first} to be bound")
+                _parallel(self.cp.create_pod, bodies[1:])
+            else:
+                _parallel(self.cp.create_pod, bodies)
             created = time.perf_counter()
             deadline = started + timeout
             while not watch.done.is_set() and time.perf_counter() < deadline:
@@ -349,7 +372,7 @@ def run(runs: int = 5, topologies: Sequence[str] = DEFAULT_TOPOLOGIES, modes: Se
                 try:
                     for mode in modes:
                         session = Session(cp, mode, zone_of, redis_url, workdir, f"{base}t{t_index}{mode[0]}",
-                                          topology.shards_per_cluster, code)
+                                          topology.shards_per_cluster, code, topology.late_masters)
                         sizes = topology.bursts or bursts
                         try:
                             for i in range(runs):

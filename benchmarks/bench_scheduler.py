@@ -553,7 +553,7 @@ def run_mode(cp: ControlPlane, mode: str, index: int, pods: int, zone_of: dict[s
             from benchmarks.pyspy import Profile
 
             profile.mkdir(parents=True, exist_ok=True)
-            spy = Profile(extender.proc.pid, profile / f"{index}-{mode}.txt", gil=PROFILE_GIL)
+            spy = Profile(extender.proc.pid, profile / f"{index}-{shown.replace('/', '_')}.txt", gil=PROFILE_GIL)
             time.sleep(1.0)  # attached to every worker before the burst
         redis_before = redis_commandstats(redis_url)
         cpu_before = cpu_by_component()

@@ -4,7 +4,7 @@ raw(node) = sum over active levels i of  w_i * ( W_shard   * fewest(copies of th
                                               + W_masters * fewest(masters of the cluster in it)  [masters only]
                                               + W_masters * fewest(replicas - masters of the cluster in it)
                                                                           [a replica of a shard whose master is
-                                                                           not placed yet]
+                                                                           not placed yet; not at the node level]
                                               + W_cluster * fewest(pods of the cluster in it) )
           + W_headroom * quarters(mean(free memory fraction, free CPU fraction) after placing the pod)
 
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from extender.core.model import PodRequest, Role, Snapshot
+from extender.core.model import HOSTNAME_LABEL, PodRequest, Role, Snapshot
 from extender.core.settings import Settings
 from extender.policy import spread as spreadmod
 from extender.policy.candidates import Candidates, Tables, fast_counts, view
@@ -119,7 +119,7 @@ def score_terms(pod: PodRequest, candidates: list[str], snapshot: Snapshot, sett
                 values = _fewest(cand.coder.table(level.index, tally.known, tally.at(None) + UNKNOWN_PENALTY)[codes])
                 raw += weight * values
                 out.append(Term(name, level.label, weight, values))
-        if waiting and weights.masters:
+        if waiting and weights.masters and level.label != HOSTNAME_LABEL:  # (a node is no master's zone)
             crowd = _master_room(cand, level)
             values = _fewest(crowd[codes])
             raw += lw * weights.masters * values
@@ -159,7 +159,8 @@ def _master_room(cand: Candidates, level: spreadmod.LevelView) -> np.ndarray:
     shard's copies leave free is where the master must go (the shard rule outranks the masters
     rule), and a domain ends with one copy of every shard when there are as many domains as
     copies: its masters are the shards less its replicas. So the replicas are balanced, and
-    the masters already placed lean the choice as before (`most(masters)` alone sent the first
+    the masters already placed lean the choice as before. Above the node level only: per node
+    it would add noise that can outweigh the zone's term (`most(masters)` alone sent the first
     replica of every shard waiting for its master to the one domain with a master, and left
     their masters to share the others: 15/16/1 in a burst of 32 shards whose masters' filters
     had failed closed)."""
