@@ -320,16 +320,18 @@ def reference_raw(case: Case, own_node: str | None) -> dict[str, float]:
         terms.append((lw * weights.cluster, tally(pods, level)))
         if member.role is Role.MASTER:
             terms.append((lw * weights.masters, tally(masters, level)))
-        if member.role is Role.REPLICA and member.shard is not None and \
+        if member.role is Role.REPLICA and member.shard is not None and LEVELS[level] != HOSTNAME and \
                 not any(c.role is Role.MASTER for c in case.copies()):  # leave the master its zones
-            known, _ = tally(masters, level)
-            most = max(known.values(), default=0)
-            terms.append((lw * weights.masters, (Counter({v: most - k for v, k in known.items()}), most, most)))
+            pods_in, _ = tally(pods, level)
+            masters_in, _ = tally(masters, level)
+            domains = ({n.domains[level] for n in case.snapshot.nodes.values()} - {None}) | set(pods_in) | set(masters_in)
+            crowd = Counter({v: pods_in.get(v, 0) - 2 * masters_in.get(v, 0) for v in domains})
+            terms.append((lw * weights.masters, (crowd, 0, max(crowd.values(), default=0) + 0.5)))
         for weight, (known, unknown, *base) in terms:
             def count(name):
                 value = case.domain(name, level)
-                if base:  # reversed (most masters first): a domain without any holds `most` fewer
-                    return base[0] + 0.5 if value is None else known.get(value, base[0])
+                if base:  # replicas less masters, fewest first: unknown domains after every known one
+                    return base[0] if value is None else known.get(value, 0)
                 if value is None:  # the most crowded known domain plus one half
                     return max(max(known.values(), default=0), unknown) + 0.5
                 return known[value]
