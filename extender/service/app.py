@@ -24,10 +24,11 @@ import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-try:  # gunicorn's reader raises these on a malformed chunked body; absent under a test client
+try:  # gunicorn's reader raises these on a malformed or cut-short body; absent under a test client
+    from gunicorn.http.errors import NoMoreData as _CutShort
     from gunicorn.http.errors import ParseException as _ChunkError
 except ImportError:  # pragma: no cover
-    _ChunkError = ()
+    _ChunkError = _CutShort = ()  # type: ignore[assignment,misc]
 
 from extender.core.identity import Identifier
 from extender.core.model import PodRequest
@@ -55,9 +56,11 @@ class BodyError(ValueError):
 
 
 def read_body(environ: dict[str, Any], cap: int) -> bytes:
-    """The request body, read at most `cap` + 1 bytes into memory whatever its framing:
-    Content-Length over the cap is refused before reading; a chunked body (no length) is read
-    piece by piece and refused (413) as soon as it passes the cap, never silently cut."""
+    """The request body, read at most `cap` + 1 bytes into memory whatever its framing: the one
+    reader of every route. Content-Length over the cap is refused before reading; a chunked
+    body (no length) is read piece by piece and refused (413) as soon as it passes the cap,
+    never silently cut; a malformed chunk, or a body that ends before its framing says (the
+    client closed, a chunk or its terminator missing), is a BodyError (400)."""
     length = environ.get("CONTENT_LENGTH")
     try:
         expected = int(length) if length else None
@@ -81,8 +84,12 @@ def read_body(environ: dict[str, Any], cap: int) -> bytes:
             total += len(piece)
     except _ChunkError as exc:
         raise BodyError(f"malformed request body framing: {type(exc).__name__}") from None
+    except (_CutShort, ConnectionError, TimeoutError):
+        raise BodyError("request body cut short: the connection ended inside it") from None
     if total > cap:
         raise RequestEntityTooLarge()
+    if expected is not None and total < expected:
+        raise BodyError(f"request body cut short: {total} of its {expected} bytes (Content-Length)")
     return b"".join(pieces)
 
 
@@ -132,9 +139,9 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     def read_args() -> ExtenderArgs:
         """The request's ExtenderArgs; a ProtocolError becomes a 400 (handler below)."""
         with metrics.PHASE.labels("parse").time():
-            return parse_extender_args(body(), identifier, memo, node_memo)
+            return parse_extender_args(capped_body(), identifier, memo, node_memo)
 
-    def body() -> bytes:
+    def capped_body() -> bytes:
         data = read_body(request.environ, settings.service.max_body_bytes)
         if len(data) >= LARGE_BODY:
             g.trim = True
@@ -184,14 +191,14 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
 
     @app.post("/bind")
     def bind_route() -> Response:
-        args = parse_binding(body())
+        args = parse_binding(capped_body())
         error = decider.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node, binder)
         return reply(bind_reply(error), "bind")
 
     @app.post("/preempt")
     def preempt_route() -> Response:
         with metrics.PHASE.labels("parse").time():
-            args = parse_preemption_args(request.get_data(cache=False), identifier)
+            args = parse_preemption_args(capped_body(), identifier)
         result, error = decider.preempt(args)
         if error:
             return reply(orjson.dumps({"Error": error}), "preempt", 503)
@@ -222,8 +229,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
 
     @app.post("/explain")
     def explain_post() -> Response:
-        body = loads(request.get_data(cache=False))
-        return explained(parse_pod(body, identifier))
+        return explained(parse_pod(loads(capped_body()), identifier))
 
     def explained(pod: PodRequest) -> Response:
         try:

@@ -65,7 +65,8 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "bind": service.bind,
         "workers": service.workers,
-        "worker_class": "gthread",
+        # gthread with the TLS handshake in the poller, a deadline and a per-address bound
+        "worker_class": "extender.service.worker.GuardedWorker",
         "threads": service.threads,
         # Longer than the Go client's idle timeout (90 s): the client, not us, closes idle
         # connections, so it never writes a POST into a connection we just closed.
