@@ -33,8 +33,9 @@ except ImportError:  # pragma: no cover
 from extender.core.identity import Identifier
 from extender.core.model import PodRequest
 from extender.service.report_routes import register as register_reports
-from extender.protocol import (ExtenderArgs, NamesMemo, NodeMemo, ProtocolError, bind_reply, filter_reply, loads, parse_binding,
-                        parse_extender_args, parse_pod, parse_preemption_args, preemption_reply, prioritize_reply)
+from extender.core.quantity import prefix
+from extender.protocol import (MAX_LABEL, MAX_NAME, ExtenderArgs, NamesMemo, NodeMemo, ProtocolError, bind_reply, check_name,
+                               filter_reply, loads, parse_binding, parse_extender_args, parse_pod, parse_preemption_args, preemption_reply, prioritize_reply)
 from extender.core.settings import Settings
 from extender.state.cache import StateCache, StateUnavailable, StoreFailed, open_cache
 from extender.state.store import RedisStore
@@ -110,6 +111,11 @@ _MALLOC_TRIM = _libc_trim()
 
 
 VERBS = ("/filter", "/prioritize", "/bind", "/preempt")
+PRIVATE = (*VERBS, "/explain")
+"""Routes only the main listener serves (behind the client certificate with mTLS): the verbs, and
+/explain, which shows the placement and runs a full evaluation of any posted pod."""
+POD_PARAM = MAX_LABEL + 1 + MAX_NAME
+"""Longest ?pod=NAMESPACE/NAME: a namespace (DNS-1123 label), "/", a pod name (subdomain)."""
 
 
 def create_app(settings: Settings, cache: StateCache | None = None, binder: Binder | None = None,
@@ -150,8 +156,8 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     @app.before_request
     def start_clock() -> Response | None:
         g.started = time.perf_counter()
-        if public_only and request.path in VERBS:
-            return bad(request.path.strip("/"), "the extender verbs are not served on the public listener "
+        if public_only and request.path in PRIVATE:
+            return bad(request.path.strip("/"), f"{request.path} is not served on the public listener "
                        "(service.public_bind); use the main, mTLS listener", 403)
         return None
 
@@ -216,8 +222,10 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     def explain_get() -> Response:
         key = request.args.get("pod", "")
         namespace, sep, name = key.partition("/")
-        if not sep or not namespace or not name or "/" in name:
-            return bad("explain", f"'pod' must be NAMESPACE/NAME, got {key!r}")
+        if len(key) > POD_PARAM or not sep or not namespace or not name or "/" in name:
+            return bad("explain", f"'pod' must be NAMESPACE/NAME (at most {POD_PARAM} characters), got {prefix(key)}")
+        check_name(namespace, "pod (its namespace)", MAX_LABEL)  # a ProtocolError: 400, quoting 40 characters
+        check_name(name, "pod (its name)")
         try:
             pod = decider.pod_from_store(namespace, name)
         except StateUnavailable as exc:
@@ -253,9 +261,10 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
             return Response(orjson.dumps({"status": "unready", "reason": "no state loaded yet"}),
                             status=503, mimetype=JSON)
         try:  # the verbs' own predicate: an epoch present and the one the tables were built with
-            decider.snapshots.check_whole()
+            decider.snapshots.check_whole(patient=True)  # one slow call is no outage (cache.probe)
         except StateUnavailable as exc:
-            return Response(orjson.dumps({"status": "unready", "reason": str(exc)}), status=503, mimetype=JSON)
+            why = f" (the last epoch was taken away: {meta['invalidated']})" if meta.get("invalidated") else ""
+            return Response(orjson.dumps({"status": "unready", "reason": f"{exc}{why}"}), status=503, mimetype=JSON)
         metrics.STATE_AGE.set(float(meta["loaded_at"]))
         return Response(orjson.dumps({"status": "ready", **meta}), mimetype=JSON)
 
