@@ -188,10 +188,10 @@ class Decider:
         try:
             self._whole(self.snapshots.check_whole)  # an emptied Redis knows no pod: never "unknown, pass"
             if self.pending is None:  # offline: the loaded state stands for the API
-                refused = self._offline_refusal(namespace, name, uid, node)
-                if refused is not None:
+                offline = self._offline_refusal(namespace, name, uid, node)
+                if offline is not None:
                     metrics.PLACEMENTS.labels("not_pending").inc()
-                    return refused
+                    return offline
             pod, memory = self.snapshots.bound_pod(namespace, name, uid)
             if pod is not None:
                 error = self._check_and_record(pod, node, memory)

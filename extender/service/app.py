@@ -28,7 +28,7 @@ try:  # gunicorn's reader raises these on a malformed or cut-short body; absent 
     from gunicorn.http.errors import NoMoreData as _CutShort
     from gunicorn.http.errors import ParseException as _ChunkError
 except ImportError:  # pragma: no cover
-    _ChunkError = _CutShort = ()  # type: ignore[assignment,misc]
+    _ChunkError = _CutShort = ()
 
 from extender.core.identity import Identifier
 from extender.core.model import PodRequest

@@ -34,7 +34,7 @@ from gunicorn.http import get_parser
 from gunicorn.workers.gthread import ThreadWorker, TConn
 
 
-class _Conn(TConn):  # type: ignore[misc]
+class _Conn(TConn):
     """A connection whose TLS handshake, if any, the poller completed before a thread saw it."""
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -49,7 +49,7 @@ class _Conn(TConn):  # type: ignore[misc]
             return
         if self.initialized:
             return
-        self.initialized = True
+        self.initialized: bool = True
         self.sock.setblocking(True)
         if gsock.is_http2_negotiated(self.sock):  # only if http_protocols offers h2 (not shipped)
             self.is_http2 = True
@@ -70,7 +70,7 @@ def _address(client: Any) -> str:
     return str(client[0]) if isinstance(client, tuple) and client else ""
 
 
-class GuardedWorker(ThreadWorker):  # type: ignore[misc]
+class GuardedWorker(ThreadWorker):
     """ThreadWorker with poller-driven TLS handshakes, a handshake deadline and a per-address
     bound on open connections (module docstring)."""
 

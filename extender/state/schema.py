@@ -26,7 +26,7 @@ not supported as the state's store:
                             changes role or goes: a master's bind records with it, so two
                             masters of different shards cannot both take the last fair zone
   P clusters                SET of cluster ids ("ns/name")
-  P meta                    HASH loaded_at, source, nodes, pods
+  P meta                    HASH loaded_at, source, nodes, pods; invalidated (why an epoch was taken away)
   P epoch                   STRING JSON {"id", "at", "by", "nodes", "pods"}: written LAST by every
                             writer of a complete state (`load`, the syncer's full list). Missing
                             (Redis emptied, replaced, or a load under way) or different from the
