@@ -261,7 +261,7 @@ def test_offline_bind_of_a_pod_the_state_does_not_hold_is_refused(extender, stor
 
 def test_bind_refuses_a_second_copy_on_one_node(extender) -> None:
     status, reply = post(extender.url + "/bind", {"PodName": "cache-a-2", "PodNamespace": "redis",
-                                                  "PodUID": "u", "Node": "node-a"})
+                                                  "PodUID": "uid-redis-cache-a-2", "Node": "node-a"})
     assert status == 200
     assert "node-a already holds shard 3 of cache-a (cache-a-0, master)" in reply["Error"]
 
