@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
@@ -29,14 +30,14 @@ def mtls_serve(tmp_path, redis_server, prefix):
     certs = make_certs(tmp_path / "certs")
     procs = []
 
-    def start(**extra: str):
+    def start(client_ca: Path | None = None, **extra: str):
         port, public = free_port(), free_port()
         env = {**os.environ, "REDIS_URL": redis_server.url, "REDIS_EXTENDER_KEY_PREFIX": prefix, **extra}
         log = tmp_path / f"serve-{port}.log"
         proc = subprocess.Popen(
             [sys.executable, "-m", "extender.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1",
              "--certfile", str(certs.server[0]), "--keyfile", str(certs.server[1]),
-             "--client-ca-file", str(certs.ca), "--public-bind", f"127.0.0.1:{public}"],
+             "--client-ca-file", str(client_ca or certs.ca), "--public-bind", f"127.0.0.1:{public}"],
             env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
         procs.append(proc)
         wait_until(lambda: http_ok(f"http://127.0.0.1:{public}/healthz", timeout=0.5), timeout=30,
@@ -123,3 +124,20 @@ def test_one_address_holds_at_most_its_share_of_connections(mtls_serve) -> None:
         extra = held(stack, port, 3)
         assert all(closed_by_server(s, within=2) for s in extra)  # past it: closed at accept
         assert max(timed_filters(certs, port, 3)) < 2.0  # another address is served meanwhile
+
+
+def test_a_new_client_ca_is_taken_without_a_restart(mtls_serve, tmp_path) -> None:
+    """Rotation: the worker builds its TLS context again when the client CA file changes (a
+    Secret's files are swapped, so the file is a new one), as gunicorn did per connection."""
+    client_ca = tmp_path / "client-ca.crt"
+    client_ca.write_bytes((tmp_path / "certs" / "extender-ca.crt").read_bytes())
+    certs, port = mtls_serve(client_ca=client_ca)
+    assert post(port, context(certs, certs.client))[0] == 200
+    with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError, OSError)):
+        post(port, context(certs, certs.stranger))
+    rotated = tmp_path / "client-ca.new"
+    rotated.write_bytes((tmp_path / "certs" / "other-ca.crt").read_bytes())
+    rotated.replace(client_ca)
+    assert post(port, context(certs, certs.stranger))[0] == 200
+    with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError, OSError)):
+        post(port, context(certs, certs.client))
