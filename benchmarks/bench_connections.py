@@ -114,6 +114,8 @@ def _still_open(s: socket.socket) -> bool:
     """Has the server kept this connection (nothing to read, no EOF)?"""
     try:
         s.setblocking(False)
+        if isinstance(s, ssl.SSLSocket):  # (no MSG_PEEK there; the connection is closed next anyway)
+            return s.recv(1) != b""
         return s.recv(1, socket.MSG_PEEK) != b""
     except (BlockingIOError, ssl.SSLWantReadError):
         return True
