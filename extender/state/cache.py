@@ -29,13 +29,14 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar, cast
 import redis
 from cachetools import LRUCache, TTLCache
 
-from extender.core.domains import domain_path
-from extender.core.model import Node
-from extender.policy.candidates import NodeArrays
 from extender.core.settings import Settings
 from extender.state.fence import FenceWatch, Mark
-from extender.state.records import FilterMemory, NodeRecord, PodRecord, RecordResult, ShardState
+from extender.state.records import FilterMemory, PodRecord, RecordResult, ShardState
 from extender.state.store import RedisStore
+from extender.state.table import NodeTable, build_node_table, epoch_problem
+
+__all__ = ["NodeTable", "StateCache", "StateIncomplete", "StateUnavailable", "StoreFailed", "build_node_table",
+           "epoch_problem", "open_cache"]
 
 if TYPE_CHECKING:
     from extender.core.model import VictimSet
@@ -75,45 +76,6 @@ class StateIncomplete(StateUnavailable):
 class StoreFailed(StateUnavailable):
     """A call that must reach Redis now failed, or was not tried because Redis is down.
     Its text is the Redis client's (or "Redis unavailable"), for the reply's Error."""
-
-
-@dataclass(frozen=True)
-class NodeTable:
-    generation: int
-    nodes: dict[str, Node]
-    level_domains: tuple[frozenset[str], ...]
-    unknown_by_level: tuple[int, ...]  # nodes with an unknown domain per level (hygiene)
-    arrays: NodeArrays  # the same, as arrays for the policy's fast path
-    epoch: str = ""  # the state's epoch when it was read ("" none: Redis emptied or not loaded)
-
-
-def build_node_table(generation: int, records: dict[str, NodeRecord], levels: tuple[str, ...],
-                     epoch: str = "") -> NodeTable:
-    nodes = {}
-    values: list[set[str]] = [set() for _ in levels]
-    unknown = [0] * len(levels)
-    for name, rec in records.items():
-        path = domain_path(name, rec.labels, levels)
-        nodes[name] = Node(name=name, domains=path, allocatable_memory=rec.memory,
-                           allocatable_cpu=rec.cpu, ready=rec.ready)
-        for i, value in enumerate(path):
-            if value is None:
-                unknown[i] += 1
-            else:
-                values[i].add(value)
-    return NodeTable(generation, nodes, tuple(frozenset(v) for v in values), tuple(unknown),
-                     NodeArrays.build(nodes, len(levels)), epoch)
-
-
-def epoch_problem(current: str, table: NodeTable | None) -> str | None:
-    """The one predicate of a whole state, for the verbs and /readyz alike: None when the
-    epoch read now is present and is the one `table` was built with, else why not."""
-    if not current:
-        return ("the state is not whole: no epoch in Redis (emptied, replaced, or never loaded; "
-                "waiting for `load` or the syncer's relist)")
-    if table is None or table.epoch != current:
-        return "the state was replaced since this process read it (a new epoch): reloading"
-    return None
 
 
 @dataclass
@@ -160,6 +122,8 @@ class StateCache:
         self._table_fetched = -1e18  # when the table was last read whole
         self._epoch = ""  # the epoch of the values cached (usage, shards); cleared when it moves
         self.fence = FenceWatch()  # has the state gone back in time? (state/fence.py)
+        self._writes: dict[str, int] = {}  # per cluster: this process's writes (cluster_writes)
+        self._usage_parts: tuple[Any, Any, dict[str, tuple[int, int]]] | None = None  # usage_parts
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -314,6 +278,11 @@ class StateCache:
         if found is not _MISSING:
             self.stats.count("hits")
             return cast(T, found)
+        if background is not None and previous is not None and now - previous[0] < self._fresh[kind].ttl:
+            # dropped by this process's own write, which _count_in_usage applied to the last read:
+            # still as young as a hit (a reload per placement cost thousands of fields each)
+            self.stats.count("hits")
+            return cast(T, previous[1])
         self.stats.count("misses")
         if self._is_down(now):
             return self._stale(key, now)
@@ -331,6 +300,8 @@ class StateCache:
 
     def _put(self, kind: str, key: CacheKey, value: Any) -> None:
         with self._lock:
+            if kind == "usage":
+                self._usage_parts = None  # a read is its own base
             self._fresh[kind][key] = value
             self._last_good[key] = (self.clock(), value)
 
@@ -444,13 +415,28 @@ class StateCache:
             entry = self._last_good.get(key)
             if entry is None:
                 return
-            mem, cpu = dict(entry[1][0]), dict(entry[1][1])
+            current = entry[1]
+            parts = self._usage_parts
+            base, delta = (parts[1], dict(parts[2])) if parts is not None and parts[0] is current else (current, {})
+            mem, cpu = dict(current[0]), dict(current[1])
+            changes = [(pod.node, pod.memory, pod.cpu)]
             if old is not None:
-                mem[old[0]] = mem.get(old[0], 0) - old[1]
-                cpu[old[0]] = cpu.get(old[0], 0) - old[2]
-            mem[pod.node] = mem.get(pod.node, 0) + pod.memory
-            cpu[pod.node] = cpu.get(pod.node, 0) + pod.cpu
-            self._last_good[key] = (entry[0], (mem, cpu))
+                changes.insert(0, (old[0], -old[1], -old[2]))
+            for node, memory, millicpu in changes:
+                mem[node] = mem.get(node, 0) + memory
+                cpu[node] = cpu.get(node, 0) + millicpu
+                was = delta.get(node, (0, 0))
+                delta[node] = (was[0] + memory, was[1] + millicpu)
+            adjusted = (mem, cpu)
+            self._last_good[key] = (entry[0], adjusted)
+            self._usage_parts = (adjusted, base, delta)
+
+    def usage_parts(self, usage: Any) -> tuple[Any, dict[str, tuple[int, int]]] | None:
+        """When `usage` (as usage() served it) is the last read plus this process's own records:
+        that read and the records' (memory, CPU) per node, so what was derived from the read can
+        be kept and the few records applied to it (state/snapshot.py); else None."""
+        parts = self._usage_parts
+        return (parts[1], parts[2]) if parts is not None and parts[0] is usage else None
 
     def unrecord(self, pod: PodRecord) -> bool:
         """Undo a placement this service recorded (the API refused the Binding): only while the
@@ -462,8 +448,14 @@ class StateCache:
 
     # -- invalidation by this process's writes ---------------------------------------------
 
+    def cluster_writes(self, cluster: str) -> int:
+        """How many writes of this process touched `cluster` so far (a memo of its state taken
+        before is stale when this moved)."""
+        return self._writes.get(cluster, 0)
+
     def invalidate_shard(self, cluster: str, shard: str | None) -> None:
         with self._lock:
+            self._writes[cluster] = self._writes.get(cluster, 0) + 1
             for key in (("shard", cluster, s, c) for s in (shard, None) for c in (True, False)):
                 self._fresh["shard"].pop(key, None)
             self._fresh["usage"].pop(("usage",), None)
