@@ -1,6 +1,6 @@
 """Slow, idle and half-TLS clients must not starve the scheduler.
 
-    python -m benchmarks.bench_connections [--hold 64] [--requests 150] [-- serve args...]
+    python -m benchmarks.bench_connections [--hold 64] [--requests 150] [--kinds idle,half-tls] [-- serve args...]
 
 Serves HTTPS (a throw-away self-signed certificate, openssl CLI) on 127.0.0.1 with a
 synthetic 500-node cluster loaded, then measures a real filter (a pending Redis pod, 500
@@ -8,7 +8,10 @@ candidate names, one keep-alive connection as kube-scheduler keeps one) side by 
 with no other connections, and while --hold connections are held open that
   slow:      send a request line and then a header byte a second,
   idle:      connect and send nothing,
-  half-tls:  send half a TLS ClientHello and nothing more.
+  half-tls:  send half a TLS ClientHello and nothing more,
+all from one address (127.0.0.2, to the server on 127.0.0.1; the filters come from
+127.0.0.1). Each case also opens 20 new connections, one filter each (a scheduler that
+reconnects), and counts how many held connections the server still had open at the end.
 Prints p50/p99/max per case and how many filters took over kube-scheduler's 5 s extender
 timeout. Bounded: each case lasts at most --requests filters or 60 s.
 """
@@ -57,15 +60,17 @@ def client_hello() -> bytes:
 class Holder:
     """`count` connections of one kind, held open by one thread until stopped."""
 
-    def __init__(self, port: int, kind: str, count: int):
-        self.port, self.kind, self.count = port, kind, count
+    def __init__(self, port: int, kind: str, count: int, source: str = "127.0.0.2"):
+        self.port, self.kind, self.count, self.source = port, kind, count, source
+        self.open_at_end = 0
         self.stop = threading.Event()
+        self.ready = threading.Event()
         self.socks: list[socket.socket] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _open(self) -> socket.socket | None:
         try:
-            s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=2, source_address=(self.source, 0))
         except OSError:
             return None
         try:
@@ -81,6 +86,7 @@ class Holder:
 
     def _run(self) -> None:
         self.socks = [s for s in (self._open() for _ in range(self.count)) if s is not None]
+        self.ready.set()
         while not self.stop.wait(1.0):
             for i, s in enumerate(self.socks):
                 if self.kind == "slow":
@@ -89,12 +95,14 @@ class Holder:
                     except OSError:  # the server gave up on it: a new one takes its place
                         s.close()
                         self.socks[i] = self._open() or s
+        self.open_at_end = sum(_still_open(s) for s in self.socks)
         for s in self.socks:
             s.close()
 
     def __enter__(self) -> "Holder":
         self.thread.start()
-        time.sleep(1.5)  # all held before the first filter
+        self.ready.wait(120)  # all opened before the first filter
+        time.sleep(1.5)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -102,7 +110,20 @@ class Holder:
         self.thread.join(10)
 
 
-def probe(port: int, body: bytes, requests: int, budget: float = 60) -> dict[str, Any]:
+def _still_open(s: socket.socket) -> bool:
+    """Has the server kept this connection (nothing to read, no EOF)?"""
+    try:
+        s.setblocking(False)
+        if isinstance(s, ssl.SSLSocket):  # (no MSG_PEEK there; the connection is closed next anyway)
+            return s.recv(1) != b""
+        return s.recv(1, socket.MSG_PEEK) != b""
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return True
+    except OSError:
+        return False
+
+
+def probe(port: int, body: bytes, requests: int, budget: float = 60, fresh: bool = False) -> dict[str, Any]:
     context = ssl._create_unverified_context()
     conn: http.client.HTTPSConnection | None = None
     times, errors = [], 0
@@ -112,7 +133,9 @@ def probe(port: int, body: bytes, requests: int, budget: float = 60) -> dict[str
             break
         started = time.perf_counter()
         try:
-            if conn is None:
+            if conn is None or fresh:
+                if conn is not None:
+                    conn.close()
                 conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=context)
             conn.request("POST", "/filter", body=body, headers={"Content-Type": "application/json"})
             resp = conn.getresponse()
@@ -129,7 +152,7 @@ def probe(port: int, body: bytes, requests: int, budget: float = 60) -> dict[str
 
 
 def main(hold: int = 64, requests: int = 150, serve_args: list[str] | None = None,
-         kinds: tuple[str, ...] = ("slow", "idle", "half-tls")) -> list[tuple[str, dict[str, Any]]]:
+         kinds: tuple[str, ...] = ("slow", "idle", "half-tls"), fresh: int = 20) -> list[tuple[str, dict[str, Any]]]:
     document = synthetic(500, 100)
     nodes = [i["metadata"]["name"] for i in document["items"] if i["kind"] == "Node"]
     pending = next({k: v for k, v in i.items() if k not in ("apiVersion", "kind")} for i in document["items"]
@@ -144,14 +167,17 @@ def main(hold: int = 64, requests: int = 150, serve_args: list[str] | None = Non
             probe(ext.port, body, 20)  # warm: the worker's cache and the candidate memo
             results.append(("no other connections", probe(ext.port, body, requests)))
             for kind in kinds:
-                with Holder(ext.port, kind, hold):
+                with Holder(ext.port, kind, hold) as holder:
                     results.append((f"{hold} {kind} connections held", probe(ext.port, body, requests)))
+                    if fresh:
+                        results.append((f"  new connections, {kind} held", probe(ext.port, body, fresh, fresh=True)))
+                results[-1][1]["held_open"] = holder.open_at_end
             results.append(("after they closed", probe(ext.port, body, requests)))
     print(f"filter of a Redis pod, 500 candidates, HTTPS keep-alive; serve {' '.join(serve_args or []) or '(defaults)'}")
-    print(f"{'case':36} {'n':>4} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>9} {'>5 s':>5} {'errors':>6}")
+    print(f"{'case':36} {'n':>4} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>9} {'>5 s':>5} {'errors':>6} {'held open':>9}")
     for name, r in results:
         print(f"{name:36} {r['n']:4} {r.get('p50', 0):8.2f} {r.get('p99', 0):8.2f} {r['max_ms'] or 0:9.1f}"
-              f" {r['over_5s']:5} {r['errors']:6}")
+              f" {r['over_5s']:5} {r['errors']:6} {r.get('held_open', ''):>9}")
     return results
 
 
@@ -159,11 +185,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hold", type=int, default=64)
     parser.add_argument("--requests", type=int, default=150)
+    parser.add_argument("--kinds", default="slow,idle,half-tls", help="comma-separated: slow, idle, half-tls")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 if any filter failed or took over 5 s (the CI's connection-exhaustion check)")
     parser.add_argument("serve_args", nargs="*", help="extra `serve` arguments (after --)")
     ns = parser.parse_args()
-    outcome = main(ns.hold, ns.requests, ns.serve_args)
+    outcome = main(ns.hold, ns.requests, ns.serve_args, tuple(ns.kinds.split(",")))
     if ns.check and any(r["over_5s"] or r["errors"] for _, r in outcome):
         print("connection-exhaustion check FAILED: a filter failed or waited past 5 s", file=sys.stderr)
         raise SystemExit(1)

@@ -77,6 +77,8 @@ class ServiceSettings:
     bind: str = "127.0.0.1:8888"
     workers: int = 2
     threads: int = 128
+    handshake_timeout: float = 5.0
+    connections_per_address: int = 256
     max_body_bytes: int = 64 * 2**20
     certfile: str | None = None
     keyfile: str | None = None
@@ -237,6 +239,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("service", "bind", "REDIS_EXTENDER_BIND", str, "HOST:PORT to serve on."),
     Option("service", "workers", "REDIS_EXTENDER_WORKERS", int, "gunicorn worker processes."),
     Option("service", "threads", "REDIS_EXTENDER_THREADS", int, "Threads per worker (gthread: keep-alive connections)."),
+    Option("service", "handshake_timeout", "REDIS_EXTENDER_HANDSHAKE_TIMEOUT", float,
+           "Seconds a TLS handshake may take (done by the worker's poller, never a thread); slower ones are closed."),
+    Option("service", "connections_per_address", "REDIS_EXTENDER_CONNECTIONS_PER_ADDRESS", int,
+           "Open connections one client address may hold per worker; more are closed at accept."),
     Option("service", "max_body_bytes", "REDIS_EXTENDER_MAX_BODY", int, "Largest request body; larger gets 413."),
     Option("service", "certfile", "REDIS_EXTENDER_CERTFILE", _optional_str, "TLS certificate (serve HTTPS)."),
     Option("service", "keyfile", "REDIS_EXTENDER_KEYFILE", _optional_str, "TLS private key."),
@@ -367,6 +373,8 @@ def validate(settings: Settings) -> list[str]:
         problems.append(f"service.bind {service.bind!r} must be HOST:PORT")
     if service.workers < 1 or service.threads < 1:
         problems.append("service.workers and service.threads must be >= 1")
+    if service.handshake_timeout <= 0 or service.connections_per_address < 1:
+        problems.append("service.handshake_timeout must be > 0 and service.connections_per_address >= 1")
     if service.max_body_bytes < 1024:
         problems.append("service.max_body_bytes must be >= 1024")
     if bool(service.certfile) != bool(service.keyfile):

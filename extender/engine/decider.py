@@ -186,6 +186,11 @@ class Decider:
                 return f"redis-extender: {refused}; not bound"
         try:
             self._whole(self.snapshots.check_whole)  # an emptied Redis knows no pod: never "unknown, pass"
+            if self.pending is None:  # offline: the loaded state stands for the API
+                offline = self._offline_refusal(namespace, name, uid, node)
+                if offline is not None:
+                    metrics.PLACEMENTS.labels("not_pending").inc()
+                    return offline
             pod, memory = self.snapshots.bound_pod(namespace, name, uid)
             if pod is not None:
                 error = self._check_and_record(pod, node, memory)
@@ -205,6 +210,23 @@ class Decider:
                 self._release(pod)
             return f"redis-extender: binding {namespace}/{name} to {node} failed: {exc}"
         return ""
+
+    def _offline_refusal(self, namespace: str, name: str, uid: str, node: str) -> str | None:
+        """Offline there is no API to ask (live mode's PendingCheck); the state loaded from it is
+        asked instead, as strictly: only a pod it holds, with that UID, not placed on another
+        node. "" when the pod is already recorded on `node` (a repeated bind); None: go on."""
+        stored = self.cache.pod(namespace, name)
+        key = f"{namespace}/{name}"
+        if stored is None:
+            return (f"redis-extender: pod {key} is not in the extender's state (offline, only a pod "
+                    f"`load`ed pending can be bound); not bound")
+        if uid and stored.uid and stored.uid != uid:
+            return f"redis-extender: pod {key} has another UID in the extender's state; not bound"
+        if stored.node:  # as the API refuses a second Binding of a pod with a nodeName
+            if stored.node == node and stored.phase not in ("Succeeded", "Failed"):
+                return ""
+            return f"redis-extender: pod {key} is already bound to {stored.node}; not bound"
+        return None
 
     def _check_and_record(self, pod: PodRequest, node: str, memory: FilterMemory | None,
                           attempts: int = 5) -> str:

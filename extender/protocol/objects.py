@@ -41,11 +41,14 @@ def check_node(node: Any, i: int) -> None:
             if value is None:
                 continue
             try:
-                convert(value)
+                amount = convert(value)
             except quantity.QuantityRange as exc:  # well-formed but beyond int64: the sender's error
                 raise ProtocolError(f"'Nodes.items[{i}].status.{field}.{key}' is {exc}") from exc
             except quantity.QuantityError:
-                pass  # unreadable: the node's allocatable is unknown (node_from_object, documented)
+                continue  # unreadable: the node's allocatable is unknown (node_from_object, documented)
+            if amount < 0:  # Kubernetes' ValidateResourceQuantityValue
+                raise ProtocolError(f"'Nodes.items[{i}].status.{field}.{key}' must be greater than or equal to 0: "
+                                    f"{quantity.prefix(value)}")
 
 
 def parse_pod(pod: Any, identifier: Identifier) -> PodRequest:
@@ -96,9 +99,13 @@ def pod_requests(spec: Mapping[str, Any], where: str = "Pod.spec") -> tuple[int,
                 values.append(0)
                 continue
             try:
-                values.append(convert(requests[key]))
+                amount = convert(requests[key])
             except quantity.QuantityError as exc:
                 raise ProtocolError(f"'{field}.{key}' is a bad resource request: {exc}") from exc
+            if amount < 0:  # as Kubernetes' validation refuses it
+                raise ProtocolError(f"'{field}.{key}' is a bad resource request: must be greater than or equal "
+                                    f"to 0, got {quantity.prefix(requests[key])}")
+            values.append(amount)
         return values[0], values[1]
 
     def containers(key: str) -> list[tuple[int, int]]:

@@ -9,7 +9,8 @@ import orjson
 
 from extender.core.identity import Identifier
 from extender.core.model import PodRequest, Victim, VictimSet
-from extender.protocol.errors import ProtocolError, fold, loads
+from extender.core.quantity import INT64_MAX
+from extender.protocol.errors import MAX_CANDIDATES, MAX_UID, ProtocolError, check_name, check_names, fold, loads
 from extender.protocol.objects import parse_pod
 
 
@@ -40,6 +41,9 @@ def parse_preemption_args(data: bytes, identifier: Identifier) -> PreemptionArgs
     mapping = meta if meta is not None else full
     if not isinstance(mapping, dict):
         raise ProtocolError(f"'{field_name}' must be an object of node name -> victims")
+    if len(mapping) > MAX_CANDIDATES:  # the filter's cap: the work of one request is bounded
+        raise ProtocolError(f"'{field_name}' has {len(mapping)} nodes, over the cap of {MAX_CANDIDATES}")
+    check_names(mapping, field_name)
     victims: dict[str, VictimSet] = {}
     for node, entry in mapping.items():
         where = f"'{field_name}.{node}'"
@@ -52,14 +56,15 @@ def parse_preemption_args(data: bytes, identifier: Identifier) -> PreemptionArgs
         if not isinstance(pods, list):
             raise ProtocolError(f"{where}.Pods must be a list")
         pdb = folded.get("numpdbviolations") or 0
-        if not isinstance(pdb, int) or isinstance(pdb, bool):
-            raise ProtocolError(f"{where}.NumPDBViolations must be an integer")
+        if not isinstance(pdb, int) or isinstance(pdb, bool) or not 0 <= pdb <= INT64_MAX:
+            raise ProtocolError(f"{where}.NumPDBViolations must be an integer from 0 to 2^63-1 (int64)")
         found = []
         for i, item in enumerate(pods):
             if meta is not None:
                 uid = fold(item, f"{where}.Pods[{i}]").get("uid")
                 if not isinstance(uid, str) or not uid:
                     raise ProtocolError(f"{where}.Pods[{i}] needs a string 'UID'")
+                check_name(uid, f"{field_name}.{node}.Pods[{i}].UID", MAX_UID)
                 found.append(Victim(uid=uid, node=node))
             else:
                 victim = parse_pod(item, identifier) if isinstance(item, dict) else None

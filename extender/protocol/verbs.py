@@ -11,7 +11,8 @@ import orjson
 from extender.core import quantity
 from extender.core.identity import Identifier
 from extender.core.model import Node, PodRequest
-from extender.protocol.errors import MAX_CANDIDATES, MAX_LABEL, MAX_NAME, MAX_UID, ProtocolError, check_name, fold, loads
+from extender.protocol.errors import (MAX_CANDIDATES, MAX_LABEL, MAX_NAME, MAX_UID, ProtocolError, check_name, check_names,
+                                      fold, loads)
 from extender.protocol.objects import check_node, node_from_object, parse_pod
 
 
@@ -205,9 +206,7 @@ def _parse_body(raw: Any, identifier: Identifier, node_memo: NodeMemo | None = N
             given = cast(list[str], names)
             if len(given) > MAX_CANDIDATES:
                 raise ProtocolError(f"'NodeNames' has {len(given)} names, over the cap of {MAX_CANDIDATES}")
-            for i, name in enumerate(given):
-                if len(name) > MAX_NAME:
-                    check_name(name, f"NodeNames[{i}]")
+            check_names(given, "NodeNames")  # Kubernetes' node names: DNS-1123 subdomains
         node_names = list(cast(list[str], names))
     else:
         node_names = [n["metadata"]["name"] for n in full_nodes or []]

@@ -24,16 +24,18 @@ import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-try:  # gunicorn's reader raises these on a malformed chunked body; absent under a test client
+try:  # gunicorn's reader raises these on a malformed or cut-short body; absent under a test client
+    from gunicorn.http.errors import NoMoreData as _CutShort
     from gunicorn.http.errors import ParseException as _ChunkError
 except ImportError:  # pragma: no cover
-    _ChunkError = ()
+    _ChunkError = _CutShort = ()
 
 from extender.core.identity import Identifier
 from extender.core.model import PodRequest
 from extender.service.report_routes import register as register_reports
-from extender.protocol import (ExtenderArgs, NamesMemo, NodeMemo, ProtocolError, bind_reply, filter_reply, loads, parse_binding,
-                        parse_extender_args, parse_pod, parse_preemption_args, preemption_reply, prioritize_reply)
+from extender.core.quantity import prefix
+from extender.protocol import (MAX_LABEL, MAX_NAME, ExtenderArgs, NamesMemo, NodeMemo, ProtocolError, bind_reply, check_name,
+                               filter_reply, loads, parse_binding, parse_extender_args, parse_pod, parse_preemption_args, preemption_reply, prioritize_reply)
 from extender.core.settings import Settings
 from extender.state.cache import StateCache, StateUnavailable, StoreFailed, open_cache
 from extender.state.store import RedisStore
@@ -55,9 +57,11 @@ class BodyError(ValueError):
 
 
 def read_body(environ: dict[str, Any], cap: int) -> bytes:
-    """The request body, read at most `cap` + 1 bytes into memory whatever its framing:
-    Content-Length over the cap is refused before reading; a chunked body (no length) is read
-    piece by piece and refused (413) as soon as it passes the cap, never silently cut."""
+    """The request body, read at most `cap` + 1 bytes into memory whatever its framing: the one
+    reader of every route. Content-Length over the cap is refused before reading; a chunked
+    body (no length) is read piece by piece and refused (413) as soon as it passes the cap,
+    never silently cut; a malformed chunk, or a body that ends before its framing says (the
+    client closed, a chunk or its terminator missing), is a BodyError (400)."""
     length = environ.get("CONTENT_LENGTH")
     try:
         expected = int(length) if length else None
@@ -81,8 +85,12 @@ def read_body(environ: dict[str, Any], cap: int) -> bytes:
             total += len(piece)
     except _ChunkError as exc:
         raise BodyError(f"malformed request body framing: {type(exc).__name__}") from None
+    except (_CutShort, ConnectionError, TimeoutError):
+        raise BodyError("request body cut short: the connection ended inside it") from None
     if total > cap:
         raise RequestEntityTooLarge()
+    if expected is not None and total < expected:
+        raise BodyError(f"request body cut short: {total} of its {expected} bytes (Content-Length)")
     return b"".join(pieces)
 
 
@@ -103,6 +111,11 @@ _MALLOC_TRIM = _libc_trim()
 
 
 VERBS = ("/filter", "/prioritize", "/bind", "/preempt")
+PRIVATE = (*VERBS, "/explain")
+"""Routes only the main listener serves (behind the client certificate with mTLS): the verbs, and
+/explain, which shows the placement and runs a full evaluation of any posted pod."""
+POD_PARAM = MAX_LABEL + 1 + MAX_NAME
+"""Longest ?pod=NAMESPACE/NAME: a namespace (DNS-1123 label), "/", a pod name (subdomain)."""
 
 
 def create_app(settings: Settings, cache: StateCache | None = None, binder: Binder | None = None,
@@ -132,9 +145,9 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     def read_args() -> ExtenderArgs:
         """The request's ExtenderArgs; a ProtocolError becomes a 400 (handler below)."""
         with metrics.PHASE.labels("parse").time():
-            return parse_extender_args(body(), identifier, memo, node_memo)
+            return parse_extender_args(capped_body(), identifier, memo, node_memo)
 
-    def body() -> bytes:
+    def capped_body() -> bytes:
         data = read_body(request.environ, settings.service.max_body_bytes)
         if len(data) >= LARGE_BODY:
             g.trim = True
@@ -143,8 +156,8 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     @app.before_request
     def start_clock() -> Response | None:
         g.started = time.perf_counter()
-        if public_only and request.path in VERBS:
-            return bad(request.path.strip("/"), "the extender verbs are not served on the public listener "
+        if public_only and request.path in PRIVATE:
+            return bad(request.path.strip("/"), f"{request.path} is not served on the public listener "
                        "(service.public_bind); use the main, mTLS listener", 403)
         return None
 
@@ -186,14 +199,14 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
 
     @app.post("/bind")
     def bind_route() -> Response:
-        args = parse_binding(body())
+        args = parse_binding(capped_body())
         error = decider.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node, binder)
         return reply(bind_reply(error), "bind")
 
     @app.post("/preempt")
     def preempt_route() -> Response:
         with metrics.PHASE.labels("parse").time():
-            args = parse_preemption_args(request.get_data(cache=False), identifier)
+            args = parse_preemption_args(capped_body(), identifier)
         result, error = decider.preempt(args)
         if error:
             return reply(orjson.dumps({"Error": error}), "preempt", 503)
@@ -211,8 +224,10 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
     def explain_get() -> Response:
         key = request.args.get("pod", "")
         namespace, sep, name = key.partition("/")
-        if not sep or not namespace or not name or "/" in name:
-            return bad("explain", f"'pod' must be NAMESPACE/NAME, got {key!r}")
+        if len(key) > POD_PARAM or not sep or not namespace or not name or "/" in name:
+            return bad("explain", f"'pod' must be NAMESPACE/NAME (at most {POD_PARAM} characters), got {prefix(key)}")
+        check_name(namespace, "pod (its namespace)", MAX_LABEL)  # a ProtocolError: 400, quoting 40 characters
+        check_name(name, "pod (its name)")
         try:
             pod = decider.pod_from_store(namespace, name)
         except StateUnavailable as exc:
@@ -224,8 +239,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
 
     @app.post("/explain")
     def explain_post() -> Response:
-        body = loads(request.get_data(cache=False))
-        return explained(parse_pod(body, identifier))
+        return explained(parse_pod(loads(capped_body()), identifier))
 
     def explained(pod: PodRequest) -> Response:
         try:
@@ -249,9 +263,10 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
             return Response(orjson.dumps({"status": "unready", "reason": "no state loaded yet"}),
                             status=503, mimetype=JSON)
         try:  # the verbs' own predicate: an epoch present and the one the tables were built with
-            decider.snapshots.check_whole()
+            decider.snapshots.check_whole(patient=True)  # one slow call is no outage (cache.probe)
         except StateUnavailable as exc:
-            return Response(orjson.dumps({"status": "unready", "reason": str(exc)}), status=503, mimetype=JSON)
+            why = f" (the last epoch was taken away: {meta['invalidated']})" if meta.get("invalidated") else ""
+            return Response(orjson.dumps({"status": "unready", "reason": f"{exc}{why}"}), status=503, mimetype=JSON)
         metrics.STATE_AGE.set(float(meta["loaded_at"]))
         return Response(orjson.dumps({"status": "ready", **meta}), mimetype=JSON)
 

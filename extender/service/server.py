@@ -1,10 +1,10 @@
 """gunicorn, embedded: `redis-extender serve` runs the Flask app in N worker processes.
 
-Worker class gthread: kube-scheduler's Go client keeps connections alive, and a sync worker
-would close every one after a request. Threads: 128 a worker (service.threads), chosen by
-benchmarks/bench_connections.py: a connection that is idle, sends a byte a second, or stops
-half-way through its TLS handshake holds one thread (gunicorn gives an idle one back after
-5 s; the other two hold it as long as the client keeps it open), so with 4 threads 64 such
+Worker class gthread (extended in worker.py: TLS handshakes in the poller with a deadline, a
+per-address bound on connections): kube-scheduler's Go client keeps connections alive, and a
+sync worker would close every one after a request. Threads: 128 a worker (service.threads),
+chosen by benchmarks/bench_connections.py: a connection that is idle or sends a byte a second
+holds one thread (gunicorn gives an idle one back after 5 s), so with 4 threads 64 such
 connections stopped all answers for 30 s, and with 128 a real filter keeps its normal p99.
 Idle threads cost no CPU; the throughput benchmark is unchanged within its noise. gunicorn sets TCP_NODELAY on its listening socket, so
 replies are not held back by Nagle's algorithm (40 ms per request otherwise).
@@ -65,7 +65,8 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "bind": service.bind,
         "workers": service.workers,
-        "worker_class": "gthread",
+        # gthread with the TLS handshake in the poller, a deadline and a per-address bound
+        "worker_class": "extender.service.worker.GuardedWorker",
         "threads": service.threads,
         # Longer than the Go client's idle timeout (90 s): the client, not us, closes idle
         # connections, so it never writes a POST into a connection we just closed.

@@ -29,12 +29,14 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar, cast
 import redis
 from cachetools import LRUCache, TTLCache
 
-from extender.core.domains import domain_path
-from extender.core.model import Node
-from extender.policy.candidates import NodeArrays
 from extender.core.settings import Settings
-from extender.state.records import FilterMemory, NodeRecord, PodRecord, RecordResult, ShardState
+from extender.state.fence import FenceWatch, Mark
+from extender.state.records import FilterMemory, PodRecord, RecordResult, ShardState
 from extender.state.store import RedisStore
+from extender.state.table import NodeTable, build_node_table, epoch_problem
+
+__all__ = ["NodeTable", "StateCache", "StateIncomplete", "StateUnavailable", "StoreFailed", "build_node_table",
+           "epoch_problem", "open_cache"]
 
 if TYPE_CHECKING:
     from extender.core.model import VictimSet
@@ -55,6 +57,13 @@ OUTAGE_QUIET = 10.0
 (outage_age): a worker idle since an earlier outage must not count that one's age."""
 
 
+READY_TIMEOUT = 1.5
+"""Seconds /readyz waits for Redis (PING, meta, epoch), past the decisions' 30 ms and the
+breaker: under CPU contention one call can take a second, and that must not take the extender
+out of its Service; a Redis that does not answer in this (under the kubelet probe's 2 s) is
+an outage, and /readyz says so."""
+
+
 class StateUnavailable(RuntimeError):
     """Redis cannot be read and the last known state is missing or too old."""
 
@@ -67,45 +76,6 @@ class StateIncomplete(StateUnavailable):
 class StoreFailed(StateUnavailable):
     """A call that must reach Redis now failed, or was not tried because Redis is down.
     Its text is the Redis client's (or "Redis unavailable"), for the reply's Error."""
-
-
-@dataclass(frozen=True)
-class NodeTable:
-    generation: int
-    nodes: dict[str, Node]
-    level_domains: tuple[frozenset[str], ...]
-    unknown_by_level: tuple[int, ...]  # nodes with an unknown domain per level (hygiene)
-    arrays: NodeArrays  # the same, as arrays for the policy's fast path
-    epoch: str = ""  # the state's epoch when it was read ("" none: Redis emptied or not loaded)
-
-
-def build_node_table(generation: int, records: dict[str, NodeRecord], levels: tuple[str, ...],
-                     epoch: str = "") -> NodeTable:
-    nodes = {}
-    values: list[set[str]] = [set() for _ in levels]
-    unknown = [0] * len(levels)
-    for name, rec in records.items():
-        path = domain_path(name, rec.labels, levels)
-        nodes[name] = Node(name=name, domains=path, allocatable_memory=rec.memory,
-                           allocatable_cpu=rec.cpu, ready=rec.ready)
-        for i, value in enumerate(path):
-            if value is None:
-                unknown[i] += 1
-            else:
-                values[i].add(value)
-    return NodeTable(generation, nodes, tuple(frozenset(v) for v in values), tuple(unknown),
-                     NodeArrays.build(nodes, len(levels)), epoch)
-
-
-def epoch_problem(current: str, table: NodeTable | None) -> str | None:
-    """The one predicate of a whole state, for the verbs and /readyz alike: None when the
-    epoch read now is present and is the one `table` was built with, else why not."""
-    if not current:
-        return ("the state is not whole: no epoch in Redis (emptied, replaced, or never loaded; "
-                "waiting for `load` or the syncer's relist)")
-    if table is None or table.epoch != current:
-        return "the state was replaced since this process read it (a new epoch): reloading"
-    return None
 
 
 @dataclass
@@ -126,9 +96,10 @@ class StateCache:
     def __init__(self, store: RedisStore, levels: tuple[str, ...], ttl: float = 1.0,
                  node_ttl: float = 2.0, max_staleness: float = 30.0, retry_after: float = 1.0,
                  clock: Callable[[], float] = time.monotonic, maxsize: int = 4096, shard_ttl: float = 0.0,
-                 bulk: RedisStore | None = None):
+                 bulk: RedisStore | None = None, patient: RedisStore | None = None):
         self.store = store
         self.bulk = bulk or store  # a client with a longer timeout, for background reloads
+        self.patient = patient or self.bulk  # the readiness probe's (READY_TIMEOUT)
         self.shard_ttl = shard_ttl
         self.levels = levels
         self.max_staleness = max_staleness
@@ -150,6 +121,7 @@ class StateCache:
         self._latest_generation = 0  # the newest node-table generation seen in Redis
         self._table_fetched = -1e18  # when the table was last read whole
         self._epoch = ""  # the epoch of the values cached (usage, shards); cleared when it moves
+        self.fence = FenceWatch()  # has the state gone back in time? (state/fence.py)
         self._writes: dict[str, int] = {}  # per cluster: this process's writes (cluster_writes)
         self._usage_parts: tuple[Any, Any, dict[str, tuple[int, int]]] | None = None  # usage_parts
 
@@ -158,8 +130,27 @@ class StateCache:
     def shard(self, cluster: str, shard: str | None, counts: bool = True) -> ShardState:
         """Read fresh by default (shard_ttl 0): a sibling bound or reserved by another worker
         or replica a millisecond ago must be seen. The last good value still serves outages."""
-        return self._get(("shard", cluster, shard, counts), lambda: self.store.shard_state(cluster, shard, counts),
+        return self._get(("shard", cluster, shard, counts), lambda: self._shard_read(self.store, cluster, shard, counts),
                          fresh=self.shard_ttl <= 0)
+
+    def _shard_read(self, store: RedisStore, cluster: str, shard: str | None, counts: bool) -> ShardState:
+        mark = self.fence.mark()
+        state = store.shard_state(cluster, shard, counts)
+        self._fenced(store, mark, state.epoch, state.fence)
+        return state
+
+    def _fenced(self, store: RedisStore, mark: Mark, epoch: str, fence: int) -> None:
+        """A read's epoch and fence against what this process saw: a state gone back in time is
+        taken away for everyone (its epoch deleted, why in P meta) and StateIncomplete."""
+        problem = self.fence.check(mark, epoch, fence)
+        if problem is None:
+            return
+        log.error("%s; taking its epoch away (not whole until `load` or the syncer's relist)", problem)
+        try:
+            store.invalidate_epoch(epoch, problem)
+        except redis.RedisError as exc:  # the next read finds the same and tries again
+            log.warning("cannot take the epoch away: %s", exc)
+        raise StateIncomplete(problem)
 
     def usage(self) -> tuple[dict[str, int], dict[str, int]]:
         """Thousands of fields: past its TTL, the last value is served while one background
@@ -199,7 +190,9 @@ class StateCache:
 
     def _load_table(self, store: RedisStore) -> NodeTable:
         """Read and compile the whole node table (tens of ms at 5,000 nodes)."""
-        generation, records, epoch = store.nodes_with_epoch()
+        mark = self.fence.mark()
+        generation, records, epoch, fence = store.nodes_with_epoch()
+        self._fenced(store, mark, epoch, fence)
         table = build_node_table(generation, records, self.levels, epoch)
         with self._lock:
             # a new epoch restarts the generation counter (an emptied Redis): take it whatever
@@ -223,9 +216,22 @@ class StateCache:
         self.stats.count("misses")
         return self._direct(lambda: self._load_table(self.store))
 
-    def epoch_now(self) -> str:
-        """The state's epoch read from Redis now (the bind's and /readyz's check)."""
-        return self._direct(self.store.epoch)
+    def epoch_now(self, patient: bool = False) -> str:
+        """The state's epoch read from Redis now (the bind's check). `patient` (/readyz): on the
+        probe's client, breaker or not, leaving it alone: one slow decision call must not make
+        the service unready, an outage must (the probe's own call fails then)."""
+        if not patient:
+            return self._direct(lambda: self._epoch_read(self.store))
+        try:
+            return self._epoch_read(self.patient)
+        except redis.RedisError as exc:
+            raise StoreFailed(str(exc)) from exc
+
+    def _epoch_read(self, store: RedisStore) -> str:
+        mark = self.fence.mark()
+        epoch, fence = store.epoch_and_fence()
+        self._fenced(store, mark, epoch, fence)
+        return epoch
 
     def _in_background(self, what: str, work: Callable[[], Any]) -> None:
         with self._lock:
@@ -239,6 +245,8 @@ class StateCache:
             except redis.RedisError as exc:
                 self._mark_down(self.clock())
                 log.warning("background reload of %s failed: %s", what, exc)
+            except StateUnavailable as exc:  # the state went back in time: the next read says so
+                log.warning("background reload of %s: %s", what, exc)
             finally:
                 with self._lock:
                     self._reloading.discard(what)
@@ -345,10 +353,12 @@ class StateCache:
     def probe(self) -> dict[str, str]:
         """PING, then the load bookkeeping (P meta), for the readiness probe. Always asks Redis,
         breaker or not (the probe is how an operator sees it come back), and leaves the
-        breaker alone. Raises StoreFailed."""
+        breaker alone; on a client of its own (READY_TIMEOUT), not the decisions' 30 ms one:
+        a call slowed by CPU contention is no outage, a Redis that does not answer in
+        READY_TIMEOUT is. Raises StoreFailed."""
         try:
-            self.store.ping()
-            return self.store.meta()
+            self.patient.ping()
+            return self.patient.meta()
         except redis.RedisError as exc:
             raise StoreFailed(str(exc)) from exc
 
@@ -357,7 +367,7 @@ class StateCache:
     def shard_now(self, cluster: str, shard: str | None, counts: bool = False) -> ShardState:
         """The shard's copies (and, `counts`, its cluster's) read from Redis itself, not from
         the cache (the bind's re-check)."""
-        return self._direct(lambda: self.store.shard_state(cluster, shard, counts=counts))
+        return self._direct(lambda: self._shard_read(self.store, cluster, shard, counts))
 
     def pod(self, namespace: str, name: str) -> PodRecord | None:
         """The stored record of a pod (written by the sync, a load or a bind), if any."""
@@ -464,9 +474,10 @@ def open_cache(settings: Settings) -> StateCache:
     s = settings.store
     store = RedisStore.from_url(s.redis_url, s.key_prefix, s.socket_timeout)
     bulk = RedisStore.from_url(s.redis_url, s.key_prefix, s.bulk_timeout)
+    patient = RedisStore.from_url(s.redis_url, s.key_prefix, min(s.bulk_timeout, READY_TIMEOUT))
     return StateCache(store, settings.domains.levels, ttl=s.cache_ttl, node_ttl=s.node_cache_ttl,
                       max_staleness=s.max_staleness, retry_after=s.retry_after, shard_ttl=s.shard_cache_ttl,
-                      bulk=bulk)
+                      bulk=bulk, patient=patient)
 
 
 _MISSING = object()

@@ -335,6 +335,7 @@ class Syncer:
         for t in threads:
             t.start()
         epoch = ""  # the one this term wrote, once both lists are in the store
+        fence = 0  # the write fence at the last check: it only grows (state/fence.py)
         try:
             while not stop.is_set():
                 stop.wait(min(CHECK_EVERY, self.lock_ttl / 3))
@@ -347,10 +348,18 @@ class Syncer:
                             epoch = self.store.mark_epoch(f"sync {self.lock.identity}", nodes=reflectors[0].count,
                                                           pods=reflectors[1].count)
                             log.info("sync: state whole (epoch written)")
-                    elif self.store.epoch() != epoch:
+                        continue
+                    now, fence_now = self.store.epoch_and_fence()
+                    if now != epoch:
                         log.warning("sync: the state's epoch is gone or another's (Redis emptied or "
                                     "replaced): relisting")
                         break
+                    if fence_now < fence:  # the same epoch, older writes: restored from a snapshot
+                        log.warning("sync: the state went back in time (write fence %d, was %d): relisting",
+                                    fence_now, fence)
+                        self.store.invalidate_epoch(epoch, "the syncer saw the state go back in time")
+                        break
+                    fence = fence_now
                 except redis.RedisError as exc:
                     log.warning("sync: cannot renew the leader lock: %s", exc)
                     break

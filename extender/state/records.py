@@ -131,6 +131,7 @@ class ShardState:
     counts: ClusterCounts
     masters_version: str = ""  # P cmastersv: read with the counts ("" without them)
     epoch: str = ""  # P epoch read in the same round trip ("" when missing: the state is not whole)
+    fence: int = 0  # P fence read in the same round trip (state/fence.py)
 
 
 def parse_copy(pod: str, value: str, now_ms: float) -> Copy | None:

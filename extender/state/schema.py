@@ -26,12 +26,19 @@ not supported as the state's store:
                             changes role or goes: a master's bind records with it, so two
                             masters of different shards cannot both take the last fair zone
   P clusters                SET of cluster ids ("ns/name")
-  P meta                    HASH loaded_at, source, nodes, pods
+  P meta                    HASH loaded_at, source, nodes, pods; invalidated (why an epoch was taken away)
   P epoch                   STRING JSON {"id", "at", "by", "nodes", "pods"}: written LAST by every
                             writer of a complete state (`load`, the syncer's full list). Missing
                             (Redis emptied, replaced, or a load under way) or different from the
                             epoch a process's tables were built with: the state is not whole, and
                             decisions treat it as unavailable, never as empty (state/snapshot.py)
+  P fence                   STRING counter bumped by every write of nodes and pods (never reset by
+                            them): it only grows while the state lives, so a read that finds it
+                            lower than this process has seen under the same epoch found a state
+                            gone back in time (Redis restored from an older snapshot, a failover
+                            to a lagging replica): not whole (state/fence.py). `load` and the
+                            syncer's relist start a new epoch; `invalidated` in P meta says why an
+                            epoch was taken away
   P seen:<ns>/<name>        STRING JSON (FilterMemory): the pod's identity and the domains its
                             last filter could choose from (expires after FILTER_MEMORY_TTL),
                             for the bind-time re-check
@@ -51,7 +58,7 @@ PARTS: dict[str, str] = {
     "nodes": "nodes", "node_generation": "gen:nodes", "usage_memory": "usage:mem", "usage_cpu": "usage:cpu",
     "pod": "pod:", "shard": "shard:", "shard_version": "shardv:", "cluster_reservations": "creserve:",
     "cluster_pods": "cpods:", "cluster_masters": "cmasters:", "masters_version": "cmastersv:",
-    "clusters": "clusters", "meta": "meta", "epoch": "epoch", "seen": "seen:", "leader": "sync:leader",
+    "clusters": "clusters", "meta": "meta", "epoch": "epoch", "fence": "fence", "seen": "seen:", "leader": "sync:leader",
     "live_roles": "liveroles:", "live": "live:",
 }
 SHARD_SEPARATOR = "|"  # P shard:<cluster>|<shard>: a cluster id never holds "|"
@@ -93,6 +100,10 @@ class Keys:
     @property
     def epoch(self) -> str:
         return self._name("epoch")
+
+    @property
+    def fence(self) -> str:
+        return self._name("fence")
 
     @property
     def leader(self) -> str:

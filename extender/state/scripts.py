@@ -124,6 +124,7 @@ elseif new.cluster ~= '' and active(new.node, new.phase) then
   redis.call('HDEL', P .. K.cluster_reservations .. new.cluster, key_id)
 end
 
+redis.call('INCR', P .. K.fence)  -- the write fence: only grows (state/fence.py)
 if mode == 'delete' then
   redis.call('DEL', podkey)
 else
@@ -179,4 +180,12 @@ if not cur then return 0 end
 local a = string.find(cur, '\t', 1, true)
 if a and string.find(cur, '\t', a + 1, true) then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0  -- placed: keep the truth
+"""
+
+
+INVALIDATE_EPOCH = r"""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[2], 'invalidated', ARGV[2])
+return 1
 """

@@ -159,10 +159,11 @@ class Snapshots:
             raise StateIncomplete(problem)
         return table
 
-    def check_whole(self) -> NodeTable:
+    def check_whole(self, patient: bool = False) -> NodeTable:
         """Is the state whole now, as the verbs would find it? The node table if so; raises
-        StateUnavailable (StoreFailed: Redis unreachable) with the reason otherwise."""
-        return self.whole(self.cache.node_table(), self.cache.epoch_now())
+        StateUnavailable (StoreFailed: Redis unreachable) with the reason otherwise.
+        `patient` (/readyz): the epoch read past the breaker (cache.epoch_now)."""
+        return self.whole(self.cache.node_table(), self.cache.epoch_now(patient))
 
     def bound_pod(self, namespace: str, name: str, uid: str) -> tuple[PodRequest | None, FilterMemory | None]:
         """The identity of a pod being bound: from the store (sync, load), else from its

@@ -46,6 +46,7 @@ class RedisStore:
         self._release = client.register_script(scripts.RELEASE)
         self._lock_renew = client.register_script(scripts.LOCK_RENEW)
         self._lock_release = client.register_script(scripts.LOCK_RELEASE)
+        self._invalidate = client.register_script(scripts.INVALIDATE_EPOCH)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, timeout: float = 0.03) -> "RedisStore":
@@ -60,6 +61,7 @@ class RedisStore:
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.k.nodes, mapping=mapping)
         pipe.incr(self.k.node_generation)
+        pipe.incr(self.k.fence)
         pipe.execute()
         return len(mapping)
 
@@ -67,24 +69,26 @@ class RedisStore:
         pipe = self.r.pipeline(transaction=True)
         pipe.hdel(self.k.nodes, name)
         pipe.incr(self.k.node_generation)
+        pipe.incr(self.k.fence)
         pipe.execute()
 
     def node_generation(self) -> int:
         return int(self.r.get(self.k.node_generation) or 0)
 
     def nodes(self) -> tuple[int, dict[str, NodeRecord]]:
-        generation, records, _ = self.nodes_with_epoch()
+        generation, records, _, _ = self.nodes_with_epoch()
         return generation, records
 
-    def nodes_with_epoch(self) -> tuple[int, dict[str, NodeRecord], str]:
-        """The node table, its generation and the state's epoch, read atomically."""
+    def nodes_with_epoch(self) -> tuple[int, dict[str, NodeRecord], str, int]:
+        """The node table, its generation, the state's epoch and write fence, read atomically."""
         pipe = self.r.pipeline(transaction=True)
         pipe.get(self.k.node_generation)
         pipe.hgetall(self.k.nodes)
         pipe.get(self.k.epoch)
-        gen, raw, epoch = pipe.execute()
+        pipe.get(self.k.fence)
+        gen, raw, epoch, fence = pipe.execute()
         return (int(gen or 0), {k.decode(): NodeRecord.decode(k.decode(), v) for k, v in raw.items()},
-                (epoch or b"").decode())
+                (epoch or b"").decode(), int(fence or 0))
 
     def node_names(self) -> list[str]:
         return [k.decode() for k in self.r.hkeys(self.k.nodes)]
@@ -218,6 +222,7 @@ class RedisStore:
         one pipelined read."""
         pipe = self.r.pipeline(transaction=True)
         pipe.get(self.k.epoch)
+        pipe.get(self.k.fence)
         if shard is not None:
             pipe.hgetall(self.k.shard(cluster, shard))
             pipe.get(self.k.shard_version(cluster, shard))
@@ -226,8 +231,8 @@ class RedisStore:
             pipe.hgetall(self.k.cluster_masters(cluster))
             pipe.hgetall(self.k.cluster_reservations(cluster))
             pipe.get(self.k.masters_version(cluster))
-        epoch, *out = pipe.execute()
-        epoch = (epoch or b"").decode()
+        epoch, fence, *out = pipe.execute()
+        epoch, fence = (epoch or b"").decode(), int(fence or 0)
         copies: tuple[Copy, ...] = ()
         version = ""
         now_ms = time.time() * 1000
@@ -237,13 +242,13 @@ class RedisStore:
             copies = tuple(c for c in (parse_copy(k.decode(), val.decode(), now_ms) for k, val in raw.items()) if c)
             version = (v or b"0").decode()
         if not counts:
-            return ShardState(copies=copies, version=version, counts=ClusterCounts(), epoch=epoch)
+            return ShardState(copies=copies, version=version, counts=ClusterCounts(), epoch=epoch, fence=fence)
         pods = {k.decode(): int(v) for k, v in out[0].items() if int(v) > 0}
         masters = {k.decode(): int(v) for k, v in out[1].items() if int(v) > 0}
         reserved = tuple(c for c in (parse_copy(k.decode(), val.decode(), now_ms) for k, val in out[2].items())
                          if c and c.reserved)
         return ShardState(copies=copies, version=version, counts=ClusterCounts(pods, masters, reserved), epoch=epoch,
-                          masters_version=(out[3] or b"0").decode())
+                          masters_version=(out[3] or b"0").decode(), fence=fence)
 
     def cluster_pod_ips(self, cluster: str) -> dict[str, str]:
         """The placed pods of a cluster with their IPs ("ns/name" -> ip), to find its Redis."""
@@ -343,12 +348,29 @@ class RedisStore:
         syncer's full list). Returns the epoch written (its JSON, as readers compare it)."""
         value = orjson.dumps({"id": uuid.uuid4().hex, "at": round(time.time(), 3), "by": by,
                               **counts}).decode()
-        self.r.set(self.k.epoch, value)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hdel(self.k.meta, "invalidated")
+        pipe.set(self.k.epoch, value)
+        pipe.execute()
         return value
 
     def epoch(self) -> str:
         """The current epoch's JSON, "" when missing (emptied, replaced, never loaded)."""
         return (self.r.get(self.k.epoch) or b"").decode()
+
+    def epoch_and_fence(self) -> tuple[str, int]:
+        """The epoch and the write fence, read atomically (state/fence.py)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.get(self.k.epoch)
+        pipe.get(self.k.fence)
+        epoch, fence = pipe.execute()
+        return (epoch or b"").decode(), int(fence or 0)
+
+    def invalidate_epoch(self, epoch: str, reason: str) -> bool:
+        """Take `epoch` away (if it is still the current one) and note why in P meta: the state
+        is then not whole for every process and replica, as an emptied Redis is, until `load`
+        or the syncer's relist writes a new one."""
+        return bool(self._invalidate(keys=[self.k.epoch, self.k.meta], args=[epoch, reason]))
 
     def meta(self) -> dict[str, str]:
         return {k.decode(): v.decode() for k, v in self.r.hgetall(self.k.meta).items()}

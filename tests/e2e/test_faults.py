@@ -1,6 +1,6 @@
 """Faults injected while the real kube-scheduler v1.20.2 schedules a burst of Redis pods
 through the extender in live mode (sync + binder, 2 workers), against a real kube-apiserver:
-the cache Redis restarted empty mid-burst, wedged (SIGSTOP) for less and for more than the
+the cache Redis restarted empty mid-burst, restarted from an older snapshot, wedged (SIGSTOP) for less and for more than the
 staleness allowance, the sync leader killed while another replica runs, the apiserver
 restarted, an extender worker killed (gunicorn starts another). Each: 0 copies sharing a node, 0 excess per zone,
 every pod bound within a stated time after the fault ends, and the state equal to the API's
@@ -51,6 +51,14 @@ class OwnRedis:
     def restart_empty(self) -> None:
         self.server.stop()
         self.server = LocalRedis(port=self.port).start()
+
+    def restart_from_dump(self) -> None:
+        """Restart on the same port from the dump of the last SAVE (a restored snapshot)."""
+        dump = (self.server.dir / "dump.rdb").read_bytes()
+        self.server.stop()
+        restored = LocalRedis(port=self.port)
+        (restored.dir / "dump.rdb").write_bytes(dump)
+        self.server = restored.start()
 
     def wedge(self, seconds: float) -> None:
         """SIGSTOP the server for `seconds`, then SIGCONT (always)."""
@@ -130,6 +138,31 @@ def test_cache_redis_restarted_empty_mid_burst(faulty, world) -> None:
           f"(one worker): {during}; violations {result}")
     assert result["node"] == 0 and result["zone"] == 0, result
     assert whole - restarted < 5.0
+    assert_state_equals_the_api(cp, store, names, list(zone_of))
+
+
+def test_cache_redis_restored_from_an_older_snapshot_mid_burst(faulty, world) -> None:
+    """SAVE after a few binds, more binds, then the cache Redis restarted from that dump: its
+    epoch is the syncer's, its writes since are gone. The write fence goes back: the state is
+    taken away and relisted (a new epoch), every pod bound, 0 violations, the store = the API."""
+    cp, extender, store, redis = faulty
+    zone_of = make_nodes(cp, world, 3, 3, "restored")
+    cp.wait_for(lambda: set(zone_of) <= set(store.node_names()) and store.epoch(), timeout=20, what="nodes synced")
+    cp.start_scheduler(scheduler_config(SCHED, extender.port))
+    names = create_burst(cp, world, "restored", 10, 3)
+    cp.wait_for(lambda: sum(1 for v in placements(cp, names).values() if v) >= 3, timeout=30, what="a few bound")
+    store.r.save()
+    dumped = store.epoch()
+    cp.wait_for(lambda: sum(1 for v in placements(cp, names).values() if v) >= 12, timeout=30, what="more bound")
+    redis.restart_from_dump()
+    restored = time.monotonic()
+    cp.wait_for(lambda: store.epoch() not in ("", dumped), timeout=20, interval=0.05, what="a relist's new epoch")
+    whole = time.monotonic()
+    cp.wait_for(lambda: len(placements(cp, names)) == len(names) and all(placements(cp, names).values()),
+                timeout=BOUND_AFTER_FAULT + 70, interval=0.25, what="every pod bound")
+    result = violations(placements(cp, names), zone_of)
+    print(f"\nrestored from an older snapshot: a new epoch {whole - restored:.2f}s after; violations {result}")
+    assert result["node"] == 0 and result["zone"] == 0, result
     assert_state_equals_the_api(cp, store, names, list(zone_of))
 
 

@@ -20,13 +20,16 @@ def pod() -> dict:
     return p
 
 
-def raw(port: int, head: bytes, chunks: list[bytes], timeout: float = 10) -> tuple[int, bytes]:
-    """One HTTP/1.1 request written by hand (chunks as given, framing included); the status and body."""
+def raw(port: int, head: bytes, chunks: list[bytes], timeout: float = 10, cut: bool = False) -> tuple[int, bytes]:
+    """One HTTP/1.1 request written by hand (chunks as given, framing included); the status and
+    body. `cut`: the client then closes its side, the body unfinished."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
         conn.sendall(head)
         try:
             for chunk in chunks:
                 conn.sendall(chunk)
+            if cut:
+                conn.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass  # answered before the whole body was sent
         data = b""
@@ -50,6 +53,11 @@ def raw(port: int, head: bytes, chunks: list[bytes], timeout: float = 10) -> tup
 
 CHUNKED = (b"POST /filter HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+ROUTES = ("/filter", "/prioritize", "/bind", "/preempt", "/explain")
+
+
+def chunked_to(route: str) -> bytes:
+    return CHUNKED.replace(b"/filter", route.encode())
 
 
 def chunk(data: bytes) -> bytes:
@@ -93,3 +101,28 @@ def test_a_worker_over_max_worker_rss_is_replaced_and_the_server_keeps_answering
         assert status == 200 and json.loads(reply)["NodeNames"] == ["node-a"]
     assert served.proc.poll() is None
     assert served.log.read_text().count("over service.max_worker_rss") >= 2
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_every_route_reads_through_the_one_capped_reader(small_cap, route: str) -> None:
+    """Bad framing, a body cut short and a body over the cap: a JSON 400 / 400 / 413 on every
+    route (/preempt and /explain read their bodies unchecked before: a 500 with a traceback,
+    and a chunked body silently cut at the cap)."""
+    body = json.dumps({"Pod": pod(), "NodeNames": [f"node-{i}" for i in range(10000)]}).encode()
+    cases = {
+        "malformed": ([b"zz\r\n{}\r\n0\r\n\r\n"], False, 400, "framing"),
+        "cut in a chunk": ([b"40\r\n{\"Pod\": "], True, 400, "cut short"),
+        "no last chunk": ([chunk(b'{"Pod": {}}')], True, 400, "cut short"),
+        "over the cap": ([chunk(body[i:i + 8192]) for i in range(0, len(body), 8192)] + [b"0\r\n\r\n"],
+                         False, 413, "65536 byte cap"),
+    }
+    for name, (pieces, cut, code, words) in cases.items():
+        status, reply = raw(small_cap.port, chunked_to(route), pieces, cut=cut)
+        assert (status, words in json.loads(reply)["Error"]) == (code, True), (name, status, reply)
+    head = (b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: 500\r\n\r\n" % route.encode())
+    status, reply = raw(small_cap.port, head, [b'{"Pod": '], cut=True)
+    assert status == 400 and "cut short" in json.loads(reply)["Error"], reply
+    time.sleep(0.2)
+    log = small_cap.log.read_text()
+    assert "Traceback" not in log and "internal error" not in log

@@ -14,7 +14,7 @@ from extender.engine.decider import Decider
 from extender.core.settings import DEFAULT_LEVELS, IdentitySettings, Settings
 from extender.local.simulate import make_node, make_pod, redis_labels
 from extender.state.cache import StateCache
-from extender.state.loader import load_list
+from extender.state.loader import load_list, pod_record
 from extender.state.store import RedisStore
 
 IDENTIFIER = Identifier(IdentitySettings())
@@ -84,7 +84,7 @@ def test_without_the_reservation_the_second_master_could_share_the_zone(replicas
 
 
 def bind(decider: Decider, name: str, node: str) -> str:
-    return decider.bind("redis", name, f"uid-{name}", node, None)
+    return decider.bind("redis", name, f"uid-redis-{name}", node, None)
 
 
 def place(decider: Decider, name: str, shard: int, node: str, role: str = "master") -> str:
@@ -94,6 +94,9 @@ def place(decider: Decider, name: str, shard: int, node: str, role: str = "maste
 
 
 def filtered(decider: Decider, name: str, shard: int, role: str = "master") -> list[str]:
+    # offline, only a pod the state holds pending is bound: it is there, as `load` puts it
+    pending = make_pod("redis", name, redis_labels("cache-a", shard, role), "1Gi", "500m")
+    decider.cache.store.upsert_pod(pod_record(pending, IDENTIFIER), source="load")
     result, error = decider.filter(parse_extender_args(body(name, shard, role, list(NODES)), IDENTIFIER))
     assert not error
     return result.accepted

@@ -88,3 +88,53 @@ def test_a_load_under_way_is_not_whole(store: RedisStore) -> None:
     first = store.epoch()
     load_list(store, world({}), IDENTIFIER, replace=False)  # a merge into a whole state keeps it
     assert store.epoch() == first
+
+
+def test_a_redis_restored_from_an_older_snapshot_is_not_read_as_whole(serve_extender, prefix, tmp_path) -> None:
+    """SAVE, binds, then redis-server restarted from that dump (a persistent Redis restored, a
+    failover to a lagging replica): the epoch is the dump's, the binds are gone. The worker saw
+    a higher write fence under that epoch: the state is not whole (never decided from), its
+    epoch is taken away for every process, and a new `load` brings decisions back."""
+    servers = [LocalRedis().start()]
+    try:
+        store = RedisStore.from_url(servers[0].url, prefix, timeout=5)
+        load_list(store, world({"cache-a-0": "node-a", "cache-a-1": None, "cache-a-2": None}), IDENTIFIER)
+        extender = serve_extender(redis_url=servers[0].url, workers=1)
+        sibling = {"Pod": redis_pod("cache-a-5"), "NodeNames": list(ZONES)}
+        assert post(extender.url + "/filter", sibling)[1]["NodeNames"] == ["node-b", "node-c", "node-b2", "node-c2"]
+        store.r.save()
+        for name, node in (("cache-a-1", "node-b"), ("cache-a-2", "node-c")):
+            reply = post(extender.url + "/bind", {"PodName": name, "PodNamespace": "redis",
+                                                  "PodUID": f"uid-redis-{name}", "Node": node})[1]
+            assert reply["Error"] == "", reply
+        status, reply = post(extender.url + "/filter", sibling)
+        assert reply["Error"] == "" and reply["NodeNames"] == ["node-a2", "node-b2", "node-c2"], reply
+
+        dump = tmp_path / "dump.rdb"
+        dump.write_bytes((servers[0].dir / "dump.rdb").read_bytes())
+        servers[0].stop()
+        restored = LocalRedis(port=servers[0].port)
+        (restored.dir / "dump.rdb").write_bytes(dump.read_bytes())
+        servers.append(restored.start())
+        assert store.pod("redis", "cache-a-1")["node"] == "" and store.epoch()  # the old state, "whole"
+
+        time.sleep(1.1)  # past the breaker of the broken connection and every cache TTL
+        answers = [post(extender.url + "/filter", sibling)[1] for _ in range(3)]
+        # never the old state's answer (node-b, node-c: zones whose copies it lost)
+        assert all(a["Error"] and "node-b" not in a["NodeNames"] for a in answers), answers
+        # the first read found the fence lower and took the epoch away; the retries found none
+        assert all("placement state unavailable" in a["Error"] for a in answers), answers
+        status, ready = get(extender.url + "/readyz")
+        assert status == 503 and b"went back in time" in ready, ready
+        assert store.epoch() == "" and "went back in time" in store.meta()["invalidated"]
+        status, reply = post(extender.url + "/bind", {"PodName": "cache-a-1", "PodNamespace": "redis",
+                                                      "PodUID": "uid-redis-cache-a-1", "Node": "node-a2"})
+        assert "not whole" in reply["Error"] and store.pod("redis", "cache-a-1")["node"] == ""
+
+        load_list(store, world({"cache-a-0": "node-a", "cache-a-1": "node-b", "cache-a-2": "node-c"}), IDENTIFIER)
+        wait_until(lambda: get(extender.url + "/readyz")[0] == 200, timeout=5, what="ready again")
+        reply = post(extender.url + "/filter", sibling)[1]
+        assert reply["Error"] == "" and reply["NodeNames"] == ["node-a2", "node-b2", "node-c2"], reply
+        assert "invalidated" not in store.meta()
+    finally:
+        servers[-1].stop()

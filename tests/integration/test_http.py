@@ -250,15 +250,18 @@ def test_bind_records_the_placement_so_the_next_sibling_sees_it(extender) -> Non
     assert reply["NodeNames"] == ["node-c2"]
 
 
-def test_bind_of_an_unknown_pod_passes_through(extender) -> None:
+def test_offline_bind_of_a_pod_the_state_does_not_hold_is_refused(extender, store) -> None:
+    # offline, the loaded state stands for the API: a pod it does not hold is not bound (live
+    # mode asks the API, which refuses a pod it does not have pending); nothing is recorded
     status, reply = post(extender.url + "/bind", {"PodName": "web-1", "PodNamespace": "apps",
                                                   "PodUID": "u", "Node": "node-a"})
-    assert (status, reply) == (200, {"Error": ""})
+    assert status == 200 and "not in the extender's state" in reply["Error"], reply
+    assert store.pod("apps", "web-1") is None
 
 
 def test_bind_refuses_a_second_copy_on_one_node(extender) -> None:
     status, reply = post(extender.url + "/bind", {"PodName": "cache-a-2", "PodNamespace": "redis",
-                                                  "PodUID": "u", "Node": "node-a"})
+                                                  "PodUID": "uid-redis-cache-a-2", "Node": "node-a"})
     assert status == 200
     assert "node-a already holds shard 3 of cache-a (cache-a-0, master)" in reply["Error"]
 

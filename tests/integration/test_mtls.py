@@ -86,3 +86,22 @@ def test_the_public_listener_refuses_the_verbs(mtls, verb: str) -> None:
     conn.request("POST", f"/{verb}", body=BODY, headers={"Content-Type": "application/json"})
     resp = conn.getresponse()
     assert resp.status == 403 and "public listener" in json.loads(resp.read())["Error"]
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/explain?pod=redis/cache-a-0"), ("POST", "/explain")])
+def test_explain_is_only_behind_the_client_certificate(mtls, method: str, path: str) -> None:
+    """/explain shows the placement and evaluates any posted pod: the public listener refuses it
+    (it answered there before), the main listener answers it only with a certificate."""
+    certs, port, public = mtls
+    body = json.dumps({"metadata": {"name": "web-1", "namespace": "default"}}).encode() if method == "POST" else None
+    conn = http.client.HTTPConnection("127.0.0.1", public, timeout=10)
+    conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 403 and "public listener" in json.loads(resp.read())["Error"]
+    with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)):
+        anonymous = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context(certs))
+        anonymous.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        anonymous.getresponse().read()
+    trusted = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context(certs, certs.client))
+    trusted.request(method, path, body=body, headers={"Content-Type": "application/json"})
+    assert trusted.getresponse().status in (200, 404, 503)  # answered (no state is loaded here)
