@@ -18,6 +18,7 @@ DEFAULT_LEVELS = ("kubernetes.io/hostname", "topology.kubernetes.io/zone", "topo
 PRESETS = ("default", "kubedb", "valkey", "ot", "spotahome", "bitnami")
 """The label conventions' names, validated here; their rules are identity.PRESET_CONVENTIONS."""
 ON_UNAVAILABLE = ("fail-closed", "fail-open")
+KEEPER_MODES = ("off", "advise", "act")
 
 
 class SettingsError(ValueError):
@@ -97,6 +98,22 @@ class LiveSettings:
 
 
 @dataclass(frozen=True)
+class KeeperSettings:
+    """The keeper (run by the sync leader): restores masters' balance after failovers and moves
+    misplaced copies, within these bounds. advise: Events and metrics only."""
+
+    mode: str = "advise"
+    settle: float = 30.0
+    cooldown: float = 10.0
+    rate: int = 6
+    max_lag: int = 1 << 20
+    interval: float = 2.0
+    step_timeout: float = 30.0
+    evict_timeout: float = 300.0
+    delete_pvc: bool = False
+
+
+@dataclass(frozen=True)
 class KubeSettings:
     """Live mode: where the API server is, and whether `serve` also runs the syncer."""
 
@@ -120,6 +137,7 @@ class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     kube: KubeSettings = field(default_factory=KubeSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
+    keeper: KeeperSettings = field(default_factory=KeeperSettings)
 
     @property
     def level_weights(self) -> tuple[float, ...]:
@@ -255,6 +273,25 @@ OPTIONS: tuple[Option, ...] = (
            "Where to read live topology: 'ns/name=host:port,ns/other=sentinel://host:26379/mymaster'; "
            "clusters not named are found through their pods' IPs."),
     Option("live", "redis_port", "REDIS_EXTENDER_REDIS_PORT", int, "Redis port of discovered pods."),
+    Option("keeper", "mode", "REDIS_EXTENDER_KEEPER", str,
+           "The keeper, run by the sync leader: off, advise (Events and metrics about drift, no action) or "
+           "act (CLUSTER FAILOVER to rebalance masters, evictions to move misplaced replicas)."),
+    Option("keeper", "settle", "REDIS_EXTENDER_KEEPER_SETTLE", float,
+           "Seconds a drift must last before the keeper acts (Redis finishes its own failover first; a "
+           "domain flapping for less triggers nothing)."),
+    Option("keeper", "cooldown", "REDIS_EXTENDER_KEEPER_COOLDOWN", float,
+           "Seconds between two keeper steps on one cluster (one step per cluster at a time always)."),
+    Option("keeper", "rate", "REDIS_EXTENDER_KEEPER_RATE", int, "Keeper steps per minute over all clusters."),
+    Option("keeper", "max_lag", "REDIS_EXTENDER_KEEPER_MAX_LAG", int,
+           "Bytes a replica may trail its master and still be promoted or count as in sync."),
+    Option("keeper", "interval", "REDIS_EXTENDER_KEEPER_INTERVAL", float, "Seconds between the keeper's rounds."),
+    Option("keeper", "step_timeout", "REDIS_EXTENDER_KEEPER_STEP_TIMEOUT", float,
+           "Seconds a failover has to show in the live topology before the keeper stops and reports."),
+    Option("keeper", "evict_timeout", "REDIS_EXTENDER_KEEPER_EVICT_TIMEOUT", float,
+           "Seconds an evicted replica has to be back in sync before the keeper stops and reports."),
+    Option("keeper", "delete_pvc", "REDIS_EXTENDER_KEEPER_DELETE_PVC", _bool,
+           "Opt-in: a replica whose PVC is bound to a zonal volume is evicted with its PVC deleted (it "
+           "resyncs from its master in full); otherwise it is reported as blocked by volume topology."),
     Option("kube", "kubeconfig", "REDIS_EXTENDER_KUBECONFIG", _optional_str,
            "kubeconfig of the cluster to sync from and bind in (live mode)."),
     Option("kube", "in_cluster", "REDIS_EXTENDER_IN_CLUSTER", _bool,
@@ -386,6 +423,18 @@ def validate(settings: Settings) -> list[str]:
         problems.append("live.redis_port must be a port number")
     if settings.kube.lock_ttl < 1:
         problems.append("kube.lock_ttl must be >= 1 second")
+    keeper = settings.keeper
+    if keeper.mode not in KEEPER_MODES:
+        problems.append(f"keeper.mode {keeper.mode!r} is not one of {', '.join(KEEPER_MODES)}")
+    for name in ("settle", "cooldown", "step_timeout", "evict_timeout"):
+        if getattr(keeper, name) < 0:
+            problems.append(f"keeper.{name} must be >= 0")
+    if keeper.interval <= 0:
+        problems.append("keeper.interval must be > 0")
+    if keeper.rate < 1:
+        problems.append("keeper.rate must be >= 1 step per minute")
+    if keeper.max_lag < 0:
+        problems.append("keeper.max_lag must be >= 0")
     if service.log_level.lower() not in ("debug", "info", "warning", "error"):
         problems.append("service.log_level must be debug, info, warning or error")
     return problems
