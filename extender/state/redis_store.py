@@ -39,6 +39,10 @@ not supported as the state's store:
                             the pod's role label in every index (state/redis_topology.py writes it)
   P live:<cluster>          STRING JSON of the cluster's last live topology (reports/topology.py's
                             LiveTopology.to_json(); written whole by state/redis_topology.py, no TTL)
+  P keeper:<cluster>        STRING JSON {"memory", "decision", "at"}: the keeper's memory of the
+                            cluster (pending step, last step, drift since) and its last decision
+                            (state/keeper_store.py; written by the sync leader only)
+  P keeper:steps            ZSET step id -> unix time of every keeper step (the global rate)
 
 Pod writes go through one Lua script that takes the old record out of every index and puts
 the new one in, so indexes never drift, whoever writes (load, watch, bind, several replicas).
@@ -738,6 +742,13 @@ class Keys:
 
     def live(self, cluster: str) -> str:
         return f"{self.prefix}live:{cluster}"
+
+    def keeper(self, cluster: str) -> str:
+        return f"{self.prefix}keeper:{cluster}"
+
+    @property
+    def keeper_steps(self) -> str:
+        return self.prefix + "keeper:steps"
 
 
 def escape_glob(text: str) -> str:
