@@ -20,6 +20,7 @@ from prometheus_client import Gauge
 
 from ..settings import Settings
 from ..state.inventory import read_inventory
+from ..state.keeper_store import load_all as load_keeper
 from ..state.redis_store import Client, RedisStore, StoreError
 from .html import page
 from .placement import DEFAULT_MAX_LAG
@@ -70,6 +71,11 @@ def register(app: Flask, settings: Settings, store_client: Client) -> None:
             return _json({"Error": f"redis unreachable: {exc}"}, 503)
         report, plans = compose(inventory, max_lag)
         doc = document(report, plans, limits)
+        try:  # the keeper's memory and last decision per cluster (written by the sync leader)
+            doc["keeper"] = load_keeper(store, sorted(inventory.shards))
+        except StoreError as exc:
+            doc["keeper"] = {}
+            log.warning("report: keeper state unreadable: %s", exc)
         update_gauges(doc)
         return doc
 
