@@ -111,7 +111,7 @@ class Keeper:
         if d.settled:
             self._settled(d)
         self._announce(d, previous.get("decision") or {}, cv)
-        save(self.store, cv.id, d.memory, d.to_json(), now)
+        save(self.store, cv.id, d.memory, {**d.to_json(), "mode": self.policy.mode}, now)
         return d
 
     def _fresh(self, cluster: str, memory: Any, now: float) -> Decision:

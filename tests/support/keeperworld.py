@@ -156,3 +156,32 @@ def keeper_world(cp: ControlPlane, redis_url: str, log_dir: Path, env: Mapping[s
 
 def _ready(pod: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
+
+
+def keeper_events(cp: ControlPlane) -> list[dict[str, str]]:
+    """The keeper's Events in the namespace (reason, pod, message), oldest first."""
+    items = cp.request("GET", f"/api/v1/namespaces/{NAMESPACE}/events")["items"]
+    mine = [e for e in items if (e.get("source") or {}).get("component") == "redis-extender-keeper"
+            or e.get("reportingComponent") == "redis-extender-keeper"]
+    mine.sort(key=lambda e: e.get("firstTimestamp") or e["metadata"].get("creationTimestamp") or "")
+    return [{"reason": e["reason"], "pod": e["involvedObject"]["name"], "message": e.get("message", "")}
+            for e in mine]
+
+
+def keeper_state(world: World) -> dict[str, Any]:
+    """The keeper's stored memory and last decision for the world's cluster ({} before any)."""
+    import orjson
+
+    from extender.state.redis_store import Keys
+
+    raw = world.store.r.get(Keys(world.store.p).keeper(world.cluster))
+    return orjson.loads(raw) if raw else {}
+
+
+def balanced(counts: Mapping[str, int]) -> bool:
+    """Masters one apart at most, and (three zones or more) no zone with half of them or more."""
+    values = list(counts.values())
+    if not values:
+        return False
+    total = sum(values)
+    return max(values) - min(values) <= 1 and (len(values) < 3 or max(values) < -(-total // 2))

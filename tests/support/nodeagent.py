@@ -30,7 +30,7 @@ import redis as redis_py
 
 from extender.processes import stop_process
 from extender.settings import Settings
-from harness.controlplane import ApiError, ControlPlane
+from harness.controlplane import ApiError, ControlPlane, _die_with_parent
 
 REDIS_PORT = Settings().live.redis_port  # where the extender looks for a pod's Redis
 
@@ -101,7 +101,8 @@ class NodeAgent:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
         with self._lock:
             for server in self.servers.values():
                 stop_process(server.proc, grace=2)
@@ -198,7 +199,9 @@ class NodeAgent:
             "--cluster-announce-hostname", server.name, "--cluster-announce-ip", server.ip,
             "--bind-source-addr", server.ip, "--cluster-preferred-endpoint-type", "ip",
             "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0", "--maxmemory", "64mb",
-        ], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            "--enable-debug-command", "local",  # tests make a replica resync (DEBUG CHANGE-REPL-ID)
+        ], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent)  # never outlive the test (it may be killed -9)
         log.close()
         server.started = time.monotonic()
 
