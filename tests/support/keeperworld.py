@@ -41,6 +41,7 @@ class World:
     pods: list[str] = field(default_factory=list)
     writer: Writer | None = None
     operator: Operator | None = None
+    replicas: list[Served] = field(default_factory=list)
 
     @property
     def cluster(self) -> str:
@@ -114,9 +115,13 @@ def make_nodes(cp: ControlPlane, tag: str, zones: int = 3, per_zone: int = 3) ->
 @contextlib.contextmanager
 def keeper_world(cp: ControlPlane, redis_url: str, log_dir: Path, env: Mapping[str, str] | None = None,
                  scheduler: str = SCHEDULER, form_cluster: bool = True,
-                 extra_labels: Mapping[str, str] | None = None) -> Iterator[World]:
-    """Nodes, live extender (+ `env`), kube-scheduler, node agent, StatefulSet, the formed
-    cluster; torn down in reverse. `scheduler` "default-scheduler" places without the extender."""
+                 extra_labels: Mapping[str, str] | None = None,
+                 bind: Mapping[int, tuple[int, int]] | None = None, replicas: int = 1) -> Iterator[World]:
+    """Nodes, live extender (+ `env`; `replicas` of it), kube-scheduler, node agent,
+    StatefulSet, the formed cluster; torn down in reverse. With `bind` (ordinal -> (zone,
+    node index)) the StatefulSet's pods are bound there by hand before kube-scheduler starts:
+    a placement the extender never saw (as by another scheduler, or before it was installed);
+    the pods it recreates later are scheduled through the extender."""
     ensure_namespace(cp)
     tag = f"kp{os.getpid() % 1000}x{free_port() % 1000}"
     name = f"cache-{tag}"
@@ -125,13 +130,20 @@ def keeper_world(cp: ControlPlane, redis_url: str, log_dir: Path, env: Mapping[s
     env = {"REDIS_EXTENDER_LIVE_REFRESH": "1", **(env or {})}
     try:
         with live_extender(cp, redis_url, prefix, log_dir, NAMESPACE, extra_env=env) as (extender, store):
-            cp.start_scheduler(scheduler_config(SCHEDULER, extender.port))
+            more = [Served(extender.env, ["--workers", "1", "--kubeconfig", str(cp.kubeconfig)], ready_path="/readyz",
+                           log_dir=log_dir) for _ in range(replicas - 1)]
+            if not bind:
+                cp.start_scheduler(scheduler_config(SCHEDULER, extender.port))
             agent = NodeAgent(cp, set(zone_of), NAMESPACE).start()
             world = World(cp, extender, store, agent, name, zone_of)
+            world.replicas = [extender, *more]
             try:
                 cp.request("POST", f"/apis/apps/v1/namespaces/{NAMESPACE}/statefulsets",
                            statefulset(name, scheduler=scheduler, extra_labels=extra_labels))
                 world.pods = [f"{name}-{i}" for i in range(SHARDS * COPIES)]
+                if bind:
+                    _bind_by_hand(cp, world, tag, bind)
+                    cp.start_scheduler(scheduler_config(SCHEDULER, extender.port))
                 wait_for(lambda: len([p for p in world.pod_objects() if _ready(p)]) == len(world.pods),
                          timeout=120, what="every pod Running and Ready")
                 if form_cluster:
@@ -149,9 +161,20 @@ def keeper_world(cp: ControlPlane, redis_url: str, log_dir: Path, env: Mapping[s
                     wait_for(lambda: not world.pod_objects(), timeout=60, what="pods gone")
                 agent.stop()
                 cp.stop_scheduler()
+                for served in more:
+                    served.stop()
     finally:
         for node in zone_of:
             cp.delete(f"/api/v1/nodes/{node}")
+
+
+def _bind_by_hand(cp: ControlPlane, world: World, tag: str, bind: Mapping[int, tuple[int, int]]) -> None:
+    wait_for(lambda: len(world.pod_objects()) == len(world.pods), timeout=60, what="the StatefulSet's pods")
+    for ordinal, (zone, index) in bind.items():
+        name = f"{world.name}-{ordinal}"
+        cp.request("POST", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}/binding", {
+            "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": f"{tag}-z{zone}-n{index}"}})
 
 
 def _ready(pod: dict[str, Any]) -> bool:
