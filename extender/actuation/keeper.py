@@ -78,6 +78,9 @@ class Keeper:
         """Decide (and, in act mode and not dry_run, act) once for every cluster."""
         if self.policy.mode == OFF:
             return []
+        for cluster in self.store.clusters():  # a step in flight: look at it now, not a refresh later
+            if load_memory(self.store, cluster).pending:
+                refresh_cluster(self.store, cluster, self.settings)
         placement = self._placement()
         previous = load_all(self.store, [cv.id for cv in placement.clusters])
         decisions = []
