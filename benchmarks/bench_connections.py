@@ -29,11 +29,11 @@ from typing import Any, Callable
 import orjson
 
 from benchmarks.serving import served
-from extender.bench import percentiles, synthetic
-from extender.identity import Identifier
-from extender.settings import IdentitySettings
+from extender.commands.bench import percentiles, synthetic
+from extender.core.identity import Identifier
+from extender.core.settings import IdentitySettings
 from extender.state.loader import load_list
-from extender.state.redis_store import RedisStore
+from extender.state.store import RedisStore
 
 
 def self_signed(directory: Path) -> tuple[str, str]:

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from extender.localredis import LocalRedis
+from extender.local.localredis import LocalRedis
 from harness.controlplane import CURRENT, ControlPlane, kube_bin_dir
 from tests.support.keeperworld import keeper_world
 from tests.support.zoneloss import run_zone_loss

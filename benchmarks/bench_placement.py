@@ -230,7 +230,7 @@ class Session:
         self.cp, self.mode, self.zone_of, self.tag = cp, mode, zone_of, tag
         self.extender: LiveExtender | None = None
         if mode == "extender":
-            from extender.state.redis_store import RedisStore
+            from extender.state.store import RedisStore
 
             prefix = f"rxplace:{{{tag}}}:"
             # placement, not latency, is measured: a Redis call slowed by a busy machine must not

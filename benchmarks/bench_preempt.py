@@ -1,6 +1,6 @@
 """/preempt's decision beside filter's, in one process against one private redis-server.
 
-A simulated cluster (extender/simulate.py: `nodes` nodes in 3 zones, `shards` shards of 3
+A simulated cluster (extender/local/simulate.py: `nodes` nodes in 3 zones, `shards` shards of 3
 copies, every Redis pod placed, two filler pods a node) is loaded; then, interleaved call by
 call, Decider.filter for a pending Redis pod over every node, and Decider.preempt for the same
 pod with every node a candidate and its pods (fillers and Redis copies) as victims by UID, as
@@ -17,16 +17,16 @@ import statistics
 import time
 from collections import defaultdict
 
-from extender.identity import Identifier
-from extender.localredis import LocalRedis
-from extender.model import Victim, VictimSet
+from extender.core.identity import Identifier
+from extender.local.localredis import LocalRedis
+from extender.core.model import Victim, VictimSet
 from extender.protocol import ExtenderArgs, PreemptionArgs, parse_pod
-from extender.service.decisions import Decider
-from extender.settings import Settings
-from extender.simulate import Shape, generate, make_pod, redis_labels
+from extender.engine.decider import Decider
+from extender.core.settings import Settings
+from extender.local.simulate import Shape, generate, make_pod, redis_labels
 from extender.state.cache import StateCache
 from extender.state.loader import load_list
-from extender.state.redis_store import RedisStore
+from extender.state.store import RedisStore
 
 
 def run(nodes: int, shards: int, calls: int) -> dict[str, float]:

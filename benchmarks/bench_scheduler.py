@@ -51,9 +51,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from extender.bench import Sample, metric_samples
-from extender.localredis import LocalRedis
-from extender.processes import free_port, http_ok, wait_until
+from extender.commands.bench import Sample, metric_samples
+from extender.local.localredis import LocalRedis
+from extender.local.processes import free_port, http_ok, wait_until
 from harness import controlplane
 from harness.controlplane import ApiError, ControlPlane, kube_bin_dir
 
@@ -299,7 +299,7 @@ def _redis_delta(before: dict[str, tuple[int, int]], after: dict[str, tuple[int,
 
 
 # --------------------------------------------------------------------------------------------
-# Prometheus text: parsed by extender.bench.metric_samples
+# Prometheus text: parsed by extender.commands.bench.metric_samples
 
 def histograms(samples: list[Sample], name: str,
                by: str | None = None, where: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
@@ -466,7 +466,7 @@ def run_mode(cp: ControlPlane, mode: str, index: int, pods: int, zone_of: dict[s
         if mode == "none":
             config = scheduler_config()
         elif mode in ("extender-ncc", "extender-full"):
-            from extender.state.redis_store import RedisStore
+            from extender.state.store import RedisStore
 
             prefix = f"rxbench:{{{os.getpid()}-{index}}}:"
             t0 = time.perf_counter()

@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
-from extender.localredis import LocalRedis
-from extender.processes import free_port, http_ok, stop_process, wait_until
+from extender.local.localredis import LocalRedis
+from extender.local.processes import free_port, http_ok, stop_process, wait_until
 
 
 def _up(url: str) -> bool:

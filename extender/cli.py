@@ -14,9 +14,9 @@ from typing import Any, Sequence
 
 import orjson
 
-from . import settings as settings_mod
-from .cliargs import add_common, load_failed, load_settings
-from .settings import SettingsError
+from extender.core import settings as settings_mod
+from extender.commands.args import add_common, load_failed, load_settings
+from extender.core.settings import SettingsError
 
 
 def _kube(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "No cluster is touched.")
     add_common(plan)
     plan.add_argument("file", help="JSON file ('-' for stdin): kubectl get nodes,pods -A -o json")
-    plan.add_argument("--json", action="store_true", help="print the result as JSON (schema redis-extender.plan/v1)")
+    plan.add_argument("--json", action="store_true", help="print the result as JSON (schema redis-extender.commands.plan/v1)")
     plan.add_argument("--html", metavar="FILE", help="also write the before/after page to FILE")
 
     bench = sub.add_parser("bench", help="latency and throughput at scale over loopback HTTP")
@@ -119,11 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=5, help="--placement: bursts per topology and mode")
     bench.add_argument("--out", help="also write the results as JSON")
 
-    from .reports.cli import add_parsers as add_report_parsers
+    from extender.commands.report import add_parsers as add_report_parsers
 
     add_report_parsers(sub)  # report, rebalance
 
-    from .actuation.keeper_cli import add_parser as add_keeper_parser
+    from extender.commands.keeper import add_parser as add_keeper_parser
 
     add_keeper_parser(sub)
 
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
-    from .service.server import serve
+    from extender.service.server import serve
 
     if ns.config:  # the sync child and the workers read the same file
         os.environ["REDIS_EXTENDER_CONFIG"] = str(Path(ns.config).resolve())
@@ -161,9 +161,9 @@ def cmd_sync(ns: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from .identity import Identifier
-    from .state.k8s_sync import run_sync
-    from .state.redis_store import RedisStore
+    from extender.core.identity import Identifier
+    from extender.state.k8s_sync import run_sync
+    from extender.state.store import RedisStore
 
     settings = load_settings(ns, **{"kube.kubeconfig": ns.kubeconfig, "kube.in_cluster": ns.in_cluster})
     if not settings.kube.enabled:
@@ -173,13 +173,13 @@ def cmd_sync(ns: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     store = RedisStore.from_url(settings.store.redis_url, settings.store.key_prefix, settings.store.bulk_timeout)
-    from .reports.refresher import run_refresher
+    from extender.actuation.refresher import run_refresher
 
     def refresher(term: threading.Event) -> None:  # the leader also reads live topology, and keeps
         if settings.keeper.mode != "off":
-            from .actuation.keeper import run_keeper
-            from .state.k8s_actions import KubeActions
-            from .state.k8s_sync import api_client
+            from extender.actuation.keeper import run_keeper
+            from extender.actuation.kube import KubeActions
+            from extender.state.k8s_sync import api_client
 
             kube = KubeActions(api_client(settings.kube.kubeconfig, settings.kube.in_cluster))
             threading.Thread(target=run_keeper, args=(store, settings, term, kube), name="keeper",
@@ -192,9 +192,10 @@ def cmd_sync(ns: argparse.Namespace) -> int:
 
 
 def cmd_load(ns: argparse.Namespace) -> int:
-    from .identity import Identifier
-    from .state.loader import LoadError, load_list
-    from .state.redis_store import RedisStore, StoreError
+    from extender.core.identity import Identifier
+    from extender.state.loader import LoadError, load_list
+    from extender.state.connect import StoreError
+    from extender.state.store import RedisStore
 
     settings = load_settings(ns)
     try:
@@ -215,14 +216,15 @@ def cmd_load(ns: argparse.Namespace) -> int:
 def cmd_explain(ns: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
-    from .identity import Identifier
-    from .localredis import LocalRedis
-    from .policy.explain import render_table
-    from .protocol import ProtocolError, parse_pod
-    from .service.decisions import Decider
-    from .state.cache import StateCache, StateUnavailable
-    from .state.loader import LoadError, load_list
-    from .state.redis_store import RedisStore, StoreError
+    from extender.core.identity import Identifier
+    from extender.local.localredis import LocalRedis
+    from extender.policy.explain import render_table
+    from extender.protocol import ProtocolError, parse_pod
+    from extender.engine.decider import Decider
+    from extender.state.cache import StateCache, StateUnavailable
+    from extender.state.loader import LoadError, load_list
+    from extender.state.connect import StoreError
+    from extender.state.store import RedisStore
 
     if bool(ns.pod) == bool(ns.pod_file):
         print("redis-extender explain: give NAMESPACE/POD or --pod-file FILE (one of them)", file=sys.stderr)
@@ -276,7 +278,7 @@ def cmd_explain(ns: argparse.Namespace) -> int:
 
 
 def cmd_simulate(ns: argparse.Namespace) -> int:
-    from .simulate import Shape, generate
+    from extender.local.simulate import Shape, generate
 
     shape = Shape(nodes=ns.nodes, zones=ns.zones, regions=ns.regions, racks_per_zone=ns.racks_per_zone,
                   clusters=ns.clusters, shards=ns.shards, replicas=ns.replicas, placed=ns.placed,
@@ -291,19 +293,19 @@ def cmd_simulate(ns: argparse.Namespace) -> int:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
-    from .embedded import run
+    from extender.commands.embedded import run
 
     return run(ns)
 
 
 def cmd_plan(ns: argparse.Namespace) -> int:
-    from .plan import main as plan_main
+    from extender.commands.plan import main as plan_main
 
     return plan_main(ns)
 
 
 def cmd_bench(ns: argparse.Namespace) -> int:
-    from . import bench
+    from extender.commands import bench
 
     needs_checkout = ns.scheduler or ns.placement or ns.connections
     root = bench.checkout() if needs_checkout else None
@@ -325,13 +327,13 @@ def cmd_bench(ns: argparse.Namespace) -> int:
 
 
 def cmd_reports(ns: argparse.Namespace) -> int:
-    from .reports.cli import run as run_reports
+    from extender.commands.report import run as run_reports
 
     return run_reports(ns)
 
 
 def cmd_keeper(ns: argparse.Namespace) -> int:
-    from .actuation.keeper_cli import run as run_keeper
+    from extender.commands.keeper import run as run_keeper
 
     return run_keeper(ns)
 

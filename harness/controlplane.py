@@ -37,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from extender.processes import http_ok, stop_process, wait_until
+from extender.local.processes import http_ok, stop_process, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # this file is harness/controlplane.py
 KUBE_BINARIES_SCRIPT = REPO_ROOT / "scripts" / "kube-binaries.sh"

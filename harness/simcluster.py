@@ -1,5 +1,5 @@
 """The simulated cluster on a real control plane, for `redis-extender run` with the real
-kube-scheduler (extender/embedded.py starts this from a checkout; development only).
+kube-scheduler (extender/commands/embedded.py starts this from a checkout; development only).
 
     python -m harness.simcluster DOCUMENT.json WORKDIR EXTENDER_PORT BIN_DIR
 

@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 import redis as redis_py
 
-from extender.localredis import LocalRedis
+from extender.local.localredis import LocalRedis
 
 from .support.serving import Served
 
@@ -42,7 +42,7 @@ def prefix() -> str:
 
 @pytest.fixture
 def store(redis_server: LocalRedis, prefix: str):
-    from extender.state.redis_store import RedisStore
+    from extender.state.store import RedisStore
 
     s = RedisStore.from_url(redis_server.url, prefix, timeout=5)
     yield s

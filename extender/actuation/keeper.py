@@ -3,12 +3,12 @@ placements the extender never saw, without a person. Run by the sync leader only
 across extender replicas), every keeper.interval seconds, beside the live-topology refresher.
 
 Each round, per cluster: read the state and the stored live topology, the pods' facts from the
-API and the keeper's memory (state/keeper_store.py), and ask the pure reports/keeping.decide
+API and the keeper's memory (state/keeper_store.py), and ask the pure analysis/keeping.decide
 what is next. Before acting (mode `act`) the live topology is read again from the Redis nodes
 and the decision taken again on that fresh view; the step is recorded as pending before it is
 sent, so a leader killed mid-step leaves a record that the next leader checks against what it
 observes, and never resends. Then:
-- failover: reports/rebalance.py executes the one step with its own checks on the nodes
+- failover: actuation/rebalance.py executes the one step with its own checks on the nodes
   themselves (roles, link, lag bound, the master knows its replica; coordinated CLUSTER
   FAILOVER, so no acknowledged write is lost); a surprise stops the cluster and is reported;
 - evict: the Eviction API (a 429 from a PodDisruptionBudget waits for the next round), with the
@@ -26,31 +26,23 @@ import time
 from dataclasses import replace
 from typing import Any, Callable
 
-from prometheus_client import Counter, Gauge
-
-from ..reports.advice import Plan
-from ..reports.keeping import (ACT, ADVISE, BLOCKED, EVICT, FAILOVER, NONE, OFF, WAIT, Decision, KeeperPolicy,
-                               PodFacts, decide, pending_record)
-from ..reports.placement import ClusterView, Placement, place
-from ..reports.rebalance import DONE, rebalance
-from ..reports.refresher import refresh_cluster
-from ..settings import Settings
-from ..state.inventory import read_inventory
-from ..state.k8s_actions import EVICTED, GONE, PDB, KubeActions
-from ..state.keeper_store import load_all, load_memory, recent_steps, record_step, save
-from ..state.redis_store import RedisStore
-from ..state.redis_topology import OpenNode
+from extender.actuation.kube import EVICTED, GONE, PDB, KubeActions
+from extender.actuation.nodes import OpenNode
+from extender.actuation.rebalance import DONE, rebalance
+from extender.actuation.refresher import refresh_cluster
+from extender.analysis.advice import Plan
+from extender.analysis.keeping import (ACT, ADVISE, BLOCKED, EVICT, FAILOVER, NONE, OFF, WAIT, Decision,
+                                       KeeperPolicy, PodFacts, decide, pending_record)
+from extender.analysis.placement import ClusterView, Placement, place
+from extender.core.metrics import KEEPER_ACTIONS as ACTIONS
+from extender.core.metrics import KEEPER_OUT_OF_BALANCE as OUT_OF_BALANCE
+from extender.core.metrics import KEEPER_SECONDS_OUT as SECONDS_OUT
+from extender.core.settings import Settings
+from extender.state.inventory import read_inventory
+from extender.state.keeper_store import load_all, load_memory, recent_steps, record_step, save
+from extender.state.store import RedisStore
 
 log = logging.getLogger(__name__)
-
-ACTIONS = Counter("redis_extender_keeper_actions_total",
-                  "Keeper actions and refusals by kind (failover, evict) and outcome (done, failed, pdb, "
-                  "advised, blocked)", ["kind", "outcome"])
-OUT_OF_BALANCE = Gauge("redis_extender_keeper_clusters_out_of_balance",
-                       "Clusters whose masters or copies drift (as the keeper last saw them)",
-                       multiprocess_mode="mostrecent")
-SECONDS_OUT = Gauge("redis_extender_keeper_seconds_out_of_balance",
-                    "Longest time a cluster has been drifting (seconds)", multiprocess_mode="mostrecent")
 
 REASON = {FAILOVER: "RedisKeeperFailover", EVICT: "RedisKeeperEvict", BLOCKED: "RedisKeeperBlocked"}
 ADVICE = "RedisKeeperAdvice"

@@ -28,8 +28,8 @@ from collections import ChainMap
 from dataclasses import replace
 from typing import Iterable, Sequence
 
-from ..model import HOSTNAME_LABEL, Copy, DomainValue, Node, PodRequest, Snapshot
-from .filter import filter_nodes
+from extender.core.model import HOSTNAME_LABEL, Copy, DomainValue, Node, PodRequest, Snapshot
+from extender.policy.filter import filter_nodes
 
 STANDIN = "\x00eligible-{}"
 

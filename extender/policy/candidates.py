@@ -19,7 +19,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..model import Node, Snapshot
+from extender.core.model import Node, Snapshot
 
 UNKNOWN_CODE = -1  # indexes the last slot of every per-code table: the pessimistic value
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..domains import level_title
-from ..model import PodRequest, Snapshot
-from ..settings import Settings
-from .candidates import Tables
-from .filter import Outcome, filter_nodes
-from .score import score_terms
+from extender.core.domains import level_title
+from extender.core.model import PodRequest, Snapshot
+from extender.core.settings import Settings
+from extender.policy.candidates import Tables
+from extender.policy.filter import Outcome, filter_nodes
+from extender.policy.score import score_terms
 
 ACCEPTED, FAILED, UNRESOLVABLE = "accepted", "failed", "unresolvable"
 

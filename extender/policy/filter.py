@@ -44,10 +44,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..model import HOSTNAME_LABEL, Copy, PodRequest, Role, Snapshot
-from ..quantity import human_bytes
-from . import spread as spreadmod
-from .candidates import UNKNOWN_CODE, Candidates, Tables, view
+from extender.core.model import HOSTNAME_LABEL, Copy, PodRequest, Role, Snapshot
+from extender.core.quantity import human_bytes
+from extender.policy import spread as spreadmod
+from extender.policy.candidates import UNKNOWN_CODE, Candidates, Tables, view
 
 # Reasons shown in the pod's FailedScheduling event: written for the person reading it.
 NOT_READY = "node is not Ready (cached node status)"

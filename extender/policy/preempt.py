@@ -26,8 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
-from ..model import HOSTNAME_LABEL, Copy, CopyHealth, PodRequest, Role, Snapshot, Victim, VictimSet
-from .filter import filter_nodes
+from extender.core.model import HOSTNAME_LABEL, Copy, CopyHealth, PodRequest, Role, Snapshot, Victim, VictimSet
+from extender.policy.filter import filter_nodes
 
 NO_VICTIMS = ("no victims: the extender's filter rejected this node while the pod fit, and "
               "preempting nothing does not change that")

@@ -42,10 +42,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..model import PodRequest, Role, Snapshot
-from ..settings import Settings
-from . import spread as spreadmod
-from .candidates import Candidates, Tables, view
+from extender.core.model import PodRequest, Role, Snapshot
+from extender.core.settings import Settings
+from extender.policy import spread as spreadmod
+from extender.policy.candidates import Candidates, Tables, view
 
 MAX_SCORE = 10
 NEUTRAL_SCORE = 0

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..domains import level_title
-from ..model import Copy, DomainValue, Member, Role, Snapshot
+from extender.core.domains import level_title
+from extender.core.model import Copy, DomainValue, Member, Role, Snapshot
 
 
 @dataclass

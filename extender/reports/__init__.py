@@ -1,7 +1,3 @@
-"""Placement reports and failover advice (issue 4).
-
-Floors, as everywhere: the pure core (topology, placement, measures, advice, render, html)
-reads plain records and never imports redis or flask; the state (state/inventory.py,
-state/redis_topology.py) reads the store and the live Redis nodes for it; rebalance applies a
-plan through the state's NodeClient; cli, routes and refresher are the thin adapters.
-"""
+"""Placement reports as outputs: the JSON document and its text (render.py), the HTML page
+(html.py). Pure: they format what analysis/ computed; the HTTP routes live in service/, the
+commands in commands/report.py."""

@@ -21,8 +21,8 @@ from collections import defaultdict
 from html import escape
 from typing import Any, Mapping, Sequence
 
-from .placement import natural_key
-from .render import age_text, live_text, plan_line
+from extender.analysis.placement import natural_key
+from extender.reports.render import age_text, live_text, plan_line
 
 PALETTE = ("#1f6fb4", "#2a9d55", "#8a4fbf", "#c07a12", "#0f8b8d", "#b4456e", "#5b6b2f", "#3f51b5")
 MAX_SIDE_ITEMS = 40

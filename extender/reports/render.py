@@ -45,9 +45,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from .advice import Plan, plan_all
-from .measures import Report, compute
-from .placement import DEFAULT_MAX_LAG, Inventory, place
+from extender.analysis.advice import Plan, plan_all
+from extender.analysis.measures import Report, compute
+from extender.analysis.placement import DEFAULT_MAX_LAG, Inventory, place
 
 SCHEMA = "redis-extender.report/v1"
 

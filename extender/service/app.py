@@ -29,15 +29,15 @@ try:  # gunicorn's reader raises these on a malformed chunked body; absent under
 except ImportError:  # pragma: no cover
     _ChunkError = ()  # type: ignore[assignment,misc]
 
-from ..identity import Identifier
-from ..reports.routes import register as register_reports
-from ..protocol import (ExtenderArgs, NamesMemo, NodeMemo, ProtocolError, bind_reply, filter_reply, loads, parse_binding,
+from extender.core.identity import Identifier
+from extender.service.report_routes import register as register_reports
+from extender.protocol import (ExtenderArgs, NamesMemo, NodeMemo, ProtocolError, bind_reply, filter_reply, loads, parse_binding,
                         parse_extender_args, parse_pod, parse_preemption_args, preemption_reply, prioritize_reply)
-from ..settings import Settings
-from ..state.cache import StateCache, StateUnavailable, StoreFailed, open_cache
-from ..state.redis_store import connect
-from . import metrics
-from .decisions import Binder, Decider, PendingCheck
+from extender.core.settings import Settings
+from extender.state.cache import StateCache, StateUnavailable, StoreFailed, open_cache
+from extender.state.store import RedisStore
+from extender.core import metrics
+from extender.engine.decider import Binder, Decider, PendingCheck
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
@@ -279,6 +279,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
                         status=500, mimetype=JSON)
 
     # Reports read the whole placement: their own client, without the 30 ms decision timeout.
-    register_reports(app, settings, connect(settings.store.redis_url, timeout=settings.store.bulk_timeout))
+    register_reports(app, settings, RedisStore.from_url(settings.store.redis_url, settings.store.key_prefix,
+                                                       timeout=settings.store.bulk_timeout))
     return app
 

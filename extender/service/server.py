@@ -28,8 +28,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from ..processes import stop_process
-from ..settings import Settings
+from extender.local.processes import stop_process
+from extender.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from .app import create_app
+        from extender.service.app import create_app
 
         binder = None
         if self.settings.kube.enabled and not self.public_only:  # one API client per worker, made after the fork
-            from ..state.k8s_sync import api_client, make_binder, make_pending_check
+            from extender.state.k8s_sync import api_client, make_binder, make_pending_check
 
             api = api_client(self.settings.kube.kubeconfig, self.settings.kube.in_cluster)
             binder = make_binder(api)

@@ -29,15 +29,16 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping, TypeVar
 import redis
 from cachetools import LRUCache, TTLCache
 
-from ..domains import domain_path
-from ..model import Node
-from ..policy.candidates import NodeArrays
-from ..settings import Settings
-from .redis_store import FilterMemory, NodeRecord, PodRecord, RecordResult, RedisStore, ShardState
+from extender.core.domains import domain_path
+from extender.core.model import Node
+from extender.policy.candidates import NodeArrays
+from extender.core.settings import Settings
+from extender.state.records import FilterMemory, NodeRecord, PodRecord, RecordResult, ShardState
+from extender.state.store import RedisStore
 
 if TYPE_CHECKING:
-    from ..model import VictimSet
-    from ..policy.preempt import VictimState
+    from extender.core.model import VictimSet
+    from extender.policy.preempt import VictimState
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -355,7 +356,7 @@ class StateCache:
     def victims(self, victims: "Mapping[str, VictimSet]") -> "tuple[dict[str, VictimSet], VictimState]":
         """The preemption candidates' victims resolved against the store (state/victims.py),
         on the bulk client: a SCAN of the shard hashes is more than a decision's 30 ms."""
-        from .victims import read_victims
+        from extender.state.victims import read_victims
 
         return self._direct(lambda: read_victims(self.bulk, victims))
 

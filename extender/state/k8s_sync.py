@@ -37,10 +37,11 @@ from kubernetes import config as kconfig
 from kubernetes.client.rest import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from ..identity import Identifier
-from .loader import node_record, pod_record
-from .lock import LeaderLock
-from .redis_store import NodeRecord, RedisStore
+from extender.core.identity import Identifier
+from extender.state.loader import node_record, pod_record
+from extender.state.lock import LeaderLock
+from extender.state.records import NodeRecord
+from extender.state.store import RedisStore
 
 log = logging.getLogger(__name__)
 POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..identity import Identifier
-from ..protocol import ProtocolError, node_from_object, pod_requests
-from ..quantity import QuantityError
-from .redis_store import NodeRecord, PodRecord, RedisStore
+from extender.core.identity import Identifier
+from extender.protocol import ProtocolError, node_from_object, pod_requests
+from extender.core.quantity import QuantityError
+from extender.state.records import NodeRecord, PodRecord
+from extender.state.store import RedisStore
 
 
 class LoadError(ValueError):

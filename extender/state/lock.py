@@ -12,7 +12,7 @@ import uuid
 
 from redis import RedisError
 
-from .redis_store import RedisStore
+from extender.state.store import RedisStore
 
 
 class LeaderLock:

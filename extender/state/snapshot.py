@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from ..model import Member, Node, PodRequest, Role, Snapshot
-from ..policy.candidates import NodeArrays, Tables, UsageArrays
-from ..protocol import ExtenderArgs, node_from_object
-from .cache import NodeTable, StateCache, StateIncomplete, StateUnavailable, epoch_problem
-from .redis_store import FilterMemory
+from extender.core.model import Member, Node, PodRequest, Role, Snapshot
+from extender.policy.candidates import NodeArrays, Tables, UsageArrays
+from extender.protocol import ExtenderArgs, node_from_object
+from extender.state.cache import NodeTable, StateCache, StateIncomplete, epoch_problem
+from extender.state.records import FilterMemory
 
 Usage = tuple[dict[str, int], dict[str, int]]  # (memory, CPU) requested per node
 
@@ -88,6 +88,17 @@ class Snapshots:
                             cluster=shard.counts, level_domains=level_domains,
                             requested_memory=mem, requested_cpu=cpu)
         return Prepared(snapshot, tables, own_node, shard.version, shard.masters_version)
+
+    def for_preempt(self, pod: PodRequest, names: list[str]) -> tuple[Snapshot, str | None]:
+        """A preemptor's snapshot over the candidate nodes that have victims, and its own node:
+        a Redis preemptor's shard without the cluster's counts (preemption judges spread and
+        shards, not balance); for any other pod the nodes' domains alone, which is all its
+        victims' copies are judged on."""
+        if pod.member is not None:
+            prepared = self.prepare(ExtenderArgs(pod, names, None, True), counts=False)
+            return prepared.snapshot, prepared.own_node
+        table = self.cache.node_table()
+        return Snapshot(level_names=self.levels, nodes=table.nodes, level_domains=table.level_domains), None
 
     def whole(self, table: NodeTable, epoch: str) -> NodeTable:
         """`table` if the state is whole and of its epoch; the table of a new complete epoch

@@ -13,10 +13,10 @@ import time
 from dataclasses import replace
 from typing import Mapping
 
-from ..model import Copy, CopyHealth, Member, Role, VictimSet
-from ..policy.preempt import VictimState
-from .redis_store import Keys, RedisStore, parse_copy
-from .redis_topology import load_live
+from extender.core.model import Copy, CopyHealth, Member, Role, VictimSet
+from extender.policy.preempt import VictimState
+from extender.state.store import RedisStore
+from extender.state.live import load_live
 
 UNHEALTHY = ("failed", "loading")
 
@@ -25,25 +25,13 @@ def read_victims(store: RedisStore, victims: Mapping[str, VictimSet],
                  now_ms: float | None = None) -> tuple[dict[str, VictimSet], VictimState]:
     """The victim sets with each Redis copy's member filled in, and the state of its shards."""
     now = time.time() * 1000 if now_ms is None else now_ms
-    keys = Keys(store.p)
     nodes = set(victims)
-    shards: dict[tuple[str, str], tuple[Copy, ...]] = {}
-    on_nodes: list[tuple[str, str, str, Copy]] = []  # (pod, cluster, shard, copy) on candidate nodes
-    found = [(raw, ident) for raw in store.r.scan_iter(match=keys.shard_pattern, count=1000)
-             if (ident := keys.shard_id(raw.decode())) is not None]
-    reads = store.r.pipeline(transaction=False)
-    for raw, _ in found:
-        reads.hgetall(raw)
-    for (_, ident), entries in zip(found, reads.execute() if found else []):
-        copies = tuple(c for c in (parse_copy(k.decode(), v.decode(), now) for k, v in entries.items()) if c)
-        shards[ident] = copies
-        for c in copies:
-            if c.node in nodes and not c.reserved:
-                on_nodes.append((c.pod, ident[0], ident[1], c))
-    pipe = store.r.pipeline(transaction=False)
-    for pod, *_ in on_nodes:
-        pipe.hget(keys.pod(pod), "uid")
-    uids = [u.decode() if u else "" for u in pipe.execute()] if on_nodes else []
+    shards = store.shard_copies(now)
+    on_nodes: list[tuple[str, str, str, Copy]] = [  # (pod, cluster, shard, copy) on candidate nodes
+        (c.pod, ident[0], ident[1], c) for ident, copies in shards.items() for c in copies
+        if c.node in nodes and not c.reserved]
+    uid_of = store.pod_fields([pod for pod, *_ in on_nodes], "uid")
+    uids = [uid_of.get(pod, "") for pod, *_ in on_nodes]
     by_uid = {uid: entry for uid, entry in zip(uids, on_nodes) if uid}
     by_pod = {entry[0]: entry for entry in on_nodes}
 

@@ -1,4 +1,4 @@
-"""`redis-extender run --scheduler kube` (extender/embedded.py with the checkout's
+"""`redis-extender run --scheduler kube` (extender/commands/embedded.py with the checkout's
 harness/simcluster.py): the simulated cluster on a real etcd + kube-apiserver +
 kube-scheduler v1.20, its pending Redis pods placed by the real scheduler through the
 extender (filter, prioritize, bind), each shown as its placement is recorded, then the
@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from extender.processes import free_port
+from extender.local.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

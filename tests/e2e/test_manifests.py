@@ -36,7 +36,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from extender.processes import free_port
+from extender.local.processes import free_port
 
 from ..support.certs import make_certs
 from harness.controlplane import ApiError, ControlPlane

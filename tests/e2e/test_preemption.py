@@ -34,8 +34,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from extender.processes import free_port
-from extender.state.redis_store import RedisStore
+from extender.local.processes import free_port
+from extender.state.store import RedisStore
 
 from harness.controlplane import ApiError, scheduler_config
 from ..support.serving import Served

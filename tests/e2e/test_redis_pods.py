@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from extender.state.redis_topology import load_live
+from extender.state.live import load_live
 
 from ..support.keeperworld import COPIES, SHARDS, keeper_world
 from ..support.podcluster import Writer, wait_for

@@ -25,8 +25,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from extender.localredis import LocalRedis
-from extender.state.redis_store import RedisStore
+from extender.local.localredis import LocalRedis
+from extender.state.store import RedisStore
 
 from harness.controlplane import ApiError, ControlPlane, scheduler_config
 from ..support.serving import Served

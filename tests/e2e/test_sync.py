@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from extender.identity import Identifier
-from extender.settings import IdentitySettings
+from extender.core.identity import Identifier
+from extender.core.settings import IdentitySettings
 from extender.state.k8s_sync import POD_SELECTOR, Gone, Reflector, api_client
 from extender.state.lock import LeaderLock
 from extender.state.loader import node_record, pod_record
-from extender.state.redis_store import NodeRecord, RedisStore
+from extender.state.records import NodeRecord
+from extender.state.store import RedisStore
 
 pytestmark = pytest.mark.e2e
 ZONE = "topology.kubernetes.io/zone"
@@ -116,7 +117,7 @@ def test_a_relist_keeps_a_placement_recorded_after_it_began(control_plane, store
 
     from kubernetes import client
 
-    from extender.state.redis_store import PodRecord
+    from extender.state.records import PodRecord
 
     api = api_client(str(control_plane.kubeconfig))
     pods = Reflector("pods", client.CoreV1Api(api).list_pod_for_all_namespaces, store,
@@ -135,7 +136,7 @@ def test_the_main_job_with_a_kubeconfig_serves_the_live_cluster(control_plane, t
     import json
     import urllib.request
 
-    from extender.processes import free_port, stop_process, wait_until
+    from extender.local.processes import free_port, stop_process, wait_until
 
     control_plane.create_node("main-job-node", {ZONE: "zone-a"})
     port = free_port()

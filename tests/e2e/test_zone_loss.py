@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks.bench_placement import NAMESPACE, RUN_LABEL, Session, Topology, burst, create_topology, \
     delete_topology, measure
-from extender.settings import Settings
+from extender.core.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

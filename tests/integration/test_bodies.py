@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from extender.simulate import make_pod
+from extender.local.simulate import make_pod
 
 
 def pod() -> dict:

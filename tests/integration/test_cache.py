@@ -6,11 +6,12 @@ import time
 
 import pytest
 
-from extender.localredis import LocalRedis
-from extender.processes import wait_until
-from extender.settings import DEFAULT_LEVELS
+from extender.local.localredis import LocalRedis
+from extender.local.processes import wait_until
+from extender.core.settings import DEFAULT_LEVELS
 from extender.state.cache import StateCache, StateUnavailable, StoreFailed
-from extender.state.redis_store import FilterMemory, NodeRecord, PodRecord, RedisStore
+from extender.state.records import FilterMemory, NodeRecord, PodRecord
+from extender.state.store import RedisStore
 
 
 class Clock:

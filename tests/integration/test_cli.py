@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from extender.state.redis_store import RedisStore
+from extender.state.store import RedisStore
 
 
 def cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
@@ -59,7 +59,7 @@ def test_load_of_a_bad_file_is_a_clear_error(tmp_path: Path, redis_server, prefi
 
 
 def test_load_without_redis_says_where_it_looked(tmp_path: Path) -> None:
-    from extender.processes import free_port
+    from extender.local.processes import free_port
 
     f = tmp_path / "l.json"
     f.write_text('{"kind": "List", "items": []}')

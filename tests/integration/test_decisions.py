@@ -8,14 +8,14 @@ from typing import Any
 
 import orjson
 
-from extender.identity import Identifier
+from extender.core.identity import Identifier
 from extender.protocol import parse_extender_args
-from extender.settings import DEFAULT_LEVELS, IdentitySettings, Settings
-from extender.simulate import make_node, make_pod, redis_labels
+from extender.core.settings import DEFAULT_LEVELS, IdentitySettings, Settings
+from extender.local.simulate import make_node, make_pod, redis_labels
 from extender.state.cache import StateCache
 from extender.state.loader import load_list
-from extender.state.redis_store import RedisStore
-from extender.service.decisions import Decider
+from extender.state.store import RedisStore
+from extender.engine.decider import Decider
 
 IDENTIFIER = Identifier(IdentitySettings())
 ZONES = {"node-a": "zone-a", "node-b": "zone-b", "node-c": "zone-c",

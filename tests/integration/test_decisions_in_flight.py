@@ -8,14 +8,14 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from extender.identity import Identifier
+from extender.core.identity import Identifier
 from extender.protocol import parse_extender_args
-from extender.service.decisions import Decider
-from extender.settings import DEFAULT_LEVELS, IdentitySettings, Settings
-from extender.simulate import make_node, make_pod, redis_labels
+from extender.engine.decider import Decider
+from extender.core.settings import DEFAULT_LEVELS, IdentitySettings, Settings
+from extender.local.simulate import make_node, make_pod, redis_labels
 from extender.state.cache import StateCache
 from extender.state.loader import load_list
-from extender.state.redis_store import RedisStore
+from extender.state.store import RedisStore
 
 IDENTIFIER = Identifier(IdentitySettings())
 NODES = {f"node-{z}{i}": f"zone-{z}" for z in "abc" for i in (1, 2)}

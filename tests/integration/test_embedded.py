@@ -1,4 +1,4 @@
-"""`redis-extender run` (extender/embedded.py), the main job, bounded by --once: its own
+"""`redis-extender run` (extender/commands/embedded.py), the main job, bounded by --once: its own
 redis-server, the simulated cluster, its pending Redis pods placed through the extender with
 each placement shown, and the placement quality before and after. Here with kube-scheduler's
 calls replayed in process; tests/e2e/test_embedded.py runs it with the real kube-scheduler."""

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from extender.identity import Identifier
-from extender.localredis import LocalRedis
-from extender.processes import wait_until
-from extender.settings import IdentitySettings
+from extender.core.identity import Identifier
+from extender.local.localredis import LocalRedis
+from extender.local.processes import wait_until
+from extender.core.settings import IdentitySettings
 from extender.state.loader import load_list
-from extender.state.redis_store import RedisStore
+from extender.state.store import RedisStore
 
 from .test_http import ZONES, get, post, redis_pod, world
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from extender import settings as settings_mod
-from extender.identity import Identifier
+from extender.core import settings as settings_mod
+from extender.core.identity import Identifier
 from extender.service.app import create_app
-from extender.simulate import make_node, make_pod, redis_labels
+from extender.local.simulate import make_node, make_pod, redis_labels
 from extender.state.loader import load_list
 
 def dumps(value: Any) -> bytes:
@@ -39,7 +39,7 @@ ISSUE_QUANTITIES = ["1e999999", "1e200000", "1e400", "1e20", 2**64, "9" * 300, "
 
 def load_world(redis_url: str, prefix: str) -> Any:
     """Three nodes and two placed copies, loaded whole (with its epoch): the verbs decide."""
-    from extender.state.redis_store import RedisStore
+    from extender.state.store import RedisStore
 
     store = RedisStore.from_url(redis_url, prefix, timeout=5)
     items = [make_node(n, f"zone-{n[-1]}", "region-1", None, 8, 4) for n in NODES]

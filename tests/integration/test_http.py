@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from extender.identity import Identifier
-from extender.localredis import LocalRedis
-from extender.settings import IdentitySettings
-from extender.simulate import make_node, make_pod, redis_labels
-from extender.service.decisions import WHOLE_WAIT
+from extender.core.identity import Identifier
+from extender.local.localredis import LocalRedis
+from extender.core.settings import IdentitySettings
+from extender.local.simulate import make_node, make_pod, redis_labels
+from extender.engine.decider import WHOLE_WAIT
 from extender.state.loader import load_list
-from extender.state.redis_store import RedisStore
+from extender.state.store import RedisStore
 
 DATA = Path(__file__).parents[1] / "data"
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 
-from extender.model import Role
-from extender.reports.topology import KIND_CLUSTER, LiveNode, LiveTopology
-from extender.settings import DEFAULT_LEVELS
+from extender.core.model import Role
+from extender.analysis.topology import KIND_CLUSTER, LiveNode, LiveTopology
+from extender.core.settings import DEFAULT_LEVELS
 from extender.state.inventory import read_inventory
-from extender.state.redis_store import Keys, NodeRecord, PodRecord, RedisStore
-from extender.state.redis_topology import load_live, store_live
+from extender.state.records import NodeRecord, PodRecord
+from extender.state.schema import Keys
+from extender.state.store import RedisStore
+from extender.state.live import load_live, store_live
 
 GI = 2**30
 ZONE = "topology.kubernetes.io/zone"

@@ -13,12 +13,13 @@ from typing import Any, Iterator
 import pytest
 
 from extender.actuation.keeper import Keeper
-from extender.identity import Identifier
-from extender.settings import IdentitySettings, load
-from extender.simulate import make_node, make_pod, redis_labels
+from extender.core.identity import Identifier
+from extender.core.settings import IdentitySettings, load
+from extender.local.simulate import make_node, make_pod, redis_labels
 from extender.state.keeper_store import load_memory
 from extender.state.loader import load_list
-from extender.state.redis_topology import fetch_cluster, store_live
+from extender.actuation.nodes import fetch_cluster
+from extender.state.live import store_live
 
 from ..support.rediscluster import RedisCluster, wait_for
 

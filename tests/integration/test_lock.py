@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from extender.state.lock import LeaderLock
-from extender.state.redis_store import RedisStore
+from extender.state.store import RedisStore
 
 
 def test_one_holder_at_a_time_and_only_it_renews_or_releases(store: RedisStore) -> None:

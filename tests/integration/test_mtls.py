@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from extender.processes import free_port, http_ok, stop_process, wait_until
+from extender.local.processes import free_port, http_ok, stop_process, wait_until
 from tests.support.certs import make_certs
 
 BODY = json.dumps({"Pod": {"metadata": {"name": "web-1", "namespace": "default"}}, "NodeNames": ["node-a"]}).encode()

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, settings
 
 schemathesis = pytest.importorskip("schemathesis")
 
-from extender import settings as settings_mod  # noqa: E402
+from extender.core import settings as settings_mod  # noqa: E402
 from extender.service.app import OPENAPI, create_app  # noqa: E402
 
 def app_for(url: str):

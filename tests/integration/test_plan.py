@@ -1,4 +1,4 @@
-"""`redis-extender plan FILE` (extender/plan.py) on a real redis-server, with a dump shaped as
+"""`redis-extender plan FILE` (extender/commands/plan.py) on a real redis-server, with a dump shaped as
 `kubectl get nodes,pods -A -o json` prints it, pending pods included.
 
 The choices must be the extender's: the same dump is loaded into another key prefix and the
@@ -19,9 +19,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from extender.identity import Identifier
-from extender.settings import IdentitySettings
-from extender.simulate import make_node, make_pod, redis_labels
+from extender.core.identity import Identifier
+from extender.core.settings import IdentitySettings
+from extender.local.simulate import make_node, make_pod, redis_labels
 from extender.state.loader import load_list
 from tests.support.chromium import chromium
 
@@ -79,7 +79,7 @@ def post(url: str, body: Any) -> Any:
 
 
 def test_plan_without_redis_says_where_it_looked_and_exits_3(tmp_path: Path) -> None:
-    from extender.processes import free_port
+    from extender.local.processes import free_port
 
     path = tmp_path / "dump.json"
     path.write_text(json.dumps(kubectl_dump()))
@@ -127,7 +127,7 @@ def test_plan_choices_are_the_extenders_http_answers(tmp_path: Path, redis_serve
     assert done.returncode == 0, done.stderr
     planned = [(s["pod"], s["node"]) for s in json.loads(done.stdout)["steps"]]
 
-    from extender.state.redis_store import RedisStore
+    from extender.state.store import RedisStore
 
     store = RedisStore.from_url(redis_server.url, prefix, timeout=10)
     load_list(store, dump, Identifier(IdentitySettings()))

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from extender.identity import Identifier
-from extender.model import CopyHealth, Member, Role, Victim, VictimSet
-from extender.reports.topology import KIND_CLUSTER, LiveNode, LiveTopology
-from extender.settings import IdentitySettings
-from extender.simulate import make_node, make_pod, redis_labels
+from extender.core.identity import Identifier
+from extender.core.model import CopyHealth, Member, Role, Victim, VictimSet
+from extender.analysis.topology import KIND_CLUSTER, LiveNode, LiveTopology
+from extender.core.settings import IdentitySettings
+from extender.local.simulate import make_node, make_pod, redis_labels
 from extender.state.loader import load_list
-from extender.state.redis_store import RedisStore
-from extender.state.redis_topology import store_live
+from extender.state.store import RedisStore
+from extender.state.live import store_live
 from extender.state.victims import read_victims
 
 from .test_http import ZONES, get, post

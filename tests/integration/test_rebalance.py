@@ -25,11 +25,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from extender.identity import Identifier
-from extender.settings import IdentitySettings
-from extender.simulate import make_node, make_pod, redis_labels
+from extender.core.identity import Identifier
+from extender.core.settings import IdentitySettings
+from extender.local.simulate import make_node, make_pod, redis_labels
 from extender.state.loader import load_list, node_record
-from extender.state.redis_topology import fetch_cluster, store_live
+from extender.actuation.nodes import fetch_cluster
+from extender.state.live import store_live
 
 from ..support.rediscluster import RedisCluster, wait_for
 
@@ -94,7 +95,7 @@ def world(layout: list[list[str]], lost: str | None = None, deleted: bool = Fals
 
 def cli(prefix: str, redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "REDIS_URL": redis_url, "REDIS_EXTENDER_KEY_PREFIX": prefix}
-    return subprocess.run([sys.executable, "-m", "extender.reports.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "extender.commands.report", *args], env=env, capture_output=True,
                           text=True, timeout=60)
 
 

@@ -9,7 +9,8 @@ from multiprocessing import get_context
 import pytest
 import redis as redis_py
 
-from extender.state.redis_store import NodeRecord, PodRecord, RedisStore
+from extender.state.records import NodeRecord, PodRecord
+from extender.state.store import RedisStore
 
 GI = 2**30
 
@@ -199,9 +200,9 @@ def test_a_sentinel_managed_redis_is_found_through_its_sentinels_and_after_a_fai
     """redis+sentinel://: the state's Redis as users run it with Sentinel."""
     import time
 
-    from extender.localredis import LocalRedis
-    from extender.processes import free_port
-    from extender.state.redis_store import connect
+    from extender.local.localredis import LocalRedis
+    from extender.local.processes import free_port
+    from extender.state.connect import connect
 
     primary = LocalRedis().start()
     replica = LocalRedis(extra=("--replicaof", "127.0.0.1", str(primary.port))).start()

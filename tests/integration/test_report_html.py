@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from extender.model import Copy, Node, Role
+from extender.core.model import Copy, Node, Role
 from extender.reports.html import page
-from extender.reports.placement import Inventory
+from extender.analysis.placement import Inventory
 from extender.reports.render import compose, document
-from extender.reports.topology import KIND_CLUSTER, LiveTopology
+from extender.analysis.topology import KIND_CLUSTER, LiveTopology
 from tests.support.chromium import chromium
 
 LEVELS = ("kubernetes.io/hostname", "topology.kubernetes.io/zone", "topology.kubernetes.io/region")
@@ -155,11 +155,11 @@ def test_no_external_assets(rendered: dict[str, Any]) -> None:
 # --- served by the app ---------------------------------------------------------------------------
 
 def test_report_routes_and_gauges(redis_server, store, prefix: str) -> None:
-    from extender import settings as settings_mod
-    from extender.identity import Identifier
+    from extender.core import settings as settings_mod
+    from extender.core.identity import Identifier
     from extender.service.app import create_app
-    from extender.settings import IdentitySettings
-    from extender.simulate import make_node, make_pod, redis_labels
+    from extender.core.settings import IdentitySettings
+    from extender.local.simulate import make_node, make_pod, redis_labels
     from extender.state.loader import load_list
 
     items = [make_node(f"node-{z}", f"zone-{z}", "region-1", None, 8, 4) for z in "abc"]
@@ -194,8 +194,8 @@ def test_report_routes_and_gauges(redis_server, store, prefix: str) -> None:
 
 
 def test_report_route_answers_503_when_redis_is_down(redis_server, prefix: str) -> None:
-    from extender import settings as settings_mod
-    from extender.processes import free_port
+    from extender.core import settings as settings_mod
+    from extender.local.processes import free_port
     from extender.service.app import create_app
 
     dead = f"redis://127.0.0.1:{free_port()}/0"

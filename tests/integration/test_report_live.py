@@ -16,18 +16,19 @@ from typing import Any, Iterator
 
 import pytest
 
-from extender.identity import Identifier
-from extender.localredis import LocalRedis
-from extender.processes import free_port
-from extender.reports.rebalance import FAILED, SKIPPED, rebalance, wait_master_knows
+from extender.core.identity import Identifier
+from extender.local.localredis import LocalRedis
+from extender.local.processes import free_port
+from extender.actuation.rebalance import FAILED, SKIPPED, rebalance, wait_master_knows
 from extender.reports.render import compose, document
-from extender.reports.topology import LiveTopology, parse_cluster_nodes
-from extender.settings import DEFAULT_LEVELS, IdentitySettings
-from extender.simulate import make_node, make_pod, redis_labels
+from extender.analysis.topology import LiveTopology, parse_cluster_nodes
+from extender.core.settings import DEFAULT_LEVELS, IdentitySettings
+from extender.local.simulate import make_node, make_pod, redis_labels
 from extender.state.inventory import read_inventory
 from extender.state.loader import load_list
-from extender.state.redis_store import Keys
-from extender.state.redis_topology import NodeClient, fetch, fetch_cluster, load_live, store_live
+from extender.state.schema import Keys
+from extender.actuation.nodes import NodeClient, fetch, fetch_cluster
+from extender.state.live import load_live, store_live
 
 from ..support.rediscluster import RedisCluster, wait_for
 
@@ -103,7 +104,7 @@ def _restore_layout(cluster: RedisCluster) -> None:
 
 def cli(prefix: str, redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "REDIS_URL": redis_url, "REDIS_EXTENDER_KEY_PREFIX": prefix}
-    return subprocess.run([sys.executable, "-m", "extender.reports.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "extender.commands.report", *args], env=env, capture_output=True,
                           text=True, timeout=60)
 
 
@@ -296,9 +297,9 @@ def test_sentinel_topology(tmp_path: Path) -> None:
 def test_the_refresher_finds_a_cluster_through_its_pods_ips(cluster: RedisCluster, loaded, store, prefix: str) -> None:
     from dataclasses import replace as dc_replace
 
-    from extender import settings as settings_mod
-    from extender.reports.refresher import discovered_seeds, refresh_all
-    from extender.state.redis_store import PodRecord
+    from extender.core import settings as settings_mod
+    from extender.actuation.refresher import discovered_seeds, refresh_all
+    from extender.state.records import PodRecord
 
     for pods in loaded["layout"]:  # as the watch stores them: with status.podIP
         for pod in pods:

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from extender.processes import wait_until
+from extender.local.processes import wait_until
 from tests.support.serving import Served
 
 KUBECONFIG = """apiVersion: v1

@@ -8,16 +8,17 @@ from typing import Any
 import orjson
 import pytest
 
-from extender.identity import Identifier
-from extender.model import Role
+from extender.core.identity import Identifier
+from extender.core.model import Role
 from extender.policy.filter import filter_nodes
 from extender.policy.score import score_list
 from extender.protocol import NamesMemo, NodeMemo, parse_extender_args
-from extender.settings import DEFAULT_LEVELS, IdentitySettings, Settings
-from extender.simulate import make_node, make_pod, redis_labels
+from extender.core.settings import DEFAULT_LEVELS, IdentitySettings, Settings
+from extender.local.simulate import make_node, make_pod, redis_labels
 from extender.state.cache import REVALIDATE_EVERY, StateCache
 from extender.state.loader import load_list
-from extender.state.redis_store import FilterMemory, PodRecord, RedisStore
+from extender.state.records import FilterMemory, PodRecord
+from extender.state.store import RedisStore
 from extender.state.snapshot import Snapshots
 
 IDENTIFIER = Identifier(IdentitySettings())

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from extender.processes import free_port
-from extender.state.redis_store import RedisStore
+from extender.local.processes import free_port
+from extender.state.store import RedisStore
 from harness.controlplane import ApiError, ControlPlane, scheduler_config
 
 from .nodeagent import NodeAgent
@@ -195,9 +195,7 @@ def keeper_state(world: World) -> dict[str, Any]:
     """The keeper's stored memory and last decision for the world's cluster ({} before any)."""
     import orjson
 
-    from extender.state.redis_store import Keys
-
-    raw = world.store.r.get(Keys(world.store.p).keeper(world.cluster))
+    raw = world.store.keeper([world.cluster]).get(world.cluster)
     return orjson.loads(raw) if raw else {}
 
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import redis as redis_py
 
-from extender.processes import stop_process
-from extender.settings import Settings
+from extender.local.processes import stop_process
+from extender.core.settings import Settings
 from harness.controlplane import ApiError, ControlPlane, _die_with_parent
 
 REDIS_PORT = Settings().live.redis_port  # where the extender looks for a pod's Redis

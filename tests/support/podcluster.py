@@ -22,8 +22,8 @@ from typing import Any, Callable
 import redis as redis_py
 from redis.crc import key_slot
 
-from extender.processes import wait_until
-from extender.reports.topology import parse_cluster_nodes
+from extender.local.processes import wait_until
+from extender.analysis.topology import parse_cluster_nodes
 
 from .nodeagent import REDIS_PORT, NodeAgent, PodServer
 

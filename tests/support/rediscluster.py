@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 import redis as redis_py
 
-from extender.localredis import LocalRedis
-from extender.processes import free_port, wait_until
-from extender.reports.topology import parse_cluster_nodes
+from extender.local.localredis import LocalRedis
+from extender.local.processes import free_port, wait_until
+from extender.analysis.topology import parse_cluster_nodes
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition", poll: float = 0.1) -> Any:

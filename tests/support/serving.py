@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from extender.processes import free_port, http_ok, stop_process, wait_until
-from extender.state.redis_store import RedisStore
+from extender.local.processes import free_port, http_ok, stop_process, wait_until
+from extender.state.store import RedisStore
 
 
 class Served:

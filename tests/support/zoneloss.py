@@ -83,7 +83,7 @@ def _failovers(world: World) -> list[dict[str, str]]:
 
 
 def _all_slots_served(ips: list[str]) -> bool:
-    from extender.reports.topology import parse_cluster_nodes
+    from extender.analysis.topology import parse_cluster_nodes
 
     from .podcluster import _call
 

@@ -1,14 +1,14 @@
 """Small builders of model objects for the pure-policy unit tests.
 
 Everything here is plain data: no Redis, no HTTP. Memory is in bytes, CPU in millicores,
-as in extender.model.
+as in extender.core.model.
 """
 from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from extender.model import ClusterCounts, Copy, Member, Node, PodRequest, Role, Snapshot
-from extender.settings import DEFAULT_LEVELS, Settings
+from extender.core.model import ClusterCounts, Copy, Member, Node, PodRequest, Role, Snapshot
+from extender.core.settings import DEFAULT_LEVELS, Settings
 
 HOSTNAME, ZONE, REGION = DEFAULT_LEVELS
 LEVELS = DEFAULT_LEVELS

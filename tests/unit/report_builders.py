@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from extender.model import Copy, Node, Role
-from extender.reports.measures import Report, compute
-from extender.reports.placement import Inventory, place
-from extender.reports.topology import KIND_CLUSTER, KIND_SENTINEL, LiveNode, LiveTopology
+from extender.core.model import Copy, Node, Role
+from extender.analysis.measures import Report, compute
+from extender.analysis.placement import Inventory, place
+from extender.analysis.topology import KIND_CLUSTER, KIND_SENTINEL, LiveNode, LiveTopology
 
 LEVELS = ("kubernetes.io/hostname", "topology.kubernetes.io/zone", "topology.kubernetes.io/region")
 Gi = 2**30

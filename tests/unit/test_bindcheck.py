@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from extender.model import Copy, Node, Role
+from extender.core.model import Copy, Node, Role
 from extender.policy.bindcheck import all_paths, contenders, recheck
-from extender.settings import DEFAULT_LEVELS
+from extender.core.settings import DEFAULT_LEVELS
 
 from .builders import make_node, make_pod, make_snapshot
 

@@ -1,10 +1,10 @@
-"""Node labels to failure domains (extender.domains)."""
+"""Node labels to failure domains (extender.core.domains)."""
 from __future__ import annotations
 
 import pytest
 
-from extender.domains import HOSTNAME_LABEL, domain_path, level_title
-from extender.settings import DEFAULT_LEVELS
+from extender.core.domains import HOSTNAME_LABEL, domain_path, level_title
+from extender.core.settings import DEFAULT_LEVELS
 
 ZONE, REGION = "topology.kubernetes.io/zone", "topology.kubernetes.io/region"
 RACK = "example.com/rack"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from extender import embedded
+from extender.commands import embedded
 
 
 def tree(root: Path, files: list[str]) -> None:

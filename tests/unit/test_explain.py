@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from extender.model import Role
+from extender.core.model import Role
 from extender.policy.explain import ACCEPTED, FAILED, UNRESOLVABLE, explain, render_table
 from extender.policy.filter import filter_nodes
 from extender.policy.score import score_list, score_terms

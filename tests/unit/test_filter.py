@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from extender.model import Copy, Role, Snapshot
+from extender.core.model import Copy, Role, Snapshot
 from extender.policy.filter import Outcome, filter_nodes
 
 from .builders import LEVELS, Gi, Mi, make_copy, make_node, make_pod, make_snapshot
@@ -273,7 +273,7 @@ def test_zone_rule_applies_among_the_survivors_of_the_region_rule():
 
 
 def test_an_extra_rack_level_spreads_copies_like_a_zone():
-    from extender.model import Node
+    from extender.core.model import Node
 
     levels = ("kubernetes.io/hostname", "example.com/rack", "topology.kubernetes.io/zone")
     nodes = [Node(f"node-{r}{i}", (f"node-{r}{i}", f"rack-{r}", "zone-a"), 16 * Gi, 8000)
@@ -488,7 +488,7 @@ def test_masters_spread_per_node_within_the_zone():
 
 
 def test_masters_spread_per_node_even_when_the_levels_leave_the_node_out():
-    from extender.model import Node
+    from extender.core.model import Node
 
     levels = ("topology.kubernetes.io/zone", "topology.kubernetes.io/region")
     nodes = [Node(f"node-{z}{i}", (f"zone-{z}", "region-1"), 16 * Gi, 8000) for z in "abc" for i in (1, 2)]

@@ -1,11 +1,11 @@
-"""Which pods are Redis pods, and their cluster, shard and role (extender.identity)."""
+"""Which pods are Redis pods, and their cluster, shard and role (extender.core.identity)."""
 from __future__ import annotations
 
 import pytest
 
-from extender.identity import Identifier
-from extender.model import Member, Role
-from extender.settings import IdentitySettings
+from extender.core.identity import Identifier
+from extender.core.model import Member, Role
+from extender.core.settings import IdentitySettings
 
 DEFAULT = Identifier(IdentitySettings())
 

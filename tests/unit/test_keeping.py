@@ -7,9 +7,9 @@ from dataclasses import replace
 
 from hypothesis import given, settings, strategies as st
 
-from extender.reports.keeping import (ACT, ADVISE, BLOCKED, EVICT, FAILOVER, NONE, OFF, WAIT, KeeperPolicy, Memory,
+from extender.analysis.keeping import (ACT, ADVISE, BLOCKED, EVICT, FAILOVER, NONE, OFF, WAIT, KeeperPolicy, Memory,
                                       PodFacts, decide, pending_record)
-from extender.reports.placement import Inventory, place
+from extender.analysis.placement import Inventory, place
 
 from .report_builders import BALANCED, PILED, make_inventory, make_node
 

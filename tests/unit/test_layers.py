@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,16 @@ def test_the_package_keeps_its_layers() -> None:
     assert "0 broken" in result.stdout
 
 
+def contract_names() -> list[str]:
+    return [c["name"] for c in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]]
+
+
+def test_the_package_keeps_its_layers() -> None:
+    result = lint(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(contract_names())} kept, 0 broken" in result.stdout
+
+
 @pytest.fixture
 def copy(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "extender", tmp_path / "extender", ignore=shutil.ignore_patterns("__pycache__"))
@@ -38,19 +49,48 @@ def copy(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("module, line, contract", [
+# One planted import per contract (the first word of its name), each of them a breach that
+# the contract must catch; the first four passed the old contract (issue 18).
+BREACHES = [
+    ("service/app.py", "from extender.commands import embedded", "Layers: imports point inward"),
+    ("commands/args.py", "from extender.commands import plan", "commands:"),
+    ("policy/filter.py", "import flask", "Only extender.service speaks HTTP"),
+    ("core/model.py", "import numpy", "numpy only"),
     # the cycle of issue 8: the model typed with the policy's arrays, even for type checkers only
-    ("model.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .policy.candidates import NodeArrays",
-     "Layers"),
-    ("policy/filter.py", "from ..state.cache import StateCache", "Layers"),
-    ("state/cache.py", "from ..service import metrics", "Layers"),
-    ("service/decisions.py", "import redis", "Only extender.state"),
-    ("protocol.py", "from kubernetes import client", "Only extender.state"),
-])
+    ("core/model.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from extender.policy.candidates import NodeArrays",
+     "Layers: imports point inward"),
+    ("policy/filter.py", "from extender.state.cache import StateCache", "Layers: imports point inward"),
+    ("engine/decider.py", "from extender.actuation import nodes", "Layers: imports point inward"),
+    ("analysis/topology.py", "from extender.protocol import loads", "Layers: imports point inward"),
+    ("service/report_routes.py", "from extender.service import app", "service:"),
+    ("actuation/nodes.py", "from extender.actuation import rebalance", "actuation:"),
+    ("reports/render.py", "from extender.reports import html", "reports:"),
+    ("local/processes.py", "from extender.local import localredis", "local:"),
+    ("state/store.py", "from extender.state import cache", "state:"),
+    ("state/schema.py", "from extender.state import records", "state:"),
+    ("policy/filter.py", "from extender.policy import score", "policy:"),
+    ("analysis/topology.py", "from extender.analysis import advice", "analysis:"),
+    ("protocol/errors.py", "from extender.protocol import objects", "protocol:"),
+    ("core/model.py", "from extender.core import identity", "core:"),
+    ("engine/decider.py", "import redis", "Only extender.state and extender.actuation talk to Redis"),
+    ("protocol/objects.py", "from kubernetes import client", "Only extender.state and extender.actuation talk to Kubernetes"),
+    ("state/cache.py", "import gunicorn", "Only extender.service speaks HTTP"),
+    ("engine/decider.py", "import numpy as np", "numpy only"),
+    ("policy/score.py", "import prometheus_client", "prometheus_client only"),
+]
+
+
+def test_every_contract_has_a_planted_breach() -> None:
+    assert {name for name in contract_names() if any(name.startswith(c) for *_, c in BREACHES)} == set(contract_names())
+
+
+@pytest.mark.parametrize("module, line, contract", BREACHES)
 def test_a_planted_breach_breaks_the_contract(copy: Path, module: str, line: str, contract: str) -> None:
     path = copy / "extender" / module
     path.write_text(path.read_text() + f"\n{line}\n")
     result = lint(copy)
     assert result.returncode != 0
-    broken = [text for text in result.stdout.splitlines() if " BROKEN" in text]
-    assert any(text.startswith(contract) for text in broken), result.stdout
+    text = " ".join(result.stdout.split())  # names wrap over lines in the output
+    names = [name for name in contract_names() if name.startswith(contract)]
+    assert len(names) == 1, names
+    assert f"{names[0]} BROKEN" in text, result.stdout

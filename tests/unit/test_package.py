@@ -12,9 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from extender import bench
+import extender
+from extender.commands import bench
 
-PACKAGE = Path(bench.__file__).resolve().parent
+PACKAGE = Path(extender.__file__).resolve().parent
 REPO = PACKAGE.parent
 DEVELOPMENT = ("tests", "benchmarks", "harness")
 ENTRY_POINTS = ("harness", "benchmarks")  # development entry points `run`/`bench` may start from a checkout

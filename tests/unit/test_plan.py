@@ -1,13 +1,13 @@
-"""The pure parts of extender/plan.py: kube-scheduler's queue order, the offered nodes, the
+"""The pure parts of extender/commands/plan.py: kube-scheduler's queue order, the offered nodes, the
 before/after rows, the refusal summary and the progress bar (TTY or not)."""
 from __future__ import annotations
 
 import io
 
-from extender.identity import Identifier
-from extender.plan import Bar, Step, _reasons, compare, queue, schedulable, step_line, summary_table
-from extender.settings import IdentitySettings
-from extender.simulate import make_node, make_pod, redis_labels
+from extender.core.identity import Identifier
+from extender.commands.plan import Bar, Step, _reasons, compare, queue, schedulable, step_line, summary_table
+from extender.core.settings import IdentitySettings
+from extender.local.simulate import make_node, make_pod, redis_labels
 
 
 def pod(name: str, created: str, node: str | None = None, priority: int | None = None, phase: str | None = None,

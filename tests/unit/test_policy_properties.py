@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extender.model import Copy, PodRequest, Role, Snapshot
+from extender.core.model import Copy, PodRequest, Role, Snapshot
 from extender.policy.candidates import NodeArrays, Tables, UsageArrays
 from extender.policy.filter import filter_nodes
 from extender.policy.score import MAX_SCORE, NEUTRAL_SCORE, score_nodes

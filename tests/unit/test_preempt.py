@@ -1,7 +1,7 @@
 """policy/preempt.py: which preemption candidates to keep, from plain records."""
 from __future__ import annotations
 
-from extender.model import CopyHealth, Member, Role, Victim, VictimSet
+from extender.core.model import CopyHealth, Member, Role, Victim, VictimSet
 from extender.policy import preempt as p
 from extender.policy.preempt import VictimState, preempt_nodes
 

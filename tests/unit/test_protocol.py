@@ -8,11 +8,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from extender.identity import Identifier
-from extender.model import Member, Role
+from extender.core.identity import Identifier
+from extender.core.model import Member, Role
 from extender.protocol import (ProtocolError, filter_reply, node_from_object, parse_binding,
                                parse_extender_args, pod_requests, prioritize_reply)
-from extender.settings import DEFAULT_LEVELS, IdentitySettings
+from extender.core.settings import DEFAULT_LEVELS, IdentitySettings
 
 from .builders import Gi, Mi
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from extender.identity import Identifier
-from extender.model import Member, Role, Victim, VictimSet
+from extender.core.identity import Identifier
+from extender.core.model import Member, Role, Victim, VictimSet
 from extender.protocol import ProtocolError, parse_preemption_args, preemption_reply
-from extender.settings import IdentitySettings
+from extender.core.settings import IdentitySettings
 
 IDENTIFIER = Identifier(IdentitySettings())
 

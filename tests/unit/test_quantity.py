@@ -1,11 +1,11 @@
-"""Kubernetes quantities to integers and back (extender.quantity)."""
+"""Kubernetes quantities to integers and back (extender.core.quantity)."""
 from __future__ import annotations
 
 from decimal import Decimal
 
 import pytest
 
-from extender.quantity import QuantityError, human_bytes, parse, to_bytes, to_millicores
+from extender.core.quantity import QuantityError, human_bytes, parse, to_bytes, to_millicores
 
 Ki, Mi, Gi, Ti = 2**10, 2**20, 2**30, 2**40
 
@@ -127,14 +127,14 @@ def test_human_bytes_round_trips_common_requests(text):
     pytest.param(1e300, id="json-float-over-int64"),
 ])
 def test_values_beyond_int64_are_a_range_error_decided_without_the_integer(value):
-    from extender.quantity import QuantityRange
+    from extender.core.quantity import QuantityRange
 
     with pytest.raises(QuantityRange, match="out of range"):
         to_bytes(value)
 
 
 def test_cpu_over_int64_millicores_is_a_range_error():
-    from extender.quantity import QuantityRange
+    from extender.core.quantity import QuantityRange
 
     with pytest.raises(QuantityRange, match="millicores"):
         to_millicores("1e17")  # 1e20 millicores

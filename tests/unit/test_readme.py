@@ -1,7 +1,7 @@
 """The README's configuration table is the generated one: docs and code cannot drift."""
 from pathlib import Path
 
-from extender.settings import markdown_table
+from extender.core.settings import markdown_table
 
 README = Path(__file__).parents[2] / "README.md"
 

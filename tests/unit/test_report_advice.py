@@ -9,8 +9,8 @@ import random
 
 import pytest
 
-from extender.reports.advice import Plan, plan_all, plan_cluster
-from extender.reports.placement import Inventory, place
+from extender.analysis.advice import Plan, plan_all, plan_cluster
+from extender.analysis.placement import Inventory, place
 
 from .report_builders import BALANCED, PILED, make_inventory, make_node
 

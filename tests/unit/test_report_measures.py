@@ -9,9 +9,9 @@ from dataclasses import replace
 
 import pytest
 
-from extender.reports.measures import failure_headroom
-from extender.reports.placement import UNKNOWN_DOMAIN, place
-from extender.reports.topology import KIND_CLUSTER, LiveTopology
+from extender.analysis.measures import failure_headroom
+from extender.analysis.placement import UNKNOWN_DOMAIN, place
+from extender.analysis.topology import KIND_CLUSTER, LiveTopology
 
 from .report_builders import BALANCED, PILED, Gi, make_inventory, make_node, report_of
 
@@ -282,8 +282,8 @@ def test_summary_is_the_worst_over_clusters_and_active_levels() -> None:
 
 
 def test_pure_modules_import_neither_redis_nor_flask() -> None:
-    code = ("import sys; import extender.reports.topology, extender.reports.placement, "
-            "extender.reports.measures, extender.reports.advice, extender.reports.render, "
+    code = ("import sys; import extender.analysis.topology, extender.analysis.placement, "
+            "extender.analysis.measures, extender.analysis.advice, extender.reports.render, "
             "extender.reports.html; bad = [m for m in ('redis', 'flask') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

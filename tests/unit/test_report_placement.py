@@ -4,7 +4,7 @@ Inventories are built from tokens (tests/unit/report_builders.py).
 """
 from __future__ import annotations
 
-from extender.reports.placement import report_levels
+from extender.analysis.placement import report_levels
 
 from .report_builders import BALANCED, LEVELS, make_inventory, make_node, report_of
 

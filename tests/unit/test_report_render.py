@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from extender.reports import render
-from extender.reports.advice import plan_all
+from extender.analysis.advice import plan_all
 
 from .report_builders import PILED, make_inventory, report_of
 

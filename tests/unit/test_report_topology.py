@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from extender.reports.topology import (LiveNode, LiveTopology, complete, follow_masters, map_pods, pairs,
+from extender.analysis.topology import (LiveNode, LiveTopology, complete, follow_masters, map_pods, pairs,
                                       parse_cluster_nodes, parse_cluster_shards, parse_seed_spec, probed,
                                       myself, sentinel_master_id, sentinel_node)
 

@@ -224,7 +224,7 @@ def test_master_balance_outranks_cluster_spread_for_a_master():
 
 
 def test_a_master_in_flight_counts_like_a_placed_one():
-    from extender.model import Copy, Role
+    from extender.core.model import Copy, Role
 
     snap = make_snapshot(zones("a", "b"), reserved=[Copy("ns/cache-a-0", "node-a1", Role.MASTER, reserved=True)])
     assert score_nodes(MASTER, ["node-a2", "node-b2"], snap, SETTINGS) == {"node-a2": 0, "node-b2": MAX_SCORE}

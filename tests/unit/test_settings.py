@@ -1,4 +1,4 @@
-"""Configuration (extender.settings): defaults < TOML file < environment < overrides (flags),
+"""Configuration (extender.core.settings): defaults < TOML file < environment < overrides (flags),
 every problem reported at once, and the README table generated from the option list."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from extender.settings import DEFAULT_LEVELS, DEFAULT_REDIS_URL, OPTIONS, Settings, SettingsError, load, markdown_table
+from extender.core.settings import DEFAULT_LEVELS, DEFAULT_REDIS_URL, OPTIONS, Settings, SettingsError, load, markdown_table
 
 
 def toml(tmp_path: Path, text: str) -> Path:

@@ -1,8 +1,9 @@
 """The store's key names and its one reading of a shard entry (state/redis_store.py), no server."""
 from __future__ import annotations
 
-from extender.model import Copy, Role
-from extender.state.redis_store import Keys, parse_copy
+from extender.core.model import Copy, Role
+from extender.state.records import parse_copy
+from extender.state.schema import Keys
 
 
 def test_a_shard_entry_is_a_placement_or_a_reservation() -> None:

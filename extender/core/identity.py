@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from .model import Member, Role
-from .settings import PRESETS, IdentitySettings
+from extender.core.model import Member, Role
+from extender.core.settings import PRESETS, IdentitySettings
 
 _ORDINAL = re.compile(r"-(\d+)$")
 

@@ -20,14 +20,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
-from .identity import Identifier
-from .protocol import CandidateList, ExtenderArgs, ProtocolError, parse_pod
-from .service.decisions import Decider
-from .settings import Settings
-from .state.inventory import read_inventory
-from .state.loader import split_list
-from .state.redis_store import RedisStore
-from .reports.render import compose, document
+from extender.core.identity import Identifier
+from extender.protocol import CandidateList, ExtenderArgs, ProtocolError, parse_pod
+from extender.engine.decider import Decider
+from extender.core.settings import Settings
+from extender.state.inventory import read_inventory
+from extender.state.loader import split_list
+from extender.state.store import RedisStore
+from extender.reports.render import compose, document
 
 FINISHED = ("Succeeded", "Failed")
 
@@ -61,7 +61,7 @@ class Outcome:
         return sum(1 for s in self.steps if s.node)
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": "redis-extender.plan/v1", "placed": self.placed, "pending": len(self.steps),
+        return {"schema": "redis-extender.commands.plan/v1", "placed": self.placed, "pending": len(self.steps),
                 "steps": [s.to_json() for s in self.steps], "summary": compare(self.before, self.after),
                 "before": self.before, "after": self.after}
 
@@ -223,13 +223,13 @@ def main(ns: Any) -> int:
     configuration, 3 Redis unreachable."""
     import orjson
 
-    from .cliargs import load_failed, load_settings
-    from .localredis import LocalRedis
-    from .reports.html import comparison
-    from .service.decisions import Decider
-    from .state.cache import open_cache
-    from .state.loader import LoadError, load_list
-    from .state.redis_store import StoreError
+    from extender.commands.args import load_failed, load_settings
+    from extender.local.localredis import LocalRedis
+    from extender.reports.html import comparison
+    from extender.engine.decider import Decider
+    from extender.state.cache import open_cache
+    from extender.state.loader import LoadError, load_list
+    from extender.state.connect import StoreError
 
     try:
         data = sys.stdin.buffer.read() if ns.file == "-" else open(ns.file, "rb").read()

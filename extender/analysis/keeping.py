@@ -1,6 +1,6 @@
 """The keeper's decisions: is a cluster's placement drifting, what is the next step, is it safe now.
 
-Pure (no Redis, no API, no clock): `decide` reads the merged Placement (reports/placement.py),
+Pure (no Redis, no API, no clock): `decide` reads the merged Placement (analysis/placement.py),
 the facts the API gives about the cluster's pods, the keeper's memory of this cluster (what it
 last did, since when the drift lasts) and `now`, and returns one Decision. The I/O (reading,
 acting, Events, metrics) is actuation's keeper; it calls `decide` again on a fresh view right
@@ -29,10 +29,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
-from ..model import Role
-from .advice import Plan, Step, plan_cluster
-from .placement import UNKNOWN_DOMAIN, ClusterView, CopyView, Placement, ShardView, natural_key
-from .topology import KIND_CLUSTER, KIND_SENTINEL
+from extender.analysis.advice import Plan, Step, plan_cluster
+from extender.analysis.placement import UNKNOWN_DOMAIN, ClusterView, CopyView, Placement, ShardView, natural_key
+from extender.analysis.topology import KIND_CLUSTER, KIND_SENTINEL
+from extender.core.model import Role
 
 OFF, ADVISE, ACT = "off", "advise", "act"
 MODES = (OFF, ADVISE, ACT)

@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .processes import free_port, stop_process, wait_until
+from extender.local.processes import free_port, stop_process, wait_until
 
 
 class LocalRedis:

@@ -38,9 +38,9 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..model import Role
-from .placement import UNKNOWN_DOMAIN, ClusterView, CopyView, Placement, ShardView, natural_key
-from .topology import KIND_CLUSTER, KIND_SENTINEL
+from extender.core.model import Role
+from extender.analysis.placement import UNKNOWN_DOMAIN, ClusterView, CopyView, Placement, ShardView, natural_key
+from extender.analysis.topology import KIND_CLUSTER, KIND_SENTINEL
 
 
 @dataclass(frozen=True)

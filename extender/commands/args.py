@@ -1,8 +1,8 @@
 """The plumbing every command of the CLI shares: one set of common options, one settings builder,
 one way of saying why a dump could not be loaded into the state.
 
-Both argparse trees use it: extender/cli.py (every command) and extender/reports/cli.py (its
-`report` and `rebalance`, also runnable standalone as `python -m extender.reports.cli`).
+Both argparse trees use it: extender/cli.py (every command) and extender/commands/report.py (its
+`report` and `rebalance`, also runnable standalone as `python -m extender.commands.report`).
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import argparse
 import sys
 from typing import Any
 
-from . import settings as settings_mod
-from .settings import Settings
+from extender.core import settings as settings_mod
+from extender.core.settings import Settings
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def load_failed(command: str, file: str, redis_url: str, exc: Exception, *, bad_
     """Say on stderr why `redis-extender COMMAND` could not load FILE into the state (a LoadError:
     the dump is not a usable Kubernetes List; a StoreError: the Redis at redis_url failed) and
     return the command's exit code for it: `bad_dump` or `no_redis`."""
-    from .state.loader import LoadError
+    from extender.state.loader import LoadError
 
     if isinstance(exc, LoadError):
         print(f"redis-extender {command}: {file}: {exc}", file=sys.stderr)

@@ -37,7 +37,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .placement import (UNKNOWN_DOMAIN, ClusterView, Inventory, Level, Mismatch, Placement, ShardView,
+from extender.analysis.placement import (UNKNOWN_DOMAIN, ClusterView, Inventory, Level, Mismatch, Placement, ShardView,
                         domain_of, natural_key)
 
 

@@ -26,11 +26,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..model import Role
-from ..state.redis_store import StoreError
-from ..state.redis_topology import NodeClient, OpenNode, node_opener
-from .advice import Plan, Step
-from .topology import LiveNode, LiveTopology, myself, parse_cluster_nodes
+from extender.core.model import Role
+from extender.state.connect import StoreError
+from extender.actuation.nodes import NodeClient, OpenNode, node_opener
+from extender.analysis.advice import Plan, Step
+from extender.analysis.topology import LiveNode, LiveTopology, myself, parse_cluster_nodes
 
 PLANNED, DONE, FAILED, SKIPPED = "planned", "done", "failed", "skipped"
 

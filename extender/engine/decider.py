@@ -11,21 +11,20 @@ import logging
 import time
 from typing import Callable, TypeVar
 
-import numpy as np
 
-from ..identity import Identifier
-from ..model import PodRequest, Role, Snapshot
-from ..policy.bindcheck import all_paths, recheck
-from ..policy.explain import Explanation, explain
-from ..policy.filter import NODE_HOLDS_COPY, FilterResult, Outcome, filter_nodes
-from ..policy.preempt import PreemptResult, preempt_nodes
-from ..policy.score import NEUTRAL_SCORE, score_list
-from ..protocol import ExtenderArgs, PreemptionArgs
-from ..settings import Settings
-from ..state.cache import StateCache, StateIncomplete, StateUnavailable, StoreFailed
-from ..state.redis_store import FilterMemory, PodRecord, RecordResult
-from ..state.snapshot import Snapshots
-from . import metrics
+from extender.core.identity import Identifier
+from extender.core.model import PodRequest, Role, Snapshot
+from extender.policy.bindcheck import all_paths, recheck
+from extender.policy.explain import Explanation, explain
+from extender.policy.filter import NODE_HOLDS_COPY, FilterResult, Outcome, filter_nodes
+from extender.policy.preempt import PreemptResult, preempt_nodes
+from extender.policy.score import NEUTRAL_SCORE, score_list
+from extender.protocol import ExtenderArgs, PreemptionArgs
+from extender.core.settings import Settings
+from extender.state.cache import StateCache, StateIncomplete, StateUnavailable, StoreFailed
+from extender.state.records import FilterMemory, PodRecord, RecordResult
+from extender.state.snapshot import Snapshots
+from extender.core import metrics
 
 T = TypeVar("T")
 Binder = Callable[[str, str, str, str], None]
@@ -101,7 +100,7 @@ class Decider:
                                 prepared.tables)
         if scores:
             with metrics.PHASE.labels("record").time():
-                self._reserve(args.pod, args.node_names[int(np.argmax(scores))])
+                self._reserve(args.pod, args.node_names[max(range(len(scores)), key=scores.__getitem__)])
         return scores
 
     def preempt(self, args: PreemptionArgs) -> tuple[PreemptResult, str]:
@@ -113,15 +112,7 @@ class Decider:
         try:
             with metrics.PHASE.labels("state").time():
                 victims, state = self.cache.victims(victims)
-                if args.pod.member is not None:
-                    names = [n for n, v in victims.items() if v.victims]
-                    prepared = self.snapshots.prepare(ExtenderArgs(args.pod, names, None, True), counts=False)
-                    snapshot, own = prepared.snapshot, prepared.own_node
-                else:  # the victims' copies are judged on the nodes' domains alone
-                    table = self.cache.node_table()
-                    snapshot = Snapshot(level_names=self.settings.domains.levels, nodes=table.nodes,
-                                        level_domains=table.level_domains)
-                    own = None
+                snapshot, own = self.snapshots.for_preempt(args.pod, [n for n, v in victims.items() if v.victims])
         except StateUnavailable as exc:
             if self.fail_open:
                 log.warning("preempt %s: %s; failing open (the scheduler's victims kept)", args.pod.key, exc)

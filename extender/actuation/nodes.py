@@ -1,4 +1,4 @@
-"""Live Redis topology read from the Redis nodes themselves, and stored under `live:<cluster>`.
+"""The Redis nodes themselves: their live topology read, and commands sent to one node.
 
 Sources: `CLUSTER SHARDS` (Redis 7+: roles, health, offsets, slots in one call) completed by
 `CLUSTER NODES` (every node, even one SHARDS leaves out mid-failover), else `CLUSTER NODES`
@@ -6,15 +6,10 @@ alone (roles, fail flags, slots). Sentinel: `SENTINEL MASTERS` then
 `SENTINEL REPLICAS <name>` per master, each master being a shard. With `probe`, every node is
 also asked `INFO replication` (the replica's own master_link_status and offsets, which the
 gossiped offsets of CLUSTER SHARDS only approximate) and `CONFIG GET maxmemory`. The replies
-are read by the pure reports/topology.py; this module only asks and stores.
+are read by the pure analysis/topology.py; this module only asks.
 
-Storage (the key is Keys.live of state/redis_store.py): one string per cluster, written whole,
-so a reader never sees half a refresh. No TTL: the report shows its age (hygiene), and an old
-view is better evidence than none. A failed fetch records its error next to the last good view
-(or alone, with no nodes, when there is none), so the report says why live data is old or
-missing. A good view also sets the store's live roles, which the decisions use from then on.
-
-NodeClient is the small interface through which reports/rebalance.py commands live nodes.
+What is fetched is stored by state/live.py. NodeClient is the small interface through which
+actuation/rebalance.py commands live nodes.
 """
 from __future__ import annotations
 
@@ -23,15 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Callable, Mapping, Sequence
 
-import orjson
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..reports.topology import (KIND_CLUSTER, KIND_SENTINEL, SENTINEL_SEED, LiveNode, LiveTopology, complete,
+from extender.analysis.topology import (KIND_CLUSTER, KIND_SENTINEL, SENTINEL_SEED, LiveNode, LiveTopology, complete,
                                 follow_masters, map_pods, pairs, parse_address, parse_cluster_nodes,
                                 parse_cluster_shards, probed, sentinel_master_id, sentinel_node, text)
-from .redis_store import Keys, RedisStore
 
 Connect = Callable[[str, int], redis.Redis]
 
@@ -136,35 +129,6 @@ def _probe(node: LiveNode, connect: Connect) -> tuple[LiveNode, str]:
     except (redis.RedisError, OSError):
         return probed(node, None, None)
     return probed(node, info, maxmemory)
-
-
-# --- storing -------------------------------------------------------------------------------------
-
-def store_live(store: RedisStore, topology: LiveTopology) -> None:
-    """Store a fetched topology. A failed fetch keeps the last good view (with its own, older
-    fetched_at, so its age shows) and only records the error next to it."""
-    if topology.error and not topology.nodes:
-        previous = load_live(store, topology.cluster)
-        if previous is not None and previous.nodes:
-            topology = replace(previous, error=topology.error)
-    store.r.set(Keys(store.p).live(topology.cluster), orjson.dumps(topology.to_json()))
-    if topology.nodes and not topology.error:  # the decisions use live roles from now on
-        roles = {n.pod: n.role for n in topology.nodes if n.pod and n.role in ("master", "replica")
-                 and not _deposed(topology, n)}
-        store.set_live_roles(topology.cluster, roles)
-
-
-def _deposed(topology: LiveTopology, node: LiveNode) -> bool:
-    """A Redis Cluster master flagged failed and serving no slot: a replica took its slots over
-    and it returns, if ever, as a replica. Its "master" would count a dead process as a master
-    of its node and zone (and, once its StatefulSet recreates the pod under the same name, the
-    new pod too), so it sets no live role."""
-    return topology.kind == KIND_CLUSTER and node.role == "master" and node.health != "online" and not node.slots
-
-
-def load_live(store: RedisStore, cluster: str) -> LiveTopology | None:
-    raw = store.r.get(Keys(store.p).live(cluster))
-    return LiveTopology.from_json(orjson.loads(raw)) if raw else None
 
 
 # --- commanding a node (reports/rebalance.py) ------------------------------------------------------

@@ -42,17 +42,17 @@ from typing import Any
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from . import settings as settings_mod
-from .identity import Identifier
-from .localredis import LocalRedis
-from .processes import free_port, http_ok, stop_process, wait_until
-from .simulate import Shape, generate
-from .state.loader import load_list
-from .state.redis_store import RedisStore
+from extender.core import settings as settings_mod
+from extender.core.identity import Identifier
+from extender.local.localredis import LocalRedis
+from extender.local.processes import free_port, http_ok, stop_process, wait_until
+from extender.local.simulate import Shape, generate
+from extender.state.loader import load_list
+from extender.state.store import RedisStore
 
 LEVELS = "kubernetes.io/hostname,topology.kubernetes.io/rack,topology.kubernetes.io/zone,topology.kubernetes.io/region"
 PHASES = ("parse", "state", "policy", "record", "encode")
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # extender/
 SCHEDULER_BENCH = Path("benchmarks") / "bench_scheduler.py"  # of a checkout, beside extender/
 HARNESS = Path("harness") / "controlplane.py"
 

@@ -5,7 +5,7 @@ generates a simulated cluster and has its pending Redis pods placed through the 
 showing each placement and the placement quality before and after: by the real kube-scheduler
 when this package runs from a checkout and the control-plane binaries are there (--scheduler
 auto, the default, or kube), else by replaying kube-scheduler's calls in process
-(extender/plan.py; --scheduler replay); with one, it serves in live mode (syncing that
+(extender/commands/plan.py; --scheduler replay); with one, it serves in live mode (syncing that
 cluster into the private Redis and binding in it). Prints how to call the extender and what
 kube-scheduler needs, then serves.
 """
@@ -23,14 +23,14 @@ import threading
 import time
 from pathlib import Path
 
-from . import settings as settings_mod
-from .identity import Identifier
-from .localredis import LocalRedis
-from .plan import Bar, Outcome, compare, place_all, summary_table
-from .reports.html import comparison
-from .simulate import Shape, generate
-from .state.loader import load_list
-from .state.redis_store import RedisStore
+from extender.core import settings as settings_mod
+from extender.core.identity import Identifier
+from extender.local.localredis import LocalRedis
+from extender.commands.plan import Bar, Outcome, compare, place_all, summary_table
+from extender.reports.html import comparison
+from extender.local.simulate import Shape, generate
+from extender.state.loader import load_list
+from extender.state.store import RedisStore
 
 
 SHARDS = 6
@@ -53,7 +53,7 @@ def run(ns: argparse.Namespace) -> int:
             print(f"live mode: syncing {ns.kubeconfig} into {url}; binding there")
             print(KUBE_CONFIG.format(bind=settings.service.bind, bind_line="    bindVerb: bind\n"))
             if not ns.no_serve:
-                from .service.server import serve
+                from extender.service.server import serve
 
                 serve(settings)
             return 0
@@ -74,7 +74,7 @@ def run(ns: argparse.Namespace) -> int:
         print(instructions(settings.service.bind, sample))
         if ns.no_serve:
             return 0
-        from .service.server import serve
+        from extender.service.server import serve
 
         serve(settings)
         return 0
@@ -83,7 +83,7 @@ def run(ns: argparse.Namespace) -> int:
             local.stop()
 
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # extender/
 SIMCLUSTER = Path("harness") / "simcluster.py"  # of a checkout, beside extender/
 HARNESS = Path("harness") / "controlplane.py"
 KUBE_CACHE_ROOT = Path("/var/cache/redis-extender")  # where scripts/kube-binaries.sh caches builds
@@ -127,8 +127,8 @@ def run_with_kube_scheduler(ns: argparse.Namespace, settings: settings_mod.Setti
     harness/simcluster.py, a child process), the extender served in live mode on it:
     kube-scheduler calls filter, prioritize and bind; a watcher thread shows each pod as the
     state records its placement, then the summary; --once stops serving after that."""
-    from .processes import stop_process, wait_until
-    from .service.server import serve
+    from extender.local.processes import stop_process, wait_until
+    from extender.service.server import serve
 
     workdir = Path(tempfile.mkdtemp(prefix="redis-extender-run-"))
     (workdir / "cluster.json").write_text(json.dumps(document))
@@ -161,9 +161,9 @@ def run_with_kube_scheduler(ns: argparse.Namespace, settings: settings_mod.Setti
 def watch_kube_scheduler(settings: settings_mod.Settings, document: dict, workdir: Path, once: bool) -> None:
     """Wait for the extender and its state, read "before", let the pending pods be created,
     show each as its placement is recorded (the extender's bind), then "after"."""
-    from .plan import Step, queue, read_document
-    from .processes import http_ok
-    from .state.inventory import read_inventory
+    from extender.commands.plan import Step, queue, read_document
+    from extender.local.processes import http_ok
+    from extender.state.inventory import read_inventory
 
     try:
         store = RedisStore.from_url(settings.store.redis_url, settings.store.key_prefix, timeout=10)
@@ -209,10 +209,10 @@ def watch_kube_scheduler(settings: settings_mod.Settings, document: dict, workdi
 
 def show_placement(settings: settings_mod.Settings, store: RedisStore, document: dict) -> Outcome:
     """Place the simulated cluster's pending Redis pods through the extender's Decider, as
-    kube-scheduler would call it (extender/plan.py), printing each placement with a progress
+    kube-scheduler would call it (extender/commands/plan.py), printing each placement with a progress
     bar, then the before/after summary and where the pages are."""
-    from .service.decisions import Decider
-    from .state.cache import open_cache
+    from extender.engine.decider import Decider
+    from extender.state.cache import open_cache
 
     cache = open_cache(settings)
     decider = Decider(settings, cache, Identifier(settings.identity))

@@ -18,13 +18,14 @@ import orjson
 from flask import Flask, Response, request
 from prometheus_client import Gauge
 
-from ..settings import Settings
-from ..state.inventory import read_inventory
-from ..state.keeper_store import load_all as load_keeper
-from ..state.redis_store import Client, RedisStore, StoreError
-from .html import page
-from .placement import DEFAULT_MAX_LAG
-from .render import compose, document, parse_fail_on
+from extender.core.settings import Settings
+from extender.state.inventory import read_inventory
+from extender.state.keeper_store import load_all as load_keeper
+from extender.state.connect import StoreError
+from extender.state.store import RedisStore
+from extender.reports.html import page
+from extender.analysis.placement import DEFAULT_MAX_LAG
+from extender.reports.render import compose, document, parse_fail_on
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,8 @@ COMPUTED = Gauge("redis_extender_report_computed_timestamp_seconds", "When the l
                  multiprocess_mode="max")
 
 
-def register(app: Flask, settings: Settings, store_client: Client) -> None:
-    store, levels = RedisStore(store_client, settings.store.key_prefix), settings.domains.levels
+def register(app: Flask, settings: Settings, store: RedisStore) -> None:
+    levels = settings.domains.levels
 
     def build() -> dict[str, Any] | Response:
         try:

@@ -19,9 +19,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from ..domains import level_title
-from ..model import HOSTNAME_LABEL, Copy, Node, Role
-from .topology import KIND_CLUSTER, KIND_UNKNOWN, LiveNode, LiveTopology
+from extender.core.domains import level_title
+from extender.core.model import HOSTNAME_LABEL, Copy, Node, Role
+from extender.analysis.topology import KIND_CLUSTER, KIND_UNKNOWN, LiveNode, LiveTopology
 
 UNKNOWN_DOMAIN = "(unknown)"
 """How an unknown domain is shown and grouped (no label value can contain parentheses)."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from .model import HOSTNAME_LABEL, DomainValue
+from extender.core.model import HOSTNAME_LABEL, DomainValue
 
 
 def domain_path(node_name: str, labels: Mapping[str, str] | None, levels: Sequence[str]) -> tuple[DomainValue, ...]:

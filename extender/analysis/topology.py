@@ -23,7 +23,7 @@ import ipaddress
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
-from ..model import Role
+from extender.core.model import Role
 
 KIND_CLUSTER, KIND_SENTINEL, KIND_UNKNOWN = "cluster", "sentinel", "unknown"
 SENTINEL_SEED = "sentinel://"

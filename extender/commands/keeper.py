@@ -16,11 +16,12 @@ from typing import Any
 
 import orjson
 
-from ..cliargs import add_common, load_settings
-from ..reports.keeping import NONE, Decision
-from ..reports.refresher import refresh_all
-from ..state.redis_store import RedisStore, StoreError, connect
-from .keeper import Keeper
+from extender.actuation.keeper import Keeper
+from extender.actuation.refresher import refresh_all
+from extender.analysis.keeping import NONE, Decision
+from extender.commands.args import add_common, load_settings
+from extender.state.connect import StoreError, connect
+from extender.state.store import RedisStore
 
 
 def add_parser(subparsers: Any) -> None:
@@ -45,8 +46,8 @@ def run(ns: argparse.Namespace) -> int:
             return 2
         kube = None
         if settings.kube.enabled:
-            from ..state.k8s_actions import KubeActions
-            from ..state.k8s_sync import api_client
+            from extender.actuation.kube import KubeActions
+            from extender.state.k8s_sync import api_client
 
             kube = KubeActions(api_client(settings.kube.kubeconfig, settings.kube.in_cluster))
         refresh_all(store, settings)

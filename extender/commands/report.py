@@ -9,8 +9,8 @@ rebalance  refresh one cluster's live topology, print the failover plan, and wit
            (or only planned), 1 when a step stopped the run, 2/3 as above.
 
 Wiring (extender/cli.py): `add_parsers(sub)` in build_parser(), and `run` for the commands
-"report" and "rebalance" in COMMANDS. `python -m extender.reports.cli ...` works standalone.
-The common options and the settings come from extender/cliargs.py, as for every command; the
+"report" and "rebalance" in COMMANDS. `python -m extender.commands.report ...` works standalone.
+The common options and the settings come from extender/commands/args.py, as for every command; the
 state is read through extender.state (state/inventory.py, state/redis_topology.py).
 """
 from __future__ import annotations
@@ -22,12 +22,13 @@ from typing import Any, Sequence
 
 import orjson
 
-from ..cliargs import add_common, load_settings
-from ..settings import Settings, SettingsError
-from ..state.redis_store import Client, RedisStore, StoreError, connect
-from ..state.redis_topology import Connect, connector
-from .placement import DEFAULT_MAX_LAG, place
-from .render import (EXIT_BREACH, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, THRESHOLDS, compose, document,
+from extender.commands.args import add_common, load_settings
+from extender.core.settings import Settings, SettingsError
+from extender.state.connect import StoreError
+from extender.state.store import RedisStore
+from extender.actuation.nodes import Connect, connector
+from extender.analysis.placement import DEFAULT_MAX_LAG, place
+from extender.reports.render import (EXIT_BREACH, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, THRESHOLDS, compose, document,
                      parse_fail_on, table)
 
 COMMANDS = ("report", "rebalance")
@@ -88,10 +89,10 @@ def run(ns: argparse.Namespace) -> int:
     raise ValueError(f"not a reports command: {ns.command}")
 
 
-def _client(settings: Settings) -> Client:
+def _store(settings: Settings) -> RedisStore:
     """A client of its own: a report reads much more than a decision, so the decisions' socket
     timeout (setting store.socket_timeout) does not fit."""
-    return connect(settings.store.redis_url, timeout=REPORT_TIMEOUT)
+    return RedisStore.from_url(settings.store.redis_url, settings.store.key_prefix, timeout=REPORT_TIMEOUT)
 
 
 def _ip_map(items: Sequence[str]) -> dict[str, str]:
@@ -111,10 +112,11 @@ def _connector(ns: argparse.Namespace) -> Connect:
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
-    from ..state.inventory import read_inventory
-    from ..state.redis_topology import fetch, store_live
-    from .html import page
-    from .topology import parse_seed_spec
+    from extender.state.inventory import read_inventory
+    from extender.actuation.nodes import fetch
+    from extender.state.live import store_live
+    from extender.reports.html import page
+    from extender.analysis.topology import parse_seed_spec
 
     settings = load_settings(ns)
     try:
@@ -124,8 +126,7 @@ def cmd_report(ns: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"redis-extender report: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    client = _client(settings)
-    store = RedisStore(client, settings.store.key_prefix)
+    store = _store(settings)
     try:
         for cluster, seed in seeds:
             topology = fetch(cluster, seed, ip_map, connect=_connector(ns))
@@ -138,7 +139,7 @@ def cmd_report(ns: argparse.Namespace) -> int:
         print(f"redis-extender report: Redis at {settings.store.redis_url}: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     finally:
-        client.close()
+        store.close()
     report, plans = compose(inventory, ns.max_lag)
     doc = document(report, plans, limits)
     if ns.html:
@@ -152,12 +153,13 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
 
 def cmd_rebalance(ns: argparse.Namespace) -> int:
-    from ..state.inventory import read_inventory
-    from ..state.redis_topology import fetch, load_live, node_opener, store_live
-    from .advice import plan_cluster
-    from .measures import compute
-    from .rebalance import rebalance, wait_converged
-    from .render import plan_line
+    from extender.state.inventory import read_inventory
+    from extender.actuation.nodes import fetch, node_opener
+    from extender.state.live import load_live, store_live
+    from extender.analysis.advice import plan_cluster
+    from extender.analysis.measures import compute
+    from extender.actuation.rebalance import rebalance, wait_converged
+    from extender.reports.render import plan_line
 
     settings = load_settings(ns)
     try:
@@ -165,8 +167,7 @@ def cmd_rebalance(ns: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"redis-extender rebalance: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    client = _client(settings)
-    store = RedisStore(client, settings.store.key_prefix)
+    store = _store(settings)
     connect = _connector(ns)
     say = (lambda text: print(text, file=sys.stderr)) if ns.json else print
     try:
@@ -216,7 +217,7 @@ def cmd_rebalance(ns: argparse.Namespace) -> int:
         print(f"redis-extender rebalance: Redis at {settings.store.redis_url}: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     finally:
-        client.close()
+        store.close()
     if ns.json:
         sys.stdout.buffer.write(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
     return EXIT_OK if result.ok else EXIT_BREACH

@@ -1,5 +1,5 @@
 """The keeper's Kubernetes calls: facts about a cluster's pods, the Eviction API, PVC deletion
-(opt-in), Events. Here because only extender.state talks to Kubernetes (the layer contract).
+(opt-in), Events. Here, in actuation: with state, the only layer that talks to Kubernetes.
 
 An eviction answered 429 is a PodDisruptionBudget saying "not now": reported as such, never
 forced. Events are core/v1 Events on the pod, with the keeper as their source.
@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes import client as kclient
 from kubernetes.client.rest import ApiException
 
-from ..reports.keeping import PodFacts
+from extender.analysis.keeping import PodFacts
 
 ZONAL_KEYS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone", "kubernetes.io/hostname",
               "topology.kubernetes.io/region")

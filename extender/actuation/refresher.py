@@ -11,9 +11,10 @@ import logging
 import threading
 from typing import Mapping
 
-from ..settings import Settings
-from ..state.redis_store import RedisStore
-from ..state.redis_topology import fetch, store_live
+from extender.core.settings import Settings
+from extender.state.store import RedisStore
+from extender.actuation.nodes import fetch
+from extender.state.live import store_live
 
 log = logging.getLogger(__name__)
 
