@@ -101,3 +101,23 @@ def test_one_round_one_failover_recorded_first_and_a_new_leader_does_not_resend(
                  what="the pending step settled from the live view")
     assert d.action == "none" and d.memory.last["outcome"] == "done" and d.memory.steps == 1
     assert masters(cluster, zone_of) == {"zone-a": 1, "zone-b": 1, "zone-c": 1}
+
+
+def test_keeper_once_dry_run_says_what_it_would_do_and_does_nothing(cluster: RedisCluster, store, prefix: str,
+                                                                     redis_server) -> None:
+    import os
+    import subprocess
+    import sys
+
+    zone_of = load_world(store, cluster)
+    before = cluster.roles()
+    env = {**os.environ, "REDIS_URL": redis_server.url, "REDIS_EXTENDER_KEY_PREFIX": prefix,
+           "REDIS_EXTENDER_KEEPER": "act", "REDIS_EXTENDER_KEEPER_SETTLE": "0",
+           "REDIS_EXTENDER_LIVE_SEEDS": f"{CLUSTER}={cluster.seed}"}
+    out = subprocess.run([sys.executable, "-m", "extender.cli", "keeper", "--once", "--dry-run"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr  # a cluster drifts
+    assert "masters per zone: zone-a 2, zone-b 1, zone-c 0" in out.stdout, out.stdout
+    assert "failover: masters per zone" in out.stdout and "(zone-c)" in out.stdout, out.stdout
+    assert cluster.roles() == before and load_memory(store, CLUSTER).pending is None
+    assert masters(cluster, zone_of) == {"zone-a": 2, "zone-b": 1, "zone-c": 0}
