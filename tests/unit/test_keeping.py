@@ -291,3 +291,14 @@ def test_balanced_by_construction_means_no_action(case) -> None:
     masters = sorted(d.drift.masters.values())
     if masters and masters[-1] - masters[0] <= 1 and not d.drift.quorum_unsafe:
         assert d.action in (NONE,) or d.drift.misplaced
+
+
+def test_the_refresher_tries_the_last_good_seed_first_and_moves_on_after_a_failed_round() -> None:
+    from extender.actuation.refresher import seed_order
+
+    seeds = ["a:1", "b:1", "c:1", "d:1", "e:1"]
+    assert seed_order(seeds, None, 0)[:3] == ["a:1", "b:1", "c:1"]
+    assert seed_order(seeds, "d:1", 0)[:3] == ["d:1", "a:1", "b:1"]
+    assert seed_order(seeds, None, 3)[:3] == ["d:1", "e:1", "a:1"]  # the first three failed last round
+    assert seed_order(seeds, "gone:1", 0)[:1] == ["a:1"]
+    assert sorted(seed_order(seeds, "c:1", 7)) == sorted(seeds)
