@@ -6,18 +6,23 @@ acknowledged writes.
 - a zone lost then returned: masters balanced over the survivors while it is gone, 2-2-2
   after it returns, without a person, no acknowledged write lost;
 - nothing moves while the placement is balanced, nor for a drift shorter than the settle time;
-- in `advise` the keeper says what it would do (Event, /report) and does nothing.
+- in `advise` the keeper says what it would do (Event, /report) and does nothing;
+- a lagging replica is never promoted: the only replicas that could restore balance are
+  stopped (SIGSTOP: alive for Redis Cluster, whose node timeout is longer, but trailing their
+  masters and not answering), and the keeper holds back until they have caught up.
 """
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import urllib.request
 
 import pytest
 
 from ..support.keeperworld import World, balanced, keeper_events, keeper_state, keeper_world
-from ..support.podcluster import _call, node_id, wait_for
+from ..support.podcluster import Writer, _call, node_id, wait_for
 from ..support.zoneloss import LOST_ZONE, run_zone_loss
 
 pytestmark = pytest.mark.e2e
@@ -114,3 +119,37 @@ def test_advise_mode_tells_and_does_nothing(controller_manager, redis_server, tm
         assert mine["decision"]["action"] == "failover" and mine["decision"]["step"]["to_domain"] == "zone-1"
         assert mine["memory"]["steps"] == 0
         assert LOST_ZONE  # (same module constants as the zone-loss test)
+
+
+def test_a_lagging_replica_is_never_promoted(controller_manager, redis_server, tmp_path) -> None:
+    env = {**FAST, "REDIS_EXTENDER_KEEPER": "act", "REDIS_EXTENDER_KEEPER_SETTLE": "3"}
+    with keeper_world(controller_manager, redis_server.url, tmp_path, env, node_timeout_ms=30000) as world:
+        writer = world.writer = Writer(world.agent, world.pods).start()
+        # masters 3-1-2 by a person's failover; balance needs a zone-1 replica promoted
+        node_of = world.node_of()
+        _skew_three_one_two(world)
+        zone1_replicas = [p for p, r in world.roles().items() if r == "replica"
+                          and world.zone_of[node_of[p]] == "zone-1"]
+        stopped = [world.agent.server_of(p) for p in zone1_replicas]
+        for s in stopped:
+            os.kill(s.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            blocked = wait_for(lambda: (d := keeper_state(world).get("decision", {})).get("action") == "blocked"
+                               and d, timeout=30, what="the keeper to refuse")
+            while time.monotonic() - t0 < 15:  # lagging all along: nothing promoted
+                assert world.masters_per_zone() == {"zone-0": 3, "zone-1": 1, "zone-2": 2}
+                time.sleep(0.5)
+            assert not [e for e in keeper_events(world.cp) if e["reason"] == "RedisKeeperFailover"
+                        and e["pod"].startswith(world.name + "-")]
+        finally:
+            for s in stopped:
+                os.kill(s.proc.pid, signal.SIGCONT)
+        assert "in-sync" in blocked["reason"] or "link" in blocked["reason"] or "lag" in blocked["reason"], blocked
+        # caught up: now the keeper restores 2-2-2
+        wait_for(lambda: sorted(world.masters_per_zone().values()) == [2, 2, 2], timeout=60, what="2-2-2")
+        promoted = [e["pod"] for e in keeper_events(world.cp) if e["reason"] == "RedisKeeperFailover"
+                    and e["pod"].startswith(world.name + "-")]
+        assert promoted and set(promoted) <= set(zone1_replicas)
+        writer.stop()
+        assert writer.lost() == []

@@ -116,7 +116,8 @@ def make_nodes(cp: ControlPlane, tag: str, zones: int = 3, per_zone: int = 3) ->
 def keeper_world(cp: ControlPlane, redis_url: str, log_dir: Path, env: Mapping[str, str] | None = None,
                  scheduler: str = SCHEDULER, form_cluster: bool = True,
                  extra_labels: Mapping[str, str] | None = None,
-                 bind: Mapping[int, tuple[int, int]] | None = None, replicas: int = 1) -> Iterator[World]:
+                 bind: Mapping[int, tuple[int, int]] | None = None, replicas: int = 1,
+                 node_timeout_ms: int = 2000) -> Iterator[World]:
     """Nodes, live extender (+ `env`; `replicas` of it), kube-scheduler, node agent,
     StatefulSet, the formed cluster; torn down in reverse. With `bind` (ordinal -> (zone,
     node index)) the StatefulSet's pods are bound there by hand before kube-scheduler starts:
@@ -134,7 +135,7 @@ def keeper_world(cp: ControlPlane, redis_url: str, log_dir: Path, env: Mapping[s
                            log_dir=log_dir) for _ in range(replicas - 1)]
             if not bind:
                 cp.start_scheduler(scheduler_config(SCHEDULER, extender.port))
-            agent = NodeAgent(cp, set(zone_of), NAMESPACE).start()
+            agent = NodeAgent(cp, set(zone_of), NAMESPACE, node_timeout_ms=node_timeout_ms).start()
             world = World(cp, extender, store, agent, name, zone_of)
             world.replicas = [extender, *more]
             try:
