@@ -166,7 +166,8 @@ class Keeper:
                                                                      else ""))
         memory = replace(d.memory, pending=None, steps=d.memory.steps - 1)
         if status in (PDB, GONE):
-            ACTIONS.labels(EVICT, "pdb" if status == PDB else "gone").inc()
+            if status == GONE:
+                ACTIONS.labels(EVICT, "gone").inc()
             why = f"PodDisruptionBudget refuses evicting {e.pod} now: {detail}" if status == PDB else \
                 f"{e.pod} changed meanwhile: {detail}"
             return replace(d, action=WAIT, reason=why, memory=memory)
@@ -182,22 +183,23 @@ class Keeper:
     # ---- telling --------------------------------------------------------------------------
 
     def _announce(self, d: Decision, before: dict[str, Any], cv: ClusterView) -> None:
-        """An Event per action, and per refusal or advice when it changes (not every round)."""
-        acted = d.acts and self.policy.mode == ACT and d.memory.pending is not None
-        if acted:
+        """An Event per action; per refusal (blocked, a PodDisruptionBudget's 429) and per advice
+        (`advise`) only when it changes, never per round; waits (settle, cooldown) stay quiet."""
+        if d.acts and self.policy.mode == ACT and d.memory.pending is not None:
             self._event(d, REASON[d.action], d.reason)
             log.info("keeper: %s: %s", d.cluster, d.reason)
             return
-        if d.action in (NONE, WAIT) and not d.acts:
-            return
         if (before.get("action"), before.get("reason")) == (d.action, d.reason):
             return
-        if d.action == BLOCKED:
-            ACTIONS.labels(_kind(d), "blocked").inc()
+        refused = d.action == BLOCKED or (d.action == WAIT and d.reason.startswith("PodDisruptionBudget"))
+        if refused:
+            ACTIONS.labels(_kind(d), "blocked" if d.action == BLOCKED else "pdb").inc()
             self._event(d, REASON[BLOCKED], d.reason, warning=True, fallback=_first_pod(cv, d))
-        elif d.acts or (d.action == WAIT and (d.step or d.eviction)):
+        elif d.acts:  # advise: what act would do now
             ACTIONS.labels(_kind(d), "advised").inc()
-            self._event(d, ADVICE, ("advise: would " if self.policy.mode == ADVISE else "next: ") + d.reason)
+            self._event(d, ADVICE, "advise: would " + d.reason[:1].lower() + d.reason[1:])
+        else:
+            return
         log.info("keeper: %s: %s: %s", d.cluster, d.action, d.reason)
 
     def _event(self, d: Decision, reason: str, message: str, warning: bool = False, fallback: str = "") -> None:
