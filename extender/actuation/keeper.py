@@ -197,7 +197,7 @@ class Keeper:
             self._event(d, REASON[BLOCKED], d.reason, warning=True, fallback=_first_pod(cv, d))
         elif d.acts:  # advise: what act would do now
             ACTIONS.labels(_kind(d), "advised").inc()
-            self._event(d, ADVICE, "advise: would " + d.reason[:1].lower() + d.reason[1:])
+            self._event(d, ADVICE, f"advise: would {d.action} (nothing done): {d.reason}")
         else:
             return
         log.info("keeper: %s: %s: %s", d.cluster, d.action, d.reason)
