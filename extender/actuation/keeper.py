@@ -58,8 +58,10 @@ def policy_of(settings: Settings) -> KeeperPolicy:
 
 class Keeper:
     def __init__(self, store: RedisStore, settings: Settings, kube: KubeActions | None = None,
-                 open_node: OpenNode | None = None, clock: Callable[[], float] = time.time):
+                 open_node: OpenNode | None = None, clock: Callable[[], float] = time.time,
+                 may_act: Callable[[], bool] = lambda: True):
         self.store, self.settings, self.kube = store, settings, kube
+        self.may_act = may_act  # still the leader? (checked right before every step)
         self.policy = policy_of(settings)
         self.open_node = open_node
         self.clock = clock
@@ -99,6 +101,8 @@ class Keeper:
         d = decide(placement, cv, memory, now, self.policy, facts, recent_steps(self.store, now))
         if d.acts and self.policy.mode == ACT and not dry_run:
             d = self._fresh(cv.id, memory, now)  # never act on an old picture
+            if d.acts and not self.may_act():
+                return d  # the term ended meanwhile: the next leader decides
             if d.acts:
                 d = self._act(d, now)
         if dry_run:
@@ -247,7 +251,7 @@ def _first_pod(cv: ClusterView, d: Decision) -> str:
 
 def run_keeper(store: RedisStore, settings: Settings, stop: threading.Event, kube: KubeActions | None) -> None:
     """Until `stop` (the end of the leader's term): a round every keeper.interval seconds."""
-    keeper = Keeper(store, settings, kube)
+    keeper = Keeper(store, settings, kube, may_act=lambda: not stop.is_set())
     log.info("keeper: %s (settle %gs)", settings.keeper.mode, settings.keeper.settle)
     while not stop.is_set():
         try:
