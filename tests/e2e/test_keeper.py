@@ -43,8 +43,9 @@ def test_zone_lost_then_returned_is_rebalanced_without_a_person(controller_manag
             {"zone-0": 2, "zone-1": 2, "zone-2": 2}, run.to_json()
         assert run.steps >= 2, run.to_json()  # the returned zone got two masters back from the keeper
         assert run.acked > 100 and run.lost_keys == 0, run.to_json()
-        state = keeper_state(world)
-        assert state["decision"]["action"] in ("none", "wait") and state["memory"]["pending"] is None
+        state = wait_for(lambda: (k := keeper_state(world)) and k["decision"]["reason"] == "balanced" and k,
+                         timeout=30, what="the keeper's verdict: balanced")
+        assert state["memory"]["pending"] is None and state["memory"]["last"]["outcome"] == "done"
 
 
 def _person_fails_over(world: World, replica: str) -> None:
