@@ -236,6 +236,11 @@ def decide(placement: Placement, cv: ClusterView, memory: Memory, now: float, po
                         "promotes; steer it with replica-priority)", drift, memory, settled=settled)
     if cv.kind != KIND_CLUSTER:
         return Decision(cv.id, WAIT, "no live Redis Cluster topology", drift, memory, settled=settled)
+    unseen = [c.pod for s in cv.shards for c in s.copies if c.live_role is None]
+    if unseen:  # a pod not (yet) in the cluster: a replacement joining, or the view incomplete
+        return Decision(cv.id, WAIT, f"{unseen[0]} is not in the live topology yet"
+                        + (f" (and {len(unseen) - 1} more)" if len(unseen) > 1 else ""), drift, memory,
+                        settled=settled)
     unsafe = cluster_unsafe(cv, placement, drift.lost)
     if unsafe:
         return Decision(cv.id, WAIT, unsafe, drift, memory, settled=settled)

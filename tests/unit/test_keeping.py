@@ -128,6 +128,11 @@ def test_a_lost_zone_with_three_masters_left_on_one_survivor_is_rebalanced_over_
     assert d.action == FAILOVER and d.step.to_domain == "za" and d.step.from_domain == "zb"
 
 
+def test_a_copy_missing_from_the_live_topology_waits_for_it() -> None:
+    d = decision(make_inventory(PILED, slots=SLOTS3, drop_live=["ns/c-2-1"]))
+    assert d.action == WAIT and "ns/c-2-1 is not in the live topology" in d.reason and d.step is None
+
+
 def test_cooldown_and_global_rate_hold_the_step_back_but_name_it() -> None:
     last = Memory(drift_since=NOW - 60, last={"kind": FAILOVER, "at": NOW - 3, "outcome": "done"})
     d = decision(piled(), memory=last)
