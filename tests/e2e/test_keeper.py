@@ -54,7 +54,7 @@ def _person_fails_over(world: World, replica: str) -> None:
     for attempt in range(6):  # right after the cluster forms, a master may not list its replica
         _call(ip, "CLUSTER", "FAILOVER")  # yet (gossip) and ignores the request: ask again
         try:
-            wait_for(lambda: _call(ip, "ROLE")[0] == "master", timeout=5, what=f"{replica} master")
+            wait_for(lambda: _call(ip, "ROLE")[0] == "master", timeout=10, what=f"{replica} master")
             return
         except AssertionError:
             if attempt == 5:
@@ -130,7 +130,7 @@ def test_advise_mode_tells_and_does_nothing(controller_manager, redis_server, tm
 
 def test_a_lagging_replica_is_never_promoted(controller_manager, redis_server, tmp_path) -> None:
     env = {**FAST, "REDIS_EXTENDER_KEEPER": "act", "REDIS_EXTENDER_KEEPER_SETTLE": "3"}
-    with keeper_world(controller_manager, redis_server.url, tmp_path, env, node_timeout_ms=30000) as world:
+    with keeper_world(controller_manager, redis_server.url, tmp_path, env) as world:
         writer = world.writer = Writer(world.agent, world.pods).start()
         # masters 3-1-2 by a person's failover; balance needs a zone-1 replica promoted
         node_of = world.node_of()
@@ -141,6 +141,7 @@ def test_a_lagging_replica_is_never_promoted(controller_manager, redis_server, t
         zone1_replicas = [p for p in zone1 if roles[p] == "replica"]
         assert len(zone1_replicas) == 5
         stopped = [world.agent.server_of(p) for p in zone1_replicas]
+        _node_timeout(world, 60000)  # stopped 15 s and more, yet not failed for Redis Cluster
         for s in stopped:
             os.kill(s.proc.pid, signal.SIGSTOP)
         try:
@@ -163,6 +164,7 @@ def test_a_lagging_replica_is_never_promoted(controller_manager, redis_server, t
         finally:
             for s in stopped:
                 os.kill(s.proc.pid, signal.SIGCONT)
+            _node_timeout(world, 2000)
         assert "no failover possible" in blocked["reason"], blocked
         # caught up: now the keeper restores 2-2-2
         wait_for(lambda: sorted(world.masters_per_zone().values()) == [2, 2, 2], timeout=60, what="2-2-2")
@@ -171,3 +173,10 @@ def test_a_lagging_replica_is_never_promoted(controller_manager, redis_server, t
         assert promoted and set(promoted) <= set(zone1_replicas)
         writer.stop()
         assert writer.lost() == []
+
+
+def _node_timeout(world: World, ms: int) -> None:
+    for p in world.pods:
+        server = world.agent.server_of(p)
+        if server is not None:
+            _call(server.ip, "CONFIG", "SET", "cluster-node-timeout", str(ms), timeout=30)
