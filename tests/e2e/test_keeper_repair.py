@@ -147,6 +147,15 @@ def _check(world: World, result: dict[str, Any]) -> None:
     # one step per Event, each counted once in the keeper's memory: nothing repeated
     assert result["state"]["memory"]["steps"] == len(failovers) + len(evictions), result
     assert all(e["pod"] for e in evictions)
+    # the keeper's metrics reach /metrics (the sync child shares the workers' metrics directory)
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(world.extender.url + "/metrics", timeout=10) as resp:
+        metrics = resp.read().decode()
+    done = re.search(r'redis_extender_keeper_actions_total\{kind="evict",outcome="done"\} ([0-9.]+)', metrics)
+    assert done and float(done.group(1)) >= 1, [m for m in metrics.splitlines() if "keeper" in m]
+    assert "redis_extender_keeper_clusters_out_of_balance" in metrics
 
 
 def test_a_bad_placement_is_repaired_with_the_pdb_honoured_and_no_key_lost(controller_manager, redis_server,
