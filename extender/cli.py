@@ -1,13 +1,12 @@
 """redis-extender: serve | sync | load | explain | simulate | run | plan | bench | report | rebalance | keeper | config.
 
-Every subcommand that talks to Redis takes --redis-url (default: $REDIS_URL, else
-redis://127.0.0.1:6379/0). Configuration errors are printed together and exit with code 2.
+Every subcommand that talks to Redis takes --redis-url (default: $REDIS_URL, else the
+settings' default). Configuration errors are printed together and exit with code 2.
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,7 +15,7 @@ import orjson
 
 from extender.core import settings as settings_mod
 from extender.commands.args import add_common, load_failed, load_settings
-from extender.core.settings import SettingsError
+from extender.core.settings import DEFAULTS, SettingsError
 
 
 def _kube(parser: argparse.ArgumentParser) -> None:
@@ -32,9 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve the extender verbs under gunicorn")
     add_common(serve)
-    serve.add_argument("--bind", help="HOST:PORT (default 127.0.0.1:8888)")
-    serve.add_argument("--workers", type=int, help="gunicorn workers (default 2)")
-    serve.add_argument("--threads", type=int, help="threads per worker (default 128)")
+    serve.add_argument("--bind", help=f"HOST:PORT (default {DEFAULTS.service.bind})")
+    serve.add_argument("--workers", type=int, help=f"gunicorn workers (default {DEFAULTS.service.workers})")
+    serve.add_argument("--threads", type=int, help=f"threads per worker (default {DEFAULTS.service.threads})")
     serve.add_argument("--certfile", help="TLS certificate: serve HTTPS")
     serve.add_argument("--keyfile", help="TLS private key")
     serve.add_argument("--client-ca-file", help="CA bundle: require client certificates (mTLS) for every request "
@@ -77,9 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="the embedded default: local Redis + simulated cluster + extender")
     add_common(run)
-    run.add_argument("--bind", default="127.0.0.1:8888")
+    run.add_argument("--bind", default=DEFAULTS.service.bind)
     run.add_argument("--nodes", type=int, default=30)
-    run.add_argument("--workers", type=int, default=2)
+    run.add_argument("--workers", type=int, default=DEFAULTS.service.workers)
     run.add_argument("--no-serve", "--once", action="store_true",
                      help="load, place and print, then stop instead of serving")
     run.add_argument("--no-place", action="store_true", help="leave the pending pods pending (serve only)")
@@ -104,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--nodes", type=int, default=5000)
     bench.add_argument("--shards", type=int, default=1000, help="shards in all (3 copies each)")
     bench.add_argument("--calls", type=int, default=300, help="filter+prioritize pairs a case")
-    bench.add_argument("--workers", type=int, default=2, help="gunicorn workers of the extender")
+    bench.add_argument("--workers", type=int, default=DEFAULTS.service.workers, help="gunicorn workers of the extender")
     bench.add_argument("--concurrency", type=int, default=4, help="clients of the concurrent case")
     bench.add_argument("--quick", action="store_true", help="skip full Node bodies at --nodes")
     bench.add_argument("--connections", action="store_true",
@@ -146,8 +145,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_serve(ns: argparse.Namespace) -> int:
     from extender.service.server import serve
 
-    if ns.config:  # the sync child and the workers read the same file
-        os.environ["REDIS_EXTENDER_CONFIG"] = str(Path(ns.config).resolve())
     settings = load_settings(ns, **{"service.bind": ns.bind, "service.workers": ns.workers,
                                     "service.threads": ns.threads, "service.certfile": ns.certfile,
                                     "service.keyfile": ns.keyfile, "service.client_ca_file": ns.client_ca_file,

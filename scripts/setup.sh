@@ -29,6 +29,18 @@ ensure_kube() {
   done
 }
 
+ensure_tools() {
+  # helm (helm.sh/helm/v4) and promtool (github.com/prometheus/prometheus), built from their
+  # Go modules (harness/tools/NAME/go.mod), and the published CRDs of the Prometheus operator
+  # and cert-manager the chart tests install, each cached under
+  # ${REDIS_EXTENDER_KUBE_CACHE_ROOT:-/var/cache/redis-extender}/tools/NAME-vVERSION.
+  # The tests find them through the same script (tests/support/tools.py).
+  local tool
+  for tool in helm promtool prometheus-operator-crds cert-manager-crds; do
+    bash "$ROOT/scripts/tool-binaries.sh" "$tool" >/dev/null
+  done
+}
+
 ensure_chromium() {
   # the report page is rendered in headless Chromium by its test
   command -v chromium >/dev/null 2>&1 || apt_install chromium

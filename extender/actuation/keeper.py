@@ -141,8 +141,7 @@ class Keeper:
         assert step is not None
         live = self._live_for(d.cluster)
         result = rebalance(Plan(d.cluster, d.drift.level, (replace(step, order=1),)), live, apply=True,
-                           max_lag=self.policy.max_lag, timeout=self.policy.step_timeout,
-                           **({"open_node": self.open_node} if self.open_node else {}))
+                           max_lag=self.policy.max_lag, timeout=self.policy.step_timeout, open_node=self.open_node)
         outcome = result.results[0]
         if outcome.status == DONE:
             ACTIONS.labels(FAILOVER, "done").inc()

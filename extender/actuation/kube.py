@@ -34,6 +34,8 @@ class KubeActions:
         facts = {}
         for pod in pods:
             meta, spec, status = pod.metadata, pod.spec, pod.status
+            if meta is None or spec is None:
+                continue
             controlled = any(ref.controller for ref in (meta.owner_references or []))
             claims = [v.persistent_volume_claim.claim_name for v in (spec.volumes or [])
                       if v.persistent_volume_claim is not None]
@@ -48,14 +50,15 @@ class KubeActions:
         """A claim bound to a volume whose node affinity pins it to a zone or a node."""
         try:
             pvc = self.core.read_namespaced_persistent_volume_claim(claim, namespace, _request_timeout=10)
-            if not pvc.spec.volume_name:
+            if pvc.spec is None or not pvc.spec.volume_name:
                 return False
             pv = self.core.read_persistent_volume(pvc.spec.volume_name, _request_timeout=10)
         except ApiException as exc:
             if exc.status == 404:
                 return False
             raise
-        required = pv.spec.node_affinity.required if pv.spec.node_affinity else None
+        affinity = pv.spec.node_affinity if pv.spec is not None else None
+        required = affinity.required if affinity is not None else None
         terms = required.node_selector_terms if required else []
         return any(e.key in ZONAL_KEYS for t in terms for e in (t.match_expressions or []))
 
@@ -97,7 +100,7 @@ def _message(exc: ApiException) -> str:
     try:
         import json
 
-        return str(json.loads(exc.body).get("message", exc.reason))
+        return str(json.loads(exc.body or "").get("message", exc.reason))
     except (TypeError, ValueError, AttributeError):
         return str(exc.reason)
 

@@ -131,7 +131,7 @@ def _probe(node: LiveNode, connect: Connect) -> tuple[LiveNode, str]:
     return probed(node, info, maxmemory)
 
 
-# --- commanding a node (reports/rebalance.py) ------------------------------------------------------
+# --- commanding a node (actuation/rebalance.py) ------------------------------------------------------
 
 class NodeClient:
     """The commands a failover plan sends to one Redis node, replies as text."""

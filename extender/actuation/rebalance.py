@@ -17,7 +17,7 @@ longer holds, so they are reported as skipped and nothing more is touched.
 Without `apply` nothing is sent: every step is returned as "planned".
 
 The checks and the stopping rule live here; the commands reach the nodes through
-state/redis_topology.py's NodeClient (ROLE, CLUSTER NODES, CLUSTER FAILOVER), so this module
+actuation/nodes.py's NodeClient (ROLE, CLUSTER NODES, CLUSTER FAILOVER), so this module
 never imports redis.
 """
 from __future__ import annotations

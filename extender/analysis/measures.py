@@ -1,9 +1,9 @@
 """Placement-quality measures: pure functions of a Placement (no Redis, no Flask, no clock).
 
 The measures are those of reference/redis-placement.md, computed per Redis deployment
-("cluster") and per domain level of the placement view (reports/placement.py). They are
-"measures", not "metrics": metrics are the Prometheus series (service/metrics.py, the
-report's gauges in reports/routes.py), which export some of these numbers.
+("cluster") and per domain level of the placement view (analysis/placement.py). They are
+"measures", not "metrics": metrics are the Prometheus series (core/metrics.py, the
+report's gauges in service/report_routes.py), which export some of these numbers.
 
 Definitions (per level; "domain" = the node, or the node's label value at that level):
 - healthy copy: its node is not known NotReady, and live health (when known) is "online".

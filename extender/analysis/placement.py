@@ -2,8 +2,8 @@
 
 Pure (no Redis, no Flask, no clock). An Inventory is everything a report reads, as one value
 (state/inventory.py fills it from the store; the unit tests build it by hand); `place` merges
-its cached placements with the live topologies (reports/topology.py) into the Placement that
-the measures (reports/measures.py) and the advice (reports/advice.py) read.
+its cached placements with the live topologies (analysis/topology.py) into the Placement that
+the measures (analysis/measures.py) and the advice (analysis/advice.py) read.
 
 - The levels are the node first, then every configured level above it (zone, region...);
   a level is "active" when it has two known domains or more.

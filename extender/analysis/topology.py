@@ -1,8 +1,8 @@
 """The live topology of a Redis deployment, and its reading from Redis replies (pure).
 
 Who is master now, who is healthy, in sync, serving which slots: what the Redis processes
-say of themselves, as plain records the placement view (reports/placement.py) merges with
-the cache. Fetching it from the nodes and storing it is state/redis_topology.py's work; this
+say of themselves, as plain records the placement view (analysis/placement.py) merges with
+the cache. Fetching it from the nodes and storing it is actuation/nodes.py's work; this
 module only reads replies already received, so the unit tests feed it hand-written ones.
 
 Stored form (`LiveTopology.to_json()`, under the store's `live:<cluster>` key):

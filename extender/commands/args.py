@@ -11,13 +11,13 @@ import sys
 from typing import Any
 
 from extender.core import settings as settings_mod
-from extender.core.settings import Settings
+from extender.core.settings import DEFAULTS, Settings
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
     """--config and --redis-url, for every command that reads the configuration or the state."""
     parser.add_argument("--config", help="TOML configuration file (see README)")
-    parser.add_argument("--redis-url", help="Redis holding the state (default $REDIS_URL or redis://127.0.0.1:6379/0)")
+    parser.add_argument("--redis-url", help=f"Redis holding the state (default $REDIS_URL or {DEFAULTS.store.redis_url})")
 
 
 def load_settings(ns: argparse.Namespace, **extra: Any) -> Settings:

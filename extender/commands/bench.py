@@ -263,7 +263,7 @@ def main(nodes: int = 5000, shards: int = 1000, calls: int = 300, workers: int =
     if not quick and nodes > small:
         cases.insert(3, Case(False, nodes))
     results: list[Result] = []
-    env = {**os.environ, "REDIS_EXTENDER_LEVELS": LEVELS}
+    env = settings_mod.child_environment(REDIS_EXTENDER_LEVELS=LEVELS)
     with LocalRedis() as server:
         settings = settings_mod.load({"store.redis_url": server.url, "domains.levels": LEVELS})
         store = RedisStore.from_url(server.url, settings.store.key_prefix, timeout=60)

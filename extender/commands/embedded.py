@@ -113,7 +113,8 @@ def kube_scheduler_setup(package_dir: Path = PACKAGE_DIR) -> tuple[Path, Path] |
     root = package_dir.parent
     if not (root / SIMCLUSTER).is_file() or not (root / HARNESS).is_file():
         return None
-    bin_dir = Path(os.environ["KUBE_BIN_DIR"]) if os.environ.get("KUBE_BIN_DIR") else newest_cached_kube()
+    own = settings_mod.kube_bin_dir()
+    bin_dir = Path(own) if own else newest_cached_kube()
     if not all((bin_dir / b).is_file() for b in ("kube-apiserver", "kube-scheduler")):
         return None
     if not (bin_dir / "etcd").is_file() and not shutil.which("etcd"):
@@ -181,7 +182,7 @@ def watch_kube_scheduler(settings: settings_mod.Settings, document: dict, workdi
         levels = [lv for lv in settings.domains.levels if lv != "kubernetes.io/hostname"]
         print(f"\nkube-scheduler places the {len(pending)} pending Redis pods through the extender:", flush=True)
         (workdir / "go").touch()
-        bar, seen, steps = Bar(), set(), []
+        bar, seen, steps = Bar(), set[str](), []
         wanted = set(pending)
         deadline = time.monotonic() + WAIT_PLACED
         while len(seen) < len(wanted) and time.monotonic() < deadline:

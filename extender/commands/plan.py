@@ -9,7 +9,7 @@ user's eyes) and `redis-extender plan FILE` (a `kubectl get nodes,pods -A -o jso
   when one is accepted, as kube-scheduler skips it) -> bind on the best-scored node (the
   first of equal best scores, the node prioritize reserves) -> the next pod sees it.
 
-The calls go through the Decider (service/decisions.py), the code path of the HTTP verbs, so
+The calls go through the Decider (engine/decider.py), the code path of the HTTP verbs, so
 a choice here is the extender's answer over HTTP for the same state. What it does not replay:
 kube-scheduler's own plugins (taints, affinity, its resource fit and scores, which it adds
 to the extender's weighted score) and its random choice among equal totals.
@@ -76,7 +76,8 @@ def queue(pods: Iterable[Mapping[str, Any]], identifier: Identifier) -> list[Map
         labels = meta.get("labels") or {}
         if identifier.member(meta.get("namespace") or "default", meta.get("name") or "", labels) is None:
             continue
-        priority = spec.get("priority") if isinstance(spec.get("priority"), int) else 0
+        given = spec.get("priority")
+        priority = given if isinstance(given, int) else 0
         found.append((-priority, str(meta.get("creationTimestamp") or ""), index, pod))
     return [entry[3] for entry in sorted(found, key=lambda e: e[:3])]
 

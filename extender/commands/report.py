@@ -5,25 +5,24 @@ report     read the state (and, with --refresh-live, each cluster's live topolog
            Exit codes: 0 fine, 1 a --fail-on threshold is breached, 2 bad arguments or
            configuration, 3 the state's Redis cannot be read.
 rebalance  refresh one cluster's live topology, print the failover plan, and with --apply
-           execute it step by step (reports/rebalance.py). Exit 0 when every step was done
+           execute it step by step (actuation/rebalance.py). Exit 0 when every step was done
            (or only planned), 1 when a step stopped the run, 2/3 as above.
 
 Wiring (extender/cli.py): `add_parsers(sub)` in build_parser(), and `run` for the commands
 "report" and "rebalance" in COMMANDS. `python -m extender.commands.report ...` works standalone.
 The common options and the settings come from extender/commands/args.py, as for every command; the
-state is read through extender.state (state/inventory.py, state/redis_topology.py).
+state is read through extender.state (state/inventory.py, actuation/nodes.py).
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any, Sequence
 
 import orjson
 
 from extender.commands.args import add_common, load_settings
-from extender.core.settings import Settings, SettingsError
+from extender.core.settings import Settings, SettingsError, environment_secret
 from extender.state.connect import StoreError
 from extender.state.store import RedisStore
 from extender.actuation.nodes import Connect, connector
@@ -107,7 +106,7 @@ def _ip_map(items: Sequence[str]) -> dict[str, str]:
 
 def _connector(ns: argparse.Namespace) -> Connect:
     """Clients of the live Redis nodes, with the password of --node-password-env."""
-    password = os.environ.get(ns.node_password_env) if ns.node_password_env else None
+    password = environment_secret(ns.node_password_env) if ns.node_password_env else None
     return connector(password=password)
 
 

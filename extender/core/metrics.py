@@ -4,8 +4,7 @@ Under gunicorn, `serve` sets PROMETHEUS_MULTIPROC_DIR so /metrics aggregates eve
 """
 from __future__ import annotations
 
-import os
-
+from extender.core.settings import metrics_dir
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
                                generate_latest, multiprocess)
 
@@ -42,7 +41,7 @@ def cache_listener(event: str) -> None:
 
 
 def exposition() -> tuple[bytes, str]:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if metrics_dir():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST

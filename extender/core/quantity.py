@@ -19,7 +19,7 @@ INT64_MAX = 2**63 - 1
 MAX_LENGTH = 64
 """Longest quantity text read. An int64 in nano units has at most 28 significant digits."""
 
-_SUFFIX = {
+_SUFFIX: dict[str, int | Decimal] = {
     "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
     "m": Decimal("0.001"), "u": Decimal("0.000001"), "n": Decimal("0.000000001"),

@@ -84,6 +84,7 @@ class ServiceSettings:
     client_ca_file: str | None = None
     public_bind: str | None = None
     max_worker_rss: int = 1024
+    retire_after: float = 60.0
     log_level: str = "info"
     unresolvable_in_failed: bool = True
 
@@ -138,6 +139,7 @@ class Settings:
     kube: KubeSettings = field(default_factory=KubeSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
     keeper: KeeperSettings = field(default_factory=KeeperSettings)
+    source_file: str | None = None  # the TOML file these were read from (absolute), for child processes
 
     @property
     def level_weights(self) -> tuple[float, ...]:
@@ -263,6 +265,9 @@ OPTIONS: tuple[Option, ...] = (
            "are refused there); unset: none."),
     Option("service", "max_worker_rss", "REDIS_EXTENDER_MAX_WORKER_RSS", int,
            "MiB: a worker whose RSS is above this after a request is replaced by a fresh one (0: never)."),
+    Option("service", "retire_after", "REDIS_EXTENDER_RETIRE_AFTER", float,
+           "Seconds a worker lives at least before service.max_worker_rss may replace it (a steady state "
+           "above the limit recycles a worker at most this often)."),
     Option("service", "log_level", "REDIS_EXTENDER_LOG_LEVEL", str, "debug, info, warning or error."),
     Option("service", "unresolvable_in_failed", "REDIS_EXTENDER_UNRESOLVABLE_IN_FAILED", _bool,
            "Also list unresolvable nodes in FailedNodes (needed for reasons in kube-scheduler <= 1.20 "
@@ -305,6 +310,7 @@ OPTIONS: tuple[Option, ...] = (
            "(comma-separated; empty: any scheduler). The pod must exist with that UID, unbound."),
 )
 _BY_KEY = {f"{o.section}.{o.name}": o for o in OPTIONS}
+SECTIONS = ("identity", "domains", "score", "store", "service", "kube", "live", "keeper")
 
 
 def load(
@@ -354,11 +360,12 @@ def load(
         put(key, raw, f"--{_BY_KEY[key].name.replace('_', '-')}")
 
     base = Settings()
-    sections = {f.name: replace(getattr(base, f.name), **values.get(f.name, {})) for f in fields(Settings)}
-    settings = Settings(**sections)
+    sections = {f.name: replace(getattr(base, f.name), **values.get(f.name, {})) for f in fields(Settings)
+                if f.name in SECTIONS}
+    settings = Settings(**sections, source_file=str(Path(config_file).resolve()) if config_file else None)
     for problem in validate(settings):  # name where the offending value came from
-        key = next((k for k in sources if problem.startswith(k)), None)
-        problems.append(f"{sources[key]}: {problem}" if key else problem)
+        source = next((k for k in sources if problem.startswith(k)), None)
+        problems.append(f"{sources[source]}: {problem}" if source else problem)
     if problems:
         raise SettingsError(problems)
     return settings
@@ -411,6 +418,8 @@ def validate(settings: Settings) -> list[str]:
         phost, psep, pport = service.public_bind.rpartition(":")
         if not psep or not phost or not pport.isdigit():
             problems.append(f"service.public_bind {service.public_bind!r} must be HOST:PORT")
+    if service.retire_after < 0:
+        problems.append("service.retire_after must be >= 0")
     if service.max_worker_rss < 0:
         problems.append("service.max_worker_rss must be >= 0")
     if settings.kube.kubeconfig and settings.kube.in_cluster:
@@ -452,3 +461,40 @@ def markdown_table() -> str:
             default = "(none)"
         rows.append(f"| `{o.env}` | `{o.section}.{o.name}` | `{default}` | {o.help} |")
     return "\n".join(rows)
+
+
+DEFAULTS = Settings()
+
+
+# --- the process environment: read (and written) here and nowhere else ---------------------
+
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus_client's multiprocess mode: every gunicorn worker writes its samples there, and
+/metrics adds them up. prometheus_client itself reads it, in each worker, at import."""
+
+
+def metrics_dir() -> str | None:
+    return os.environ.get(METRICS_DIR_ENV) or None
+
+
+def set_metrics_dir(directory: str) -> None:
+    """Before gunicorn forks its workers (they inherit it; see METRICS_DIR_ENV)."""
+    os.environ[METRICS_DIR_ENV] = directory
+
+
+def environment_secret(name: str) -> str | None:
+    """A secret the user keeps in an environment variable of their choice (e.g. the Redis nodes'
+    password, `--node-password-env NAME`): never a command-line argument."""
+    return os.environ.get(name)
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """This process's environment plus `extra`, for a child process started with settings
+    given as REDIS_EXTENDER_* variables."""
+    return {**os.environ, **extra}
+
+
+def kube_bin_dir() -> str | None:
+    """$KUBE_BIN_DIR: the user's own kube-apiserver + kube-scheduler (+ etcd), which the
+    development harness prefers to its cached builds (`run` from a checkout)."""
+    return os.environ.get("KUBE_BIN_DIR") or None

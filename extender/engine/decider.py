@@ -61,13 +61,14 @@ class Decider:
 
     def filter(self, args: ExtenderArgs) -> tuple[FilterResult, str]:
         """The verdicts, and an Error text ("" when fine) for the reply."""
-        if args.pod.member is None:
+        member = args.pod.member
+        if member is None:
             return filter_nodes(args.pod, args.node_names, _EMPTY), ""
         try:
             with metrics.PHASE.labels("state").time():
                 # the cluster's counts: for the masters rule only (copies come with the shard)
                 prepared = self._whole(lambda: self.snapshots.prepare(
-                    args, counts=args.pod.member.role is Role.MASTER))
+                    args, counts=member.role is Role.MASTER))
         except StateUnavailable as exc:
             if self.fail_open:
                 log.warning("filter %s: %s; failing open (all nodes accepted)", args.pod.key, exc)

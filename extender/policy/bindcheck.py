@@ -11,7 +11,7 @@ Reservations at bind: two siblings that reserved the same domain must not refuse
 (each bind seeing the other's reservation, both retried, again and again). At bind time a
 sibling's reservation counts only if it was made before this pod's own (the earlier expiry,
 then the lower pod key; a pod without a live reservation of its own yields to all): exactly one
-of them proceeds, and the refused one's reservation is released (service/decisions.py).
+of them proceeds, and the refused one's reservation is released (engine/decider.py).
 The cluster's siblings in flight (ClusterCounts.reserved) obey the same tie-break.
 A bind without a filter's memory is checked over every known domain (all_paths).
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import ChainMap
 from dataclasses import replace
-from typing import Iterable, Sequence
+from typing import Iterable, MutableMapping, Sequence, cast
 
 from extender.core.model import HOSTNAME_LABEL, Copy, DomainValue, Node, PodRequest, Snapshot
 from extender.policy.filter import filter_nodes
@@ -43,7 +43,9 @@ def recheck(pod: PodRequest, node: str, paths: Sequence[Sequence[DomainValue]], 
         name = STANDIN.format(i)
         standins[name] = Node(name=name, domains=tuple(name if j == host else v for j, v in enumerate(path)))
     cluster = replace(snapshot.cluster, reserved=contenders(snapshot.cluster.reserved, pod.key))
-    fresh = replace(snapshot, nodes=ChainMap(standins, snapshot.nodes), copies=contenders(snapshot.copies, pod.key),
+    # ChainMap writes only to its first map: the snapshot's nodes are read, never written
+    nodes = ChainMap(standins, cast(MutableMapping[str, Node], snapshot.nodes))
+    fresh = replace(snapshot, nodes=nodes, copies=contenders(snapshot.copies, pod.key),
                     cluster=cluster)
     # Room was judged by the scheduler and the filter; at bind only the spread rules matter.
     result = filter_nodes(replace(pod, memory_request=0), [node, *standins], fresh, own_node, node_masters=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 import orjson
 
@@ -80,9 +80,9 @@ class NodeMemo:
         """The nodes, and a key of the whole body (each node's name and resourceVersion) when
         every node has one, so what is derived from the body can be memoised too."""
         try:  # the common case, every node seen before: two comprehensions, no checks to redo
-            keys = tuple((obj["metadata"]["name"], obj["metadata"]["resourceVersion"]) for obj in items)
+            every = tuple((obj["metadata"]["name"], obj["metadata"]["resourceVersion"]) for obj in items)
             known = self._nodes
-            return [known[key] for key in keys], keys
+            return [known[key] for key in every], every
         except (KeyError, TypeError):
             pass  # a new node or version, or a malformed one: the careful path below
         nodes = []
@@ -92,7 +92,7 @@ class NodeMemo:
             version = meta.get("resourceVersion") if isinstance(meta, dict) else None
             name = meta.get("name") if isinstance(meta, dict) else None
             key = (name, version) if isinstance(name, str) and isinstance(version, str) and version else None
-            node = self._nodes.get(key) if key else None  # type: ignore[arg-type]
+            node = self._nodes.get(key) if key else None
             if node is None:
                 check_node(obj, i)
                 node = node_from_object(obj, self.levels)
@@ -100,7 +100,7 @@ class NodeMemo:
                     with self._lock:
                         if len(self._nodes) >= self.size:
                             self._nodes.clear()
-                        self._nodes[key] = node  # type: ignore[index]
+                        self._nodes[key] = node
             nodes.append(node)
             if keys is not None:
                 if key is None:
@@ -168,7 +168,7 @@ def _parse_body(raw: Any, identifier: Identifier, node_memo: NodeMemo | None = N
         raise ProtocolError("missing 'Pod': ExtenderArgs must carry the pod being scheduled")
     pod_request = parse_pod(pod, identifier)
 
-    names = body.get("nodenames")
+    names: Any = body.get("nodenames")
     nodes_list = body.get("nodes")
     if names is None and nodes_list is None:
         raise ProtocolError("missing candidates: one of 'Nodes' or 'NodeNames' must be given")
@@ -193,12 +193,13 @@ def _parse_body(raw: Any, identifier: Identifier, node_memo: NodeMemo | None = N
         if names is not known_names and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
             raise ProtocolError("'NodeNames' must be a list of strings")
         if names is not known_names:
-            if len(names) > MAX_CANDIDATES:
-                raise ProtocolError(f"'NodeNames' has {len(names)} names, over the cap of {MAX_CANDIDATES}")
-            for i, name in enumerate(names):
+            given = cast(list[str], names)
+            if len(given) > MAX_CANDIDATES:
+                raise ProtocolError(f"'NodeNames' has {len(given)} names, over the cap of {MAX_CANDIDATES}")
+            for i, name in enumerate(given):
                 if len(name) > MAX_NAME:
                     check_name(name, f"NodeNames[{i}]")
-        node_names = list(names)
+        node_names = list(cast(list[str], names))
     else:
         node_names = [n["metadata"]["name"] for n in full_nodes or []]
     return ExtenderArgs(pod=pod_request, node_names=node_names,

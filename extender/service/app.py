@@ -27,9 +27,10 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 try:  # gunicorn's reader raises these on a malformed chunked body; absent under a test client
     from gunicorn.http.errors import ParseException as _ChunkError
 except ImportError:  # pragma: no cover
-    _ChunkError = ()  # type: ignore[assignment,misc]
+    _ChunkError = ()
 
 from extender.core.identity import Identifier
+from extender.core.model import PodRequest
 from extender.service.report_routes import register as register_reports
 from extender.protocol import (ExtenderArgs, NamesMemo, NodeMemo, ProtocolError, bind_reply, filter_reply, loads, parse_binding,
                         parse_extender_args, parse_pod, parse_preemption_args, preemption_reply, prioritize_reply)
@@ -224,7 +225,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
         body = loads(request.get_data(cache=False))
         return explained(parse_pod(body, identifier))
 
-    def explained(pod) -> Response:  # type: ignore[no-untyped-def]
+    def explained(pod: PodRequest) -> Response:
         try:
             explanation = decider.explain(pod)
         except StateUnavailable as exc:

@@ -53,6 +53,17 @@ ADVICE_STEPS = Gauge("redis_extender_report_advice_steps", "Failovers the advice
                      multiprocess_mode="mostrecent")
 MISMATCHES = Gauge("redis_extender_report_live_mismatches", "Differences between live topology and the cache",
                    multiprocess_mode="mostrecent")
+_CLUSTER = ["cluster", "level"]
+CLUSTER_MASTER_SKEW = Gauge("redis_extender_report_cluster_master_skew", "Max - min masters per domain, per cluster",
+                            _CLUSTER, multiprocess_mode="mostrecent")
+CLUSTER_SPOF = Gauge("redis_extender_report_cluster_spof_shards", "Shards whose healthy copies sit in one domain, "
+                     "per cluster", _CLUSTER, multiprocess_mode="mostrecent")
+CLUSTER_QUORUM_UNSAFE = Gauge("redis_extender_report_cluster_quorum_unsafe",
+                              "1 when one domain holds ceil(M/2) of the cluster's masters or more", _CLUSTER,
+                              multiprocess_mode="mostrecent")
+CLUSTER_WORST_LOSS = Gauge("redis_extender_report_cluster_worst_loss_ratio",
+                           "Share of the cluster's data lost with its worst domain", _CLUSTER,
+                           multiprocess_mode="mostrecent")
 COMPUTED = Gauge("redis_extender_report_computed_timestamp_seconds", "When the last report was computed",
                  multiprocess_mode="max")
 
@@ -105,6 +116,14 @@ def update_gauges(doc: dict[str, Any]) -> None:
         if m["surviving_copies"] is not None:
             SURVIVING.labels(name).set(m["surviving_copies"])
         HEADROOM.labels(name).set(m["headroom"]["margin"])
+    for gauge in (CLUSTER_MASTER_SKEW, CLUSTER_SPOF, CLUSTER_QUORUM_UNSAFE, CLUSTER_WORST_LOSS):
+        gauge.clear()  # a cluster that is gone leaves no series behind
+    for cluster in doc["clusters"]:
+        for name, lv in cluster["levels"].items():
+            CLUSTER_MASTER_SKEW.labels(cluster["id"], name).set(lv["master_skew"])
+            CLUSTER_SPOF.labels(cluster["id"], name).set(len(lv["spof"]))
+            CLUSTER_QUORUM_UNSAFE.labels(cluster["id"], name).set(1 if lv["quorum_safe"] is False else 0)
+            CLUSTER_WORST_LOSS.labels(cluster["id"], name).set(lv["worst_loss"]["share"])
     ADVICE_STEPS.set(doc["summary"]["advice_steps"])
     MISMATCHES.set(doc["summary"]["live_mismatch"])
     COMPUTED.set(doc["generated_at"])

@@ -24,17 +24,17 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from gunicorn.app.base import BaseApplication
 
 from extender.local.processes import stop_process
-from extender.core.settings import Settings
+from extender.core.settings import Settings, metrics_dir, set_metrics_dir
 
 log = logging.getLogger(__name__)
 
 
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
+class _Gunicorn(BaseApplication):
     def __init__(self, settings: Settings, options: dict[str, Any], public_only: bool = False):
         self.settings = settings
         self.options = options
@@ -83,11 +83,8 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     if service.client_ca_file:  # mTLS: the handshake fails without a certificate this CA signed
         options.update(cert_reqs=ssl.CERT_REQUIRED, ca_certs=service.client_ca_file)
     if service.max_worker_rss:
-        options["post_request"] = _retire_if_large(service.max_worker_rss)
+        options["post_request"] = _retire_if_large(service.max_worker_rss, service.retire_after)
     return options
-
-
-RETIRE_AFTER = float(os.environ.get("REDIS_EXTENDER_RETIRE_AFTER", "60"))  # seconds; tests shorten it
 
 
 def _rss_mib() -> float:
@@ -98,15 +95,15 @@ def _rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _retire_if_large(limit_mib: int) -> Any:
+def _retire_if_large(limit_mib: int, retire_after: float) -> Any:
     """A worker whose RSS stays above `limit_mib` after a request (the app already gave back
     what it could, app.LARGE_BODY) finishes its in-flight requests and is replaced by a fresh
     one: the bound on a worker's memory is this limit plus one body's peak. A worker lives at
-    least RETIRE_AFTER seconds, so a steady state above the limit recycles a worker at most
+    least `retire_after` seconds (service.retire_after), so a steady state above the limit recycles a worker at most
     that often, never on every request."""
     def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
         born = worker.__dict__.setdefault("redis_extender_born", time.monotonic())
-        if time.monotonic() - born < RETIRE_AFTER:
+        if time.monotonic() - born < retire_after:
             return
         if worker.alive and _rss_mib() > limit_mib:
             log.warning("worker %s: RSS %.0f MiB over service.max_worker_rss %d MiB; replacing it",
@@ -129,7 +126,7 @@ def _quiet_gc(worker: Any) -> None:
 def _child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if metrics_dir():
         multiprocess.mark_process_dead(worker.pid)
 
 
@@ -148,7 +145,9 @@ class SyncChild:
     def command(self) -> list[str]:
         kube = self.settings.kube
         where = ["--kubeconfig", kube.kubeconfig] if kube.kubeconfig else ["--in-cluster"]
-        return [sys.executable, "-m", "extender.cli", "sync", "--redis-url", self.settings.store.redis_url, *where]
+        config = ["--config", self.settings.source_file] if self.settings.source_file else []
+        return [sys.executable, "-m", "extender.cli", "sync", *config, "--redis-url", self.settings.store.redis_url,
+                *where]
 
     def _supervise(self) -> None:
         delay = 1.0
@@ -182,7 +181,7 @@ class PublicChild(SyncChild):
     nothing else is. Restarted when it exits, like the syncer."""
 
     def command(self) -> list[str]:
-        config = ["--config", os.environ["REDIS_EXTENDER_CONFIG"]] if os.environ.get("REDIS_EXTENDER_CONFIG") else []
+        config = ["--config", self.settings.source_file] if self.settings.source_file else []
         return [sys.executable, "-m", "extender.cli", "serve", "--public-only", *config,
                 "--bind", self.settings.service.public_bind or "", "--redis-url", self.settings.store.redis_url]
 
@@ -201,15 +200,20 @@ def _remove_in(pid: int, directory: str) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _each(children: list[SyncChild], action: Callable[[SyncChild], None]) -> None:
+    for child in children:
+        action(child)
+
+
 def serve(settings: Settings, public_only: bool = False) -> None:
     if public_only:  # the child of PublicChild: no syncer, no TLS, no verbs
         settings = public_settings(settings)
         options = gunicorn_options(settings)
         _Gunicorn(settings, options, public_only=True).run()
         return
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if not metrics_dir():
         directory = tempfile.mkdtemp(prefix="redis-extender-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        set_metrics_dir(directory)
         atexit.register(_remove_in, os.getpid(), directory)
     if settings.service.public_bind == settings.service.bind:  # checked here: the child has both equal
         raise SystemExit("service.public_bind must differ from service.bind")
@@ -220,6 +224,6 @@ def serve(settings: Settings, public_only: bool = False) -> None:
     if settings.service.public_bind:
         children.append(PublicChild(settings))
     if children:
-        options["when_ready"] = lambda server: [child.start() for child in children]
-        options["on_exit"] = lambda server: [child.terminate() for child in children]
+        options["when_ready"] = lambda server: _each(children, SyncChild.start)
+        options["on_exit"] = lambda server: _each(children, SyncChild.terminate)
     _Gunicorn(settings, options).run()

@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar, cast
 
 import redis
 from cachetools import LRUCache, TTLCache
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from extender.policy.preempt import VictimState
 
 T = TypeVar("T")
+CacheKey = tuple[Any, ...]  # (kind, ...): the kind names the TTL cache it lives in
 log = logging.getLogger(__name__)
 
 REVALIDATE_EVERY = 0.25
@@ -135,11 +136,11 @@ class StateCache:
         self.clock = clock
         self.node_ttl = node_ttl
         self.stats = CacheStats()
-        self._fresh: dict[str, TTLCache[Hashable, Any]] = {
+        self._fresh: dict[str, TTLCache[CacheKey, Any]] = {
             "usage": TTLCache(maxsize=4, ttl=ttl, timer=clock),
             "shard": TTLCache(maxsize=maxsize, ttl=max(shard_ttl, 1e-6), timer=clock)}
         self._reloading: set[str] = set()  # background reloads under way (single flight)
-        self._last_good: LRUCache[Hashable, tuple[float, Any]] = LRUCache(maxsize=maxsize)
+        self._last_good: LRUCache[CacheKey, tuple[float, Any]] = LRUCache(maxsize=maxsize)
         self._lock = threading.Lock()
         self._down_until = 0.0
         self._down_since: float | None = None  # the first failure of the current outage
@@ -257,16 +258,16 @@ class StateCache:
         raise StateUnavailable(f"Redis unreachable and no node table younger than "
                                f"{self.max_staleness:g}s{f': {exc}' if exc else ''}")
 
-    def _get(self, key: Hashable, fetch: Callable[[], T], fresh: bool = False,
+    def _get(self, key: CacheKey, fetch: Callable[[], T], fresh: bool = False,
              background: Callable[[], T] | None = None) -> T:
-        kind = str(key[0])  # type: ignore[index]
+        kind = str(key[0])
         now = self.clock()
         with self._lock:
             found = _MISSING if fresh else self._fresh[kind].get(key, _MISSING)
             previous = self._last_good.get(key)
         if found is not _MISSING:
             self.stats.count("hits")
-            return found
+            return cast(T, found)
         self.stats.count("misses")
         if self._is_down(now):
             return self._stale(key, now)
@@ -282,12 +283,12 @@ class StateCache:
         self._down_since = None
         return value
 
-    def _put(self, kind: str, key: Hashable, value: Any) -> None:
+    def _put(self, kind: str, key: CacheKey, value: Any) -> None:
         with self._lock:
             self._fresh[kind][key] = value
             self._last_good[key] = (self.clock(), value)
 
-    def _stale(self, key: Hashable, now: float, exc: Exception | None = None) -> Any:
+    def _stale(self, key: CacheKey, now: float, exc: Exception | None = None) -> Any:
         with self._lock:
             entry = self._last_good.get(key)
         if entry is not None and now - entry[0] <= self.max_staleness:

@@ -69,7 +69,7 @@ def make_binder(api: kclient.ApiClient) -> Callable[[str, str, str, str], None]:
         body = kclient.V1Binding(
             metadata=kclient.V1ObjectMeta(name=name, namespace=namespace, uid=uid or None),
             target=kclient.V1ObjectReference(api_version="v1", kind="Node", name=node))
-        resp = core.create_namespaced_binding(namespace, body, _preload_content=False, _request_timeout=3)
+        resp: Any = core.create_namespaced_binding(namespace, body, _preload_content=False, _request_timeout=3)
         resp.read()
 
     return bind
@@ -82,7 +82,7 @@ def make_pending_check(api: kclient.ApiClient, scheduler_names: tuple[str, ...] 
 
     def pending(namespace: str, name: str, uid: str) -> str:
         try:
-            resp = core.read_namespaced_pod(name, namespace, _preload_content=False, _request_timeout=3)
+            resp: Any = core.read_namespaced_pod(name, namespace, _preload_content=False, _request_timeout=3)
             pod = orjson.loads(resp.data)
         except ApiException as exc:
             if exc.status == 404:

@@ -42,7 +42,8 @@ def split_list(document: Any) -> tuple[list[Mapping[str, Any]], list[Mapping[str
     """Nodes and Pods of a Kubernetes List (what `kubectl get nodes,pods -A -o json` prints)."""
     if not isinstance(document, dict) or not isinstance(document.get("items"), list):
         raise LoadError("expected a Kubernetes List: a JSON object with an 'items' array")
-    nodes, pods = [], []
+    nodes: list[Mapping[str, Any]] = []
+    pods: list[Mapping[str, Any]] = []
     for i, item in enumerate(document["items"]):
         kind = item.get("kind") if isinstance(item, dict) else None
         if not isinstance(item, dict) or not (item.get("metadata") or {}).get("name"):

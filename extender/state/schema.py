@@ -38,7 +38,7 @@ not supported as the state's store:
   P sync:leader             STRING the syncer holding the leader lock (expires; state/lock.py)
   P liveroles:<cluster>     HASH "<ns>/<name>" -> master|replica seen live in Redis; overrides
                             the pod's role label in every index (state/live.py writes it)
-  P live:<cluster>          STRING JSON of the cluster's last live topology (reports/topology.py's
+  P live:<cluster>          STRING JSON of the cluster's last live topology (analysis/topology.py's
                             LiveTopology.to_json(); written whole by state/live.py, no TTL)
   P keeper:<cluster>        STRING JSON {"memory", "decision", "at"}: the keeper's memory of the
                             cluster (step pending, last step, drift since) and its last decision,

@@ -187,7 +187,7 @@ class BodyView:
         body = {n.name: n for n in objects}
         arrays = NodeArrays.build(body, levels)
         rows = arrays.rows(names)
-        domains = tuple(known | {n.domains[i] for n in objects if n.domains[i] is not None}
+        domains = tuple(known | {d for n in objects if (d := n.domains[i]) is not None}
                         for i, known in enumerate(table.level_domains))
         return cls(body, arrays, rows, domains)
 

@@ -36,7 +36,8 @@ class RedisStore:
     """Reads and atomic writes of the schema above. Every call may raise redis.RedisError."""
 
     def __init__(self, client: redis.Redis, prefix: str):
-        self.r = client
+        # redis-py types a reply as bytes | str | Awaitable; this client never decodes: bytes
+        self.r: Any = client
         self.p = prefix
         self.k = Keys(prefix)
         self._apply = client.register_script(scripts.APPLY_POD)

@@ -16,6 +16,9 @@
   trusted by kube-scheduler with the shipped tlsConfig (a real HTTPS filter call).
 - The copies and cross-references between the files (ConfigMap text, paths, names, ports)
   agree, so a rename in one file cannot silently break the deployment.
+deploy/ is generated from charts/redis-extender (scripts/render-deploy); that it is the
+chart's default render is tests/integration/test_chart.py::test_deploy_is_the_default_render
+(which replaces the former `kubectl kustomize` comparison, skipped where kubectl is absent).
 """
 from __future__ import annotations
 
@@ -23,7 +26,6 @@ import hashlib
 import itertools
 import os
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -283,8 +285,8 @@ EXTENDER_MAY = [
     ("list", "nodes", "", "", ""), ("watch", "nodes", "", "", ""), ("get", "nodes", "", "n1", ""),
     ("list", "pods", "", "", ""), ("watch", "pods", "", "", ""), ("get", "pods", "redis", "cache-a-0", ""),
     ("create", "pods/binding", "redis", "cache-a-0", ""),
-    # the keeper: evictions (PDBs apply), Events, and whether a replica's volume is zonal
-    ("create", "pods/eviction", "redis", "cache-a-0", ""), ("create", "events", "redis", "", ""),
+    # the keeper (default: advise): Events, and whether a replica's volume is zonal
+    ("create", "events", "redis", "", ""),
     ("get", "persistentvolumeclaims", "redis", "data-cache-a-0", ""), ("get", "persistentvolumes", "", "pv-1", ""),
 ]
 EXTENDER_MAY_NOT = [
@@ -292,6 +294,8 @@ EXTENDER_MAY_NOT = [
     ("delete", "pods", "redis", "cache-a-0", ""), ("update", "pods", "redis", "cache-a-0", ""),
     ("patch", "pods", "redis", "cache-a-0", ""), ("create", "pods", "redis", "", ""),
     ("delete", "persistentvolumeclaims", "redis", "data-cache-a-0", ""), ("update", "nodes", "", "n1", ""),
+    # evictions only with keeper.mode act (tests/integration/test_chart.py renders it)
+    ("create", "pods/eviction", "redis", "cache-a-0", ""),
     ("patch", "nodes", "", "n1", ""), ("delete", "nodes", "", "n1", ""),
     ("update", "leases", "kube-system", "kube-scheduler", COORD),
     # The syncers elect their leader with a Redis lock, not a Lease (see extender-rbac.yaml).
@@ -469,7 +473,8 @@ def test_documented_certificate_is_trusted_by_kube_scheduler(
     here) with tlsConfig.serverName set to the Service name it replaces, which is what the
     scheduler checks the certificate against in the cluster."""
     commands = documented_tls_commands()
-    assert len(commands) == 7, commands  # CA, server key+CSR, its extensions, signing; the client's three
+    # serving CA, server key+CSR, its extensions, signing; client CA, client key+CSR, extensions, signing
+    assert len(commands) == 8, commands
     for command in commands:
         subprocess.run(["bash", "-c", command], cwd=tmp_path, check=True, timeout=60,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -482,10 +487,14 @@ def test_documented_certificate_is_trusted_by_kube_scheduler(
         extender = subprocess.Popen(
             [sys.executable, "-m", "extender.cli", "serve", "--bind", f"127.0.0.1:{port}",
              "--workers", "1", "--certfile", str(tmp_path / "tls.crt"),
-             "--keyfile", str(tmp_path / "tls.key"), "--client-ca-file", str(tmp_path / "ca.crt")],
+             "--keyfile", str(tmp_path / "tls.key"), "--client-ca-file", str(tmp_path / "client-ca.crt")],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     tls = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
     anonymous = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))  # no client certificate
+    # Issue 20 item 6: a certificate of the serving CA that also carries clientAuth (as the
+    # serving certificate could) must not pass as the scheduler: only the client CA is trusted.
+    impostor = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+    impostor.load_cert_chain(*_serving_ca_client_cert(tmp_path))
     tls.load_cert_chain(str(tmp_path / "client.crt"), str(tmp_path / "client.key"))
     service_host = urllib.parse.urlsplit(yaml.safe_load(canonical_text())["extenders"][0]["urlPrefix"])
 
@@ -505,12 +514,13 @@ def test_documented_certificate_is_trusted_by_kube_scheduler(
     try:
         api.wait_for(lambda: _answers(get, "/healthz", extender), timeout=20,
                      what=f"the extender to serve HTTPS ({log})")
-        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):  # mTLS: refused
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as raw, \
-                    anonymous.wrap_socket(raw, server_hostname=service_host.hostname) as conn:
-                conn.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
-                if not conn.recv(65536):
-                    raise ConnectionResetError("closed without an answer")
+        for context in (anonymous, impostor):  # mTLS: no certificate, or one of the serving CA
+            with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as raw, \
+                        context.wrap_socket(raw, server_hostname=service_host.hostname) as conn:
+                    conn.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+                    if not conn.recv(65536):
+                        raise ConnectionResetError("closed without an answer")
         text = runnable_config(CANONICAL_CONFIG, tmp_path / "ca.crt", (tmp_path / "client.crt", tmp_path / "client.key"))
         text = text.replace(f"urlPrefix: {service_host.geturl()}", f"urlPrefix: https://127.0.0.1:{port}")
         text = text.replace("    caFile:", f"    serverName: {service_host.hostname}\n    caFile:")
@@ -533,6 +543,22 @@ def test_documented_certificate_is_trusted_by_kube_scheduler(
         extender.wait(15)
     assert api.scheduler_log is not None
     assert "x509" not in api.scheduler_log.read_text()
+
+
+def _serving_ca_client_cert(tmp_path: Path) -> tuple[str, str]:
+    """A certificate signed by the serving CA (ca.crt/ca.key of the recipe) with both
+    serverAuth and clientAuth: what a serving certificate carrying clientAuth would be."""
+    commands = [
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=impostor "
+        "-keyout impostor.key -out impostor.csr",
+        "printf 'extendedKeyUsage=serverAuth,clientAuth\\n' > impostor.ext",
+        "openssl x509 -req -in impostor.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 "
+        "-extfile impostor.ext -out impostor.crt",
+    ]
+    for command in commands:
+        subprocess.run(["bash", "-c", command], cwd=tmp_path, check=True, timeout=60,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return str(tmp_path / "impostor.crt"), str(tmp_path / "impostor.key")
 
 
 def _answers(get: Any, path: str, proc: subprocess.Popen[bytes]) -> bool:
@@ -622,7 +648,8 @@ def test_scheduler_deployment_mounts_what_the_config_names() -> None:
     assert (tls_config["certFile"], tls_config["keyFile"]) == (f"{client_dir}/tls.crt", f"{client_dir}/tls.key")
     assert volume(scheduler, "client-tls")["secret"]["secretName"] == "redis-scheduler-client-tls"
     recipe = (DEPLOY / "extender-deployment.yaml").read_text()
-    assert "create secret tls redis-scheduler-client-tls" in recipe
+    assert "create secret generic redis-scheduler-client-tls" in recipe
+    assert "--from-file=ca.crt=client-ca.crt" in recipe  # the client CA, for the extender
 
     election = config["leaderElection"]
     assert election["resourceNamespace"] == scheduler["metadata"]["namespace"]
@@ -647,7 +674,12 @@ def test_extender_url_reaches_the_extender_pods() -> None:
     tls_dir = mount_path(extender, "tls")
     assert flag(serving["args"], "--certfile") == f"{tls_dir}/tls.crt"
     assert flag(serving["args"], "--keyfile") == f"{tls_dir}/tls.key"
-    assert flag(serving["args"], "--client-ca-file") == f"{tls_dir}/ca.crt"  # mTLS on the verbs' port
+    # mTLS on the verbs' port, against the client CA only: the ca.crt of the scheduler's client
+    # Secret (its own CA), not the serving Secret's (issue 20 item 6)
+    assert flag(serving["args"], "--client-ca-file") == f"{mount_path(extender, 'client-ca')}/ca.crt"
+    client_ca = volume(extender, "client-ca")["secret"]
+    assert client_ca["secretName"] == "redis-scheduler-client-tls" != volume(extender, "tls")["secret"]["secretName"]
+    assert client_ca["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
     public = next(p for p in serving["ports"] if p["name"] == "http-public")
     assert flag(serving["args"], "--public-bind") == f"0.0.0.0:{public['containerPort']}"
     for probe in ("readinessProbe", "livenessProbe"):  # probes have no client certificate: the public port
@@ -660,7 +692,8 @@ def test_extender_url_reaches_the_extender_pods() -> None:
 def test_extender_command_line_and_image_fit_the_cli() -> None:
     """The Deployment's arguments and environment, and the Dockerfile's defaults, are
     accepted by `redis-extender` as it is now (a renamed flag fails here, not in a pod)."""
-    from extender import cli, settings
+    from extender import cli
+    from extender.core import settings
 
     serving = container(find("Deployment", "redis-extender"), "extender")
     parsed = cli.build_parser().parse_args(serving["args"])  # SystemExit on an unknown flag
@@ -722,18 +755,3 @@ def test_kustomization_lists_every_manifest() -> None:
     listed = {p.name for p in deploy_files()}
     present = {p.name for p in DEPLOY.glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == present, "deploy/*.yaml and kustomization.yaml's resources differ"
-
-
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not on PATH")
-def test_kustomize_builds_the_same_objects() -> None:
-    """`kubectl apply -k deploy/` sees exactly the objects tested above (kustomize v5 as
-    bundled with kubectl; it must not rename, drop or rewrite anything but the image)."""
-    built = subprocess.run(["kubectl", "kustomize", str(DEPLOY)], check=True, text=True,
-                           stdout=subprocess.PIPE, timeout=60).stdout
-    objects = [o for o in yaml.safe_load_all(built) if o]
-    ids = sorted((o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in objects)
-    expected = sorted((o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])
-                      for p, o in OBJECTS if p.parent == DEPLOY)
-    assert ids == expected
-    configmap = next(o for o in objects if o["metadata"]["name"] == "redis-scheduler-config")
-    assert configmap["data"][CONFIGMAP_KEY] == canonical_text()

@@ -103,15 +103,23 @@ class Reaper:
         self.cp = cp
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
+        self.errors: list[str] = []  # anything but a pod already gone: the fixture fails on it
 
     def run(self) -> None:
         while not self.stop.wait(0.2):
             try:
                 for pod in self.cp.list_pods(NS):
                     if pod["metadata"].get("deletionTimestamp"):
-                        self.cp.delete(f"/api/v1/namespaces/{NS}/pods/{pod['metadata']['name']}")
-            except Exception:  # the next round tries again
-                pass
+                        self._delete(pod["metadata"]["name"])
+            except Exception as exc:  # kept, and the next round tries again
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def _delete(self, name: str) -> None:
+        try:
+            self.cp.delete(f"/api/v1/namespaces/{NS}/pods/{name}")
+        except ApiError as exc:
+            if exc.status != 404:  # deleted meanwhile (by the test itself): nothing to do
+                raise
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +146,8 @@ def live(version, control_plane, redis_server, tmp_path_factory) -> Iterator[tup
     reaper.thread.join(timeout=5)
     extender.stop()
     store.clear()
+    assert not reaper.thread.is_alive(), "the kubelet stand-in did not stop"
+    assert reaper.errors == [], f"the kubelet stand-in failed: {reaper.errors[:5]}"
 
 
 @pytest.fixture

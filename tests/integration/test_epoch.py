@@ -1,4 +1,4 @@
-"""The state knows whether it is whole (the epoch, state/redis_store.py): a Redis restarted
+"""The state knows whether it is whole (the epoch, state/store.py): a Redis restarted
 empty on the same port, served by real gunicorn workers, is never read as "no copies here";
 /readyz and the verbs agree; a new `load` brings decisions back."""
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The report's read of the store (state/inventory.py) and the stored live topology
-(state/redis_topology.py's store_live/load_live), against a real redis-server."""
+(actuation/nodes.py's store_live/load_live), against a real redis-server."""
 from __future__ import annotations
 
 import time

@@ -3,14 +3,12 @@ schemathesis, driving the real app from it (a real redis-server behind), finds n
 reply outside the description."""
 from __future__ import annotations
 
-import pytest
+import schemathesis
 import yaml
 from hypothesis import HealthCheck, settings
 
-schemathesis = pytest.importorskip("schemathesis")
-
-from extender.core import settings as settings_mod  # noqa: E402
-from extender.service.app import OPENAPI, create_app  # noqa: E402
+from extender.core import settings as settings_mod
+from extender.service.app import OPENAPI, create_app
 
 def app_for(url: str):
     conf = settings_mod.load({"store.redis_url": url, "store.key_prefix": "rxschema:{s}:"})

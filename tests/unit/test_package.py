@@ -131,3 +131,12 @@ def test_bench_placement_without_a_checkout_says_what_it_needs_and_exits_2(tmp_p
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "no repository checkout" in done.stderr
+
+
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_of_the_package_is_over_500_lines() -> None:
+    sizes = {str(path.relative_to(REPO)): len(path.read_text().splitlines()) for path in PACKAGE.rglob("*.py")}
+    assert len(sizes) >= 40  # the walk saw the package
+    assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}

@@ -162,21 +162,23 @@ def test_wrong_typed_containers_are_a_protocol_error(containers):
         parse_extender_args(data, IDENTIFIER)
 
 
-@pytest.mark.parametrize("node", [
-    pytest.param({"metadata": {"name": "n", "labels": ["zone=a"]}}, id="labels-is-a-list"),
-    pytest.param({"metadata": {"name": "n"}, "status": "Ready"}, id="status-is-a-string"),
-    pytest.param({"metadata": {"name": "n"}, "status": {"conditions": ["Ready"]}}, id="condition-is-a-string"),
-    pytest.param({"metadata": {"name": "n"}, "status": {"allocatable": 5}}, id="allocatable-is-a-number"),
-    pytest.param({"metadata": {"name": "n"}, "spec": "x"}, id="spec-is-a-string"),
+@pytest.mark.parametrize("node, message", [
+    pytest.param({"metadata": {"name": "n", "labels": ["zone=a"]}}, "'Nodes.items[0]'.metadata.labels must be an object",
+                 id="labels-is-a-list"),
+    pytest.param({"metadata": {"name": "n"}, "status": "Ready"}, "'Nodes.items[0]'.status must be an object",
+                 id="status-is-a-string"),
+    pytest.param({"metadata": {"name": "n"}, "status": {"conditions": ["Ready"]}},
+                 "'Nodes.items[0]'.status.conditions[0] must be an object", id="condition-is-a-string"),
+    pytest.param({"metadata": {"name": "n"}, "status": {"allocatable": 5}},
+                 "'Nodes.items[0]'.status.allocatable must be an object", id="allocatable-is-a-number"),
+    pytest.param({"metadata": {"name": "n"}, "spec": "x"}, "'Nodes.items[0]'.spec must be an object",
+                 id="spec-is-a-string"),
 ])
-def test_wrong_typed_node_object_is_rejected_as_a_protocol_error_or_read_without_crashing(node):
+def test_wrong_typed_node_object_is_rejected_as_a_protocol_error_naming_the_field(node, message):
     data = orjson.dumps({"Pod": redis_pod(), "Nodes": {"items": [node]}})
-    try:
-        args = parse_extender_args(data, IDENTIFIER)
-        for item in args.nodes:
-            node_from_object(item, DEFAULT_LEVELS)
-    except ProtocolError:
-        pass
+    with pytest.raises(ProtocolError) as caught:
+        parse_extender_args(data, IDENTIFIER)
+    assert str(caught.value) == message
 
 
 def test_protocol_error_is_a_value_error():

@@ -2,6 +2,8 @@
 every problem reported at once, and the README table generated from the option list."""
 from __future__ import annotations
 
+import argparse
+import ast
 import re
 from pathlib import Path
 
@@ -261,3 +263,73 @@ def test_markdown_table_shows_defaults():
     assert "`(see meaning)`" in rows["REDIS_EXTENDER_LEVEL_WEIGHTS"]
     assert "`(none)`" in rows["REDIS_EXTENDER_CLUSTER_SHARDS"]
     assert "`fail-closed`" in rows["REDIS_EXTENDER_ON_UNAVAILABLE"]
+
+
+# --- one home for configuration -------------------------------------------------------------
+
+PACKAGE = Path(__file__).resolve().parents[2] / "extender"
+
+
+def environment_reads(source: str) -> list[int]:
+    """Lines that touch the process environment: os.environ, os.getenv/putenv/unsetenv."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os" \
+                and node.attr in ("environ", "environb", "getenv", "putenv", "unsetenv"):
+            found.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" \
+                and any(a.name in ("environ", "getenv", "putenv") for a in node.names):
+            found.append(node.lineno)
+    return sorted(found)
+
+
+def test_the_scan_sees_every_way_to_the_environment():
+    source = "import os\nos.environ['A']\nos.getenv('B')\nfrom os import environ\nx.environ\n"
+    assert environment_reads(source) == [2, 3, 4]
+
+
+def test_nothing_but_settings_reads_the_environment():
+    offenders = {str(path.relative_to(PACKAGE)): lines for path in sorted(PACKAGE.rglob("*.py"))
+                 if path.name != "settings.py" and (lines := environment_reads(path.read_text()))}
+    assert offenders == {}
+    assert environment_reads((PACKAGE / "core" / "settings.py").read_text())  # the scan does see it
+
+
+def _option(parser, *path: str):
+    for name in path[:-1]:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return next(a for a in parser._actions if path[-1] in a.option_strings)
+
+
+@pytest.mark.parametrize("path, value", [
+    (("run", "--bind"), Settings().service.bind),
+    (("run", "--workers"), Settings().service.workers),
+    (("bench", "--workers"), Settings().service.workers),
+])
+def test_cli_defaults_are_the_settings_defaults(path, value):
+    from extender.cli import build_parser
+
+    assert _option(build_parser(), *path).default == value
+
+
+@pytest.mark.parametrize("path, value", [
+    (("serve", "--bind"), Settings().service.bind),
+    (("serve", "--workers"), Settings().service.workers),
+    (("serve", "--threads"), Settings().service.threads),
+    (("serve", "--redis-url"), Settings().store.redis_url),
+])
+def test_cli_help_quotes_the_settings_defaults(path, value):
+    from extender.cli import build_parser
+
+    option = _option(build_parser(), *path)
+    assert option.default is None  # not given: the file, the environment or the default decide
+    assert f"default {value})" in option.help or f"or {value})" in option.help
+
+
+def test_settings_remember_their_file_for_the_child_processes(tmp_path):
+    config = tmp_path / "extender.toml"
+    config.write_text('[service]\nworkers = 3\n')
+    settings = load(config_file=str(config), env={})
+    assert settings.source_file == str(config.resolve()) and settings.service.workers == 3
+    assert load(env={}).source_file is None

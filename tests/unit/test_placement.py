@@ -1,4 +1,4 @@
-"""The placement view (reports/placement.py): report levels, active levels, the top level.
+"""The placement view (analysis/placement.py): report levels, active levels, the top level.
 
 Inventories are built from tokens (tests/unit/report_builders.py).
 """

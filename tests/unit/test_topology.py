@@ -1,4 +1,4 @@
-"""The live topology (reports/topology.py): parsing Redis replies, mapping nodes to pods, the
+"""The live topology (analysis/topology.py): parsing Redis replies, mapping nodes to pods, the
 stored JSON form."""
 from __future__ import annotations
 

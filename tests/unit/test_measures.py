@@ -1,5 +1,5 @@
 """Every placement-quality measure on small hand-made placements with known answers
-(reports/measures.py). Inventories are built from tokens (tests/unit/report_builders.py).
+(analysis/measures.py). Inventories are built from tokens (tests/unit/report_builders.py).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The store's key names and its one reading of a shard entry (state/redis_store.py), no server."""
+"""The store's key names and its one reading of a shard entry (state/store.py), no server."""
 from __future__ import annotations
 
 from extender.core.model import Copy, Role

@@ -191,6 +191,14 @@ def test_report_routes_and_gauges(redis_server, store, prefix: str) -> None:
     assert 'redis_extender_report_spof_shards{level="zone"} 0.0' in metrics
     assert 'redis_extender_report_master_skew{level="zone"} 1.0' in metrics
     assert "redis_extender_report_advice_steps 0.0" in metrics
+    # per cluster: shard 0's copies sit on node-a (2) and node-b, all in region-1: a SPOF of the
+    # region only; its one master makes a skew of 1 between nodes and zones
+    for level, spof, skew, loss in (("node", 0, 1, 0), ("zone", 0, 1, 0), ("region", 1, 0, 1)):
+        where = f'{{cluster="redis/cache",level="{level}"}}'
+        assert f"redis_extender_report_cluster_spof_shards{where} {spof:.1f}" in metrics
+        assert f"redis_extender_report_cluster_master_skew{where} {skew:.1f}" in metrics
+        assert f"redis_extender_report_cluster_worst_loss_ratio{where} {loss:.1f}" in metrics
+        assert f"redis_extender_report_cluster_quorum_unsafe{where} 0.0" in metrics
 
 
 def test_report_route_answers_503_when_redis_is_down(redis_server, prefix: str) -> None:

@@ -1,4 +1,4 @@
-"""The failover plan (reports/advice.py) on hand-made placements with known shortest answers.
+"""The failover plan (analysis/advice.py) on hand-made placements with known shortest answers.
 
 Tokens as in report_builders: "<cached role>[<live role>]@<node>", the node's first letter
 is its zone. Pods are named ns/c-<shard>-<index in the token list>.
