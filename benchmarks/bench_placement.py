@@ -20,7 +20,8 @@ would; copy 0 of a shard is its master (role label). Topologies:
 
 - ``uneven``:      zones of 4, 2 and 1 nodes, plus a node without a zone label;
 - ``fewer-zones``: 2 zones of 3 nodes, fewer zones than copies;
-- ``even``:        3 zones of 3 nodes.
+- ``even``:        3 zones of 3 nodes;
+- ``large``:       3 zones of 10 nodes, each burst one cluster of 32 shards x 3 (96 pods).
 
 Per run it prints: pods pending (once the burst settles: every pod bound, or no bind for
 SETTLE_S), copies sharing a node (copies beyond the first of a shard on one node), copies
@@ -75,6 +76,9 @@ class Topology:
     name: str
     zones: tuple[int, ...]  # nodes per zone
     unlabelled: int = 0  # nodes without a zone label
+    shards_per_cluster: int = SHARDS_PER_CLUSTER  # a burst's clusters: this many shards x COPIES
+    bursts: tuple[int, ...] | None = None  # pods per burst, run i takes bursts[i % len]; None: BURSTS
+    late_masters: bool = False  # one master first, then every replica, then the other masters
 
     def nodes(self, tag: str) -> dict[str, str | None]:
         """node name -> zone (None: no zone label)."""
@@ -91,16 +95,23 @@ TOPOLOGIES = {
     "uneven": Topology("uneven", (4, 2, 1), unlabelled=1),
     "fewer-zones": Topology("fewer-zones", (3, 3)),
     "even": Topology("even", (3, 3, 3)),
+    # one large cluster created at once: 32 shards x 3 (96 pods) on 3 zones x 10 nodes
+    "large": Topology("large", (10, 10, 10), shards_per_cluster=32, bursts=(96,)),
+    # the same with the masters late (as when their filters failed closed on Redis timeouts and
+    # they were retried after their replicas): one master, every replica, then the masters
+    "large-late-masters": Topology("large-late-masters", (10, 10, 10), shards_per_cluster=32, bursts=(96,),
+                                   late_masters=True),
 }
+DEFAULT_TOPOLOGIES = ("uneven", "fewer-zones", "even", "large")
 
 
 # --------------------------------------------------------------------------------------------
 # Workload
 
-def burst(run_id: str, pods: int, native: bool) -> list[dict[str, Any]]:
-    """`pods` Redis pods in clusters of SHARDS_PER_CLUSTER x COPIES, copy-major per cluster,
+def burst(run_id: str, pods: int, native: bool, shards_per_cluster: int = SHARDS_PER_CLUSTER) -> list[dict[str, Any]]:
+    """`pods` Redis pods in clusters of `shards_per_cluster` x COPIES, copy-major per cluster,
     clusters interleaved (their StatefulSets are created together)."""
-    per_cluster = SHARDS_PER_CLUSTER * COPIES
+    per_cluster = shards_per_cluster * COPIES
     lanes = []
     for c in range(math.ceil(pods / per_cluster)):
         size = min(per_cluster, pods - c * per_cluster)
@@ -130,6 +141,13 @@ def _cluster_pods(cluster: str, pods: int, run_id: str, native: bool) -> list[di
                         "metadata": {"name": f"{cluster}-s{shard}-{copy}", "namespace": NAMESPACE, "labels": labels},
                         "spec": spec})
     return out
+
+
+def masters_late(bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first master, then every replica, then the other masters (creation order)."""
+    masters = [b for b in bodies if b["metadata"]["labels"][LABEL_ROLE] == "master"]
+    replicas = [b for b in bodies if b["metadata"]["labels"][LABEL_ROLE] != "master"]
+    return masters[:1] + replicas + masters[1:]
 
 
 def native_rules(cluster: str, shard: str, role: str) -> dict[str, Any]:
@@ -226,8 +244,11 @@ class Session:
     """One mode on one topology: its scheduler (and extender) kept across the runs."""
 
     def __init__(self, cp: ControlPlane, mode: str, zone_of: dict[str, str | None], redis_url: str,
-                 logdir: Path, tag: str):
+                 logdir: Path, tag: str, shards_per_cluster: int = SHARDS_PER_CLUSTER, code: Path | None = None,
+                 late_masters: bool = False):
         self.cp, self.mode, self.zone_of, self.tag = cp, mode, zone_of, tag
+        self.shards_per_cluster = shards_per_cluster
+        self.late_masters = late_masters
         self.extender: LiveExtender | None = None
         if mode == "extender":
             from extender.state.store import RedisStore
@@ -236,7 +257,8 @@ class Session:
             # placement, not latency, is measured: a Redis call slowed by a busy machine must not
             # open the breaker (the 30 ms default) and leave pods failing closed
             self.extender = LiveExtender(cp, redis_url, prefix, 1, logdir / f"extender-{tag}.log",
-                                         env_extra={"REDIS_EXTENDER_REDIS_TIMEOUT": REDIS_TIMEOUT})
+                                         env_extra={"REDIS_EXTENDER_REDIS_TIMEOUT": REDIS_TIMEOUT} if REDIS_TIMEOUT else {},
+                                         code=code)
             self.extender.wait_ready()
             self.store = store = RedisStore.from_url(redis_url, prefix, timeout=5)
             cp.wait_for(lambda: set(zone_of) <= set(store.node_names()), timeout=60, interval=0.1,
@@ -256,7 +278,9 @@ class Session:
 
     def run(self, pods: int, timeout: float = 120.0) -> dict[str, Any]:
         run_id = self.next_run()
-        bodies = burst(run_id, pods, native=self.mode == "native")
+        bodies = burst(run_id, pods, native=self.mode == "native", shards_per_cluster=self.shards_per_cluster)
+        if self.late_masters:
+            bodies = masters_late(bodies)
         names = [b["metadata"]["name"] for b in bodies]
         node_of, seconds = self.place(run_id, bodies, timeout)
         result = measure(bodies, node_of, self.zone_of)
@@ -278,7 +302,14 @@ class Session:
         watch.start_and_wait()
         try:
             started = time.perf_counter()
-            _parallel(self.cp.create_pod, bodies)
+            if self.late_masters:  # the first master placed before anything else is created
+                self.cp.create_pod(bodies[0])
+                first = bodies[0]["metadata"]["name"]
+                self.cp.wait_for(lambda: first in watch.bound_at, timeout=30, interval=0.05,
+                                 what=f"{first} to be bound")
+                _parallel(self.cp.create_pod, bodies[1:])
+            else:
+                _parallel(self.cp.create_pod, bodies)
             created = time.perf_counter()
             deadline = started + timeout
             while not watch.done.is_set() and time.perf_counter() < deadline:
@@ -324,10 +355,10 @@ def delete_topology(cp: ControlPlane, zone_of: dict[str, str | None]) -> None:
     _parallel(lambda n: cp.delete(f"/api/v1/nodes/{n}"), list(zone_of))
 
 
-def run(runs: int = 5, topologies: Sequence[str] = tuple(TOPOLOGIES), modes: Sequence[str] = MODES,
+def run(runs: int = 5, topologies: Sequence[str] = DEFAULT_TOPOLOGIES, modes: Sequence[str] = MODES,
         bursts: Sequence[int] = BURSTS, out: str | Path | None = None, control_plane: ControlPlane | None = None,
         redis_url: str | None = None, keep: bool = False, quiet: bool = False,
-        kube_version: str = CURRENT) -> dict[str, Any]:
+        kube_version: str = CURRENT, code: Path | None = None) -> dict[str, Any]:
     """Every topology x mode x run; prints the table and returns (and writes) a dict."""
     t_start = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="redis-extender-bench-place-"))
@@ -340,10 +371,12 @@ def run(runs: int = 5, topologies: Sequence[str] = tuple(TOPOLOGIES), modes: Seq
                 zone_of = create_topology(cp, topology, f"{base}t{t_index}")
                 try:
                     for mode in modes:
-                        session = Session(cp, mode, zone_of, redis_url, workdir, f"{base}t{t_index}{mode[0]}")
+                        session = Session(cp, mode, zone_of, redis_url, workdir, f"{base}t{t_index}{mode[0]}",
+                                          topology.shards_per_cluster, code, topology.late_masters)
+                        sizes = topology.bursts or bursts
                         try:
                             for i in range(runs):
-                                r = session.run(bursts[i % len(bursts)])
+                                r = session.run(sizes[i % len(sizes)])
                                 r.update(topology=name, mode=mode, run=i + 1)
                                 results.append(r)
                                 if not quiet:
@@ -359,7 +392,10 @@ def run(runs: int = 5, topologies: Sequence[str] = tuple(TOPOLOGIES), modes: Seq
                          "kube_scheduler": version_text(cp.scheduler_version),
                          "shards_per_cluster": SHARDS_PER_CLUSTER,
                          "topologies": {n: {"zones": list(TOPOLOGIES[n].zones),
-                                            "unlabelled": TOPOLOGIES[n].unlabelled} for n in topologies}},
+                                            "unlabelled": TOPOLOGIES[n].unlabelled,
+                                            "shards_per_cluster": TOPOLOGIES[n].shards_per_cluster,
+                                            **({"bursts": list(TOPOLOGIES[n].bursts or ())} if TOPOLOGIES[n].bursts else {})}
+                                        for n in topologies}},
               "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
               "runs": results, "total_s": round(time.perf_counter() - t_start, 1)}
     if not quiet:
@@ -410,16 +446,23 @@ def clean_run(r: dict[str, Any]) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="redis-extender bench --placement", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="bursts per topology and mode")
-    parser.add_argument("--topologies", default=",".join(TOPOLOGIES), help=f"comma-separated, of {', '.join(TOPOLOGIES)}")
+    parser.add_argument("--topologies", default=",".join(DEFAULT_TOPOLOGIES), help=f"comma-separated, of {', '.join(TOPOLOGIES)}")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--out", help="also write the results as JSON")
     parser.add_argument("--kube-version", choices=KUBE_VERSIONS, default=CURRENT,
                         help="kube-apiserver/kube-scheduler to start (default: %(default)s)")
     parser.add_argument("--keep", action="store_true", help="keep configs and logs")
+    parser.add_argument("--redis-timeout", default=REDIS_TIMEOUT,
+                        help="the extender's Redis timeout (REDIS_EXTENDER_REDIS_TIMEOUT, default %(default)s s: "
+                             "placement, not latency, is measured); '' keeps the extender's own default, as a "
+                             "new user would run it")
+    parser.add_argument("--code", type=Path, help="run the extender from this directory's `extender` package "
+                        "(a snapshot of the code, or a baseline), not the checkout's")
     ns = parser.parse_args(argv)
+    globals()["REDIS_TIMEOUT"] = ns.redis_timeout
     run(runs=ns.runs, topologies=[t.strip() for t in ns.topologies.split(",") if t.strip()],
         modes=[m.strip() for m in ns.modes.split(",") if m.strip()], out=ns.out, keep=ns.keep,
-        kube_version=ns.kube_version)
+        kube_version=ns.kube_version, code=ns.code)
     return 0
 
 

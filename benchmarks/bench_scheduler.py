@@ -66,6 +66,7 @@ ZONES = 3
 COPIES = 3
 CLIENT_THREADS = 4  # pod/node creators: enough to outrun the scheduler, sane on 2 cores
 LABEL_CLUSTER = "redis-extender.io/cluster"
+PROFILE_GIL = False  # --profile-gil: py-spy samples only the GIL holder (CPU), not waits
 
 def scheduler_config(extender_port: int | None = None, node_cache_capable: bool = True) -> str:
     """The scheduler's /metrics is read through ControlPlane.scheduler_get (either version)."""
@@ -140,6 +141,7 @@ class BindWatch(threading.Thread):
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._conn: http.client.HTTPSConnection | None = None
+        self.resumed = 0  # watch streams the apiserver closed and this watch resumed from a list
 
     def start_and_wait(self, timeout: float = 10.0) -> None:
         self.start()
@@ -150,41 +152,58 @@ class BindWatch(threading.Thread):
 
     def run(self) -> None:
         try:
-            query = urllib.parse.urlencode({"labelSelector": self.selector})
-            rv = self.cp.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods?{query}&limit=1")[
-                "metadata"]["resourceVersion"]
-            path = (f"/api/v1/namespaces/{NAMESPACE}/pods?{query}&watch=1&resourceVersion={rv}"
-                    "&timeoutSeconds=3600")
-            ctx = ssl.create_default_context(cafile=str(self.cp.ca_file))
-            self._conn = conn = http.client.HTTPSConnection(
-                "127.0.0.1", self.cp.apiserver_port, context=ctx, timeout=None)
-            conn.request("GET", path, headers={"Authorization": f"Bearer {self.cp.token}"})
-            resp = conn.getresponse()
-            if resp.status != 200:
-                raise RuntimeError(f"watch: HTTP {resp.status}: {resp.read()[:300]!r}")
-            self.ready.set()
-            while not self.done.is_set():
-                line = resp.readline()
-                if not line:
+            for attempt in range(20):  # a watch the apiserver closes (a starved reader) is resumed
+                if self._watch(attempt):
                     break
-                now = time.perf_counter()
-                event = json.loads(line)
-                obj = event.get("object") or {}
-                if event.get("type") == "ERROR":
-                    raise RuntimeError(f"watch error: {obj.get('message')}")
-                name = (obj.get("metadata") or {}).get("name")
-                node = (obj.get("spec") or {}).get("nodeName")
-                if node and name in self.expected and name not in self.bound_at:
-                    self.bound_at[name] = now
-                    self.node_of[name] = node
-                    if len(self.bound_at) == len(self.expected):
-                        self.done.set()
         except BaseException as exc:  # noqa: BLE001 - reported by the caller
             if not self.done.is_set():
                 self.error = exc
         finally:
             self.ready.set()
             self.done.set()
+
+    def _watch(self, attempt: int) -> bool:
+        """One watch stream, from a fresh list (whose bound pods count as bound now); True when
+        every expected pod was seen bound or the watch was closed on purpose."""
+        query = urllib.parse.urlencode({"labelSelector": self.selector})
+        listed = self.cp.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods?{query}")
+        rv = listed["metadata"]["resourceVersion"]
+        if attempt:
+            self.resumed = attempt
+            for obj in listed.get("items") or []:
+                self._seen(obj, time.perf_counter())
+            if self.done.is_set():
+                return True
+        path = (f"/api/v1/namespaces/{NAMESPACE}/pods?{query}&watch=1&resourceVersion={rv}"
+                "&timeoutSeconds=3600")
+        ctx = ssl.create_default_context(cafile=str(self.cp.ca_file))
+        self._conn = conn = http.client.HTTPSConnection(
+            "127.0.0.1", self.cp.apiserver_port, context=ctx, timeout=None)
+        conn.request("GET", path, headers={"Authorization": f"Bearer {self.cp.token}"})
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise RuntimeError(f"watch: HTTP {resp.status}: {resp.read()[:300]!r}")
+        self.ready.set()
+        while not self.done.is_set():
+            line = resp.readline()
+            if not line:
+                return self.done.is_set()
+            now = time.perf_counter()
+            event = json.loads(line)
+            obj = event.get("object") or {}
+            if event.get("type") == "ERROR":
+                raise RuntimeError(f"watch error: {obj.get('message')}")
+            self._seen(obj, now)
+        return True
+
+    def _seen(self, obj: dict[str, Any], now: float) -> None:
+        name = (obj.get("metadata") or {}).get("name")
+        node = (obj.get("spec") or {}).get("nodeName")
+        if node and name in self.expected and name not in self.bound_at:
+            self.bound_at[name] = now
+            self.node_of[name] = node
+            if len(self.bound_at) == len(self.expected):
+                self.done.set()
 
     def close(self) -> None:
         self.done.set()
@@ -381,19 +400,24 @@ class LiveExtender:
     """`redis-extender serve --kubeconfig` (gunicorn workers + sync child) in its own session."""
 
     def __init__(self, cp: ControlPlane, redis_url: str, prefix: str, workers: int, log: Path,
-                 env_extra: dict[str, str] | None = None):
+                 env_extra: dict[str, str] | None = None, code: Path | None = None, cpus: str | None = None):
+        """`code`: a directory holding another `extender` package to run (a baseline, measured
+        side by side in one run); `cpus`: pin the whole extender (taskset -c)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         env = {**os.environ, "REDIS_EXTENDER_KEY_PREFIX": prefix, "REDIS_URL": redis_url, **(env_extra or {})}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # serve makes a fresh one
+        if code is not None:
+            env["PYTHONPATH"] = str(code)
+        pin = ["taskset", "-c", cpus] if cpus else []
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "extender.cli", "serve", "--bind", f"127.0.0.1:{self.port}",
+                [*pin, sys.executable, "-m", "extender.cli", "serve", "--bind", f"127.0.0.1:{self.port}",
                  "--workers", str(workers), "--kubeconfig", str(cp.kubeconfig),
                  "--redis-url", redis_url],
                 env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                start_new_session=True, cwd=str(code) if code is not None else None)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         wait_until(lambda: http_ok(self.url + "/readyz", timeout=1), timeout=timeout,
@@ -455,36 +479,82 @@ def _count_lines(path: Path | None, *needles: str) -> dict[str, int]:
     return counts
 
 
+def parse_mode(mode: str) -> tuple[str, Path | None, bool]:
+    """"extender-ncc[+pin][@DIR]": the kind, another checkout's code to run the extender from
+    (a baseline measured side by side in one run), and whether the extender is pinned to a
+    core of its own (taskset: the last core; this run's other processes on the rest)."""
+    kind, _, code = mode.partition("@")
+    pinned = kind.endswith("+pin")
+    return kind.removesuffix("+pin"), Path(code) if code else None, pinned
+
+
+def _pin_run(cpus: str) -> None:
+    """Pin this run's processes other than the extender (control plane, scheduler, Redis, this
+    client) to `cpus`, every thread (taskset -a)."""
+    table = _proc_table()
+    children: dict[int, list[int]] = defaultdict(list)
+    for pid, (ppid, _, _) in table.items():
+        children[ppid].append(pid)
+    stack = [os.getpid()]
+    while stack:
+        pid = stack.pop()
+        argv = " ".join(table.get(pid, (0, 0.0, []))[2])
+        if "extender.cli" in argv or "taskset" in argv or "py-spy" in argv:
+            continue  # the extender keeps its own core (its children with it)
+        subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
+        stack.extend(children[pid])
+
+
 def run_mode(cp: ControlPlane, mode: str, index: int, pods: int, zone_of: dict[str, str],
-             redis_url: str, workers: int, logdir: Path, timeout: float) -> dict[str, Any]:
-    cluster = f"b{index}-{mode.replace('extender-', 'x')}"[:40]
+             redis_url: str, workers: int, logdir: Path, timeout: float,
+             profile: Path | None = None) -> dict[str, Any]:
+    cluster = f"b{index}-{parse_mode(mode)[0].replace('extender-', 'x')}"[:40]
     bodies = shard_pods(cluster, pods)
     names = [b["metadata"]["name"] for b in bodies]
-    result: dict[str, Any] = {"mode": mode, "pods": len(bodies)}
+    kind, code, _ = parse_mode(mode)
+    shown = kind + ("+pin" if "+pin" in mode else "") + (f"@{code.name}" if code else "")
+    result: dict[str, Any] = {"mode": shown, "pods": len(bodies)}
     extender: LiveExtender | None = None
+    spy = None
+    pinned = False
     try:
-        if mode == "none":
+        kind, code, pinned = parse_mode(mode)
+        if kind == "none":
             config = scheduler_config()
-        elif mode in ("extender-ncc", "extender-full"):
+        elif kind in ("extender-ncc", "extender-full"):
             from extender.state.store import RedisStore
 
             prefix = f"rxbench:{{{os.getpid()}-{index}}}:"
             t0 = time.perf_counter()
-            extender = LiveExtender(cp, redis_url, prefix, workers, logdir / f"extender-{index}-{mode}.log")
+            if pinned:  # the extender on the last core, everything else of the run on the others
+                cores = os.cpu_count() or 1
+                _pin_run(f"0-{cores - 2}" if cores > 2 else "0")
+            extender = LiveExtender(cp, redis_url, prefix, workers,
+                                    logdir / f"extender-{index}-{mode.replace('/', '_')}.log",
+                                    code=code, cpus=str((os.cpu_count() or 1) - 1) if pinned else None)
             extender.wait_ready()
             store = RedisStore.from_url(redis_url, prefix, timeout=5)
             cp.wait_for(lambda: set(zone_of) <= set(store.node_names()), timeout=60, interval=0.1,
                         what="nodes synced into Redis")
             result["extender_ready_s"] = round(time.perf_counter() - t0, 2)
-            config = scheduler_config(extender.port, node_cache_capable=mode == "extender-ncc")
+            config = scheduler_config(extender.port, node_cache_capable=kind == "extender-ncc")
         else:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
         cp.start_scheduler(config)
+        if pinned:
+            _pin_run(f"0-{(os.cpu_count() or 2) - 2}" if (os.cpu_count() or 1) > 2 else "0")
         scheduler_log = cp.scheduler_log
         time.sleep(0.5)  # informers synced and the queue idle before the burst
 
         watch = BindWatch(cp, cluster, names)
         watch.start_and_wait()
+        if profile is not None and extender is not None:
+            from benchmarks.pyspy import Profile
+
+            profile.mkdir(parents=True, exist_ok=True)
+            spy = Profile(extender.proc.pid, profile / f"{index}-{shown.replace('/', '_')}.txt", gil=PROFILE_GIL)
+            time.sleep(1.0)  # attached to every worker before the burst
         redis_before = redis_commandstats(redis_url)
         cpu_before = cpu_by_component()
         started = time.perf_counter()
@@ -495,6 +565,12 @@ def run_mode(cp: ControlPlane, mode: str, index: int, pods: int, zone_of: dict[s
         cpu_after = cpu_by_component()
         redis_after = redis_commandstats(redis_url)
         watch.close()
+        if spy is not None:
+            from benchmarks.pyspy import format_summary, summarize
+
+            spy.stop()
+            result["profile"] = summarize(spy.out)
+            print(format_summary(result["profile"], f"py-spy, {mode} ({spy.out})"), file=sys.stderr)
         # The scheduler counts a pod as scheduled after its bind returns, which can come a
         # moment after the watch saw the binding: give its counters a moment to catch up.
         sched = scheduler_metrics(cp)
@@ -518,6 +594,7 @@ def run_mode(cp: ControlPlane, mode: str, index: int, pods: int, zone_of: dict[s
             # the rate once the queue is full: 10th to 90th percentile bind, creation excluded
             "steady_pods_per_s": _steady_rate(times),
             "violations": violations(watch.node_of, zone_of),
+            "watch_resumed": watch.resumed,  # binds seen late through a list (the stream was closed)
             "cpu_s": _cpu_delta(cpu_before, cpu_after),
             "redis_calls": _redis_delta(redis_before, redis_after),
             "scheduler": sched,
@@ -529,6 +606,10 @@ def run_mode(cp: ControlPlane, mode: str, index: int, pods: int, zone_of: dict[s
         result["logs"] = {"scheduler": str(scheduler_log),
                           **({"extender": str(extender.log)} if extender else {})}
     finally:
+        if spy is not None:
+            spy.stop()
+        if pinned:
+            _pin_run(f"0-{(os.cpu_count() or 1) - 1}")
         cp.stop_scheduler()
         if extender is not None:
             extender.stop()
@@ -575,7 +656,7 @@ def bench_world(control_plane: ControlPlane | None, redis_url: str | None, kube_
 
 def run(nodes: int = 500, pods: int = 300, modes: Sequence[str] = MODES, workers: int = 1,
         out: str | Path | None = None, control_plane: ControlPlane | None = None,
-        redis_url: str | None = None, keep: bool = False, quiet: bool = False,
+        redis_url: str | None = None, keep: bool = False, quiet: bool = False, profile: str | Path | None = None,
         timeout: float | None = None, kube_version: str = controlplane.CURRENT) -> dict[str, Any]:
     """Measure pods/s of the real scheduler per mode; print a table; return (and write) a dict.
 
@@ -585,7 +666,7 @@ def run(nodes: int = 500, pods: int = 300, modes: Sequence[str] = MODES, workers
     `redis_url`: an existing Redis instead of a private redis-server (keys use a fresh prefix).
     `keep`: keep the work directory (configs and logs of every process).
     """
-    unknown = [m for m in modes if m not in MODES]
+    unknown = [m for m in modes if parse_mode(m)[0] not in MODES]
     if unknown:
         raise ValueError(f"unknown mode(s) {unknown}; expected some of {MODES}")
     order = list(modes)
@@ -611,7 +692,8 @@ def run(nodes: int = 500, pods: int = 300, modes: Sequence[str] = MODES, workers
                           file=sys.stderr)
                 for index, mode in enumerate(order):
                     try:
-                        r = run_mode(cp, mode, index, pods, zone_of, redis_url, workers, workdir, timeout)
+                        r = run_mode(cp, mode, index, pods, zone_of, redis_url, workers, workdir, timeout,
+                                     Path(profile) if profile else None)
                     except Exception as exc:  # one broken mode must not cost the others' figures
                         r = {"mode": mode, "pods": pods, "bound": 0, "complete": False, "seconds": 0.0,
                              "pods_per_s": 0.0, "error": f"{type(exc).__name__}: {exc}"[:2000]}
@@ -715,12 +797,12 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [f"kube-scheduler {cfg.get('kube_scheduler') or '?'}, {cfg['nodes']} nodes / {cfg['zones']} zones, {cfg['pods']} pods "
              f"({cfg['shards']} shards x {cfg['copies']}), extender workers {cfg['extender_workers']}, "
              f"{result['machine']['cores']} cores, python {result['machine']['python']}",
-             f"{'mode':14} {'pods/s':>7} {'ratio':>6} {'steady':>7} {'wall s':>7} {'create s':>8} "
+             f"{'mode':18} {'pods/s':>7} {'ratio':>6} {'steady':>7} {'wall s':>7} {'create s':>8} "
              f"{'bound':>7} {'node/zone viol.':>15} {'attempts':>9} {'others%':>7}  extender mean ms f/p/b"]
     baseline = result["summary"].get("none", {}).get("pods_per_s")
     for r in result["runs"]:
         if "error" in r:
-            lines.append(f"{r['mode']:14} failed: {r['error'][:200]}")
+            lines.append(f"{r['mode']:18} failed: {r['error'][:200]}")
             continue
         ratio = f"{r['pods_per_s'] / baseline:6.2f}" if baseline else "     -"
         v = r["violations"]
@@ -731,7 +813,7 @@ def format_table(result: dict[str, Any]) -> str:
         steady = r.get("steady_pods_per_s")
         # CPU used by processes outside this run, as a share of the machine: noise indicator
         other = r.get("cpu_s", {}).get("(other processes)", 0.0) / max(1e-9, r["seconds"] * (result["machine"]["cores"] or 1))
-        lines.append(f"{r['mode']:14} {r['pods_per_s']:7.1f} {ratio} {steady if steady else '-':>7} "
+        lines.append(f"{r['mode']:18} {r['pods_per_s']:7.1f} {ratio} {steady if steady else '-':>7} "
                      f"{r['seconds']:7.2f} {r['create_s']:8.2f} {r['bound']:>3}/{r['pods']:<3} "
                      f"{v['node']:>7}/{v['zone']:<7} {att:>9} {100 * other:6.0f}%  {verbs if lat else '-'}")
     lines.append("summary: " + "; ".join(
@@ -774,12 +856,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="extender gunicorn workers")
     parser.add_argument("--out", help="also write the results as JSON")
     parser.add_argument("--keep", action="store_true", help="keep configs and logs")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="profile the extender's workers with py-spy (pip install py-spy) into DIR; "
+                             "its top entries are printed and kept in the JSON")
     parser.add_argument("--kube-version", choices=controlplane.KUBE_VERSIONS, default=None,
                         help="kube-apiserver/kube-scheduler version (default: $REDIS_EXTENDER_KUBE_VERSION, "
                              "else current); $KUBE_BIN_DIR wins")
+    parser.add_argument("--profile-gil", action="store_true",
+                        help="with --profile: sample only the thread holding the GIL (where the CPU goes)")
     ns = parser.parse_args(argv)
+    global PROFILE_GIL
+    PROFILE_GIL = ns.profile_gil
     result = run(nodes=ns.nodes, pods=ns.pods, modes=tuple(m.strip() for m in ns.modes.split(",") if m.strip()),
-                 workers=ns.workers, out=ns.out, keep=ns.keep,
+                 workers=ns.workers, out=ns.out, keep=ns.keep, profile=ns.profile,
                  kube_version=ns.kube_version or controlplane.requested_version())
     return 0 if all(r["complete"] for r in result["runs"]) else 1
 

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from extender.core.model import Node, Snapshot
 
 UNKNOWN_CODE = -1  # indexes the last slot of every per-code table: the pessimistic value
+
+np.unique(np.zeros(2, dtype=np.int64))
+"""numpy imports numpy.ma at the first unique(): ~0.4 s of a worker's first filter on a busy
+machine (7 % of a 300-pod benchmark's profile). Done at import, before any request."""
 
 
 def _float(value: int | None) -> float:
@@ -61,6 +65,43 @@ class NodeArrays:
         return np.fromiter(map(self.index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
 
 
+FAST_COUNTS_FROM = 64  # nodes with a count, from which level_counts is worth its numpy calls
+LevelCounts = list[tuple[dict[str, int], int]]  # per level: count per known domain, count unknown
+
+
+def level_counts(arrays: NodeArrays, per_node: Mapping[str, int]) -> LevelCounts | None:
+    """Nodes' counts (a cluster's pods or masters per node) summed per domain at every level:
+    one bincount per level instead of a dict update per node and level (hundreds of nodes a
+    call). None when a node is not in `arrays` (the caller counts node by node instead)."""
+    names = [n for n, c in per_node.items() if c]
+    levels = arrays.codes.shape[0]
+    if not names:
+        return [({}, 0) for _ in range(levels)]
+    if len(names) < FAST_COUNTS_FROM:
+        return None  # a few nodes: numpy's fixed cost per call is more than the dict updates
+    rows = np.fromiter(map(arrays.index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+    if (rows < 0).any():
+        return None
+    weights = np.fromiter((per_node[n] for n in names), dtype=np.int64, count=len(names))
+    out: LevelCounts = []
+    for level in range(levels):
+        codes = arrays.codes[level, rows]
+        known = codes >= 0
+        sums = np.bincount(codes[known], weights=weights[known])
+        values = arrays.values[level]
+        out.append(({values[c]: int(sums[c]) for c in np.flatnonzero(sums).tolist()}, int(weights[~known].sum())))
+    return out
+
+
+def fast_counts(tables: "Tables | None") -> "Callable[[Mapping[str, int]], LevelCounts | None] | None":
+    """level_counts over the tables' nodes (they hold the snapshot's nodes, row for row), for
+    policy/spread.build; None without tables."""
+    if tables is None:
+        return None
+    arrays = tables.nodes
+    return lambda per_node: level_counts(arrays, per_node)
+
+
 @dataclass(frozen=True)
 class UsageArrays:
     """Requested memory and CPU per row of a NodeArrays."""
@@ -70,18 +111,31 @@ class UsageArrays:
 
     @classmethod
     def build(cls, arrays: NodeArrays, mem: Mapping[str, int], cpu: Mapping[str, int]) -> "UsageArrays":
-        req_mem = np.zeros(len(arrays.names))
-        req_cpu = np.zeros(len(arrays.names))
-        index = arrays.index
-        for name, value in mem.items():
-            row = index.get(name)
+        return cls(_by_row(arrays, mem), _by_row(arrays, cpu))
+
+    def with_changes(self, arrays: NodeArrays, changes: Mapping[str, tuple[int, int]]) -> "UsageArrays":
+        """These requests plus (memory, CPU) per node: the few placements recorded since the
+        read these arrays were built from, without rebuilding thousands of rows."""
+        req_mem, req_cpu = self.req_mem.copy(), self.req_cpu.copy()
+        for name, (memory, cpu) in changes.items():
+            row = arrays.index.get(name)
             if row is not None:
-                req_mem[row] = value
-        for name, value in cpu.items():
-            row = index.get(name)
-            if row is not None:
-                req_cpu[row] = value
-        return cls(req_mem, req_cpu)
+                req_mem[row] += memory
+                req_cpu[row] += cpu
+        return UsageArrays(req_mem, req_cpu)
+
+
+def _by_row(arrays: NodeArrays, values: Mapping[str, int]) -> np.ndarray:
+    """`values` by node name as an array aligned to `arrays` (0 where absent), at C speed:
+    rebuilt after every placement this process records (its usage changes), thousands a call."""
+    out = np.zeros(len(arrays.names))
+    if not values:
+        return out
+    rows = np.fromiter(map(arrays.index.get, values.keys(), repeat(-1)), dtype=np.int64, count=len(values))
+    amounts = np.fromiter(values.values(), dtype=np.float64, count=len(values))
+    known = rows >= 0
+    out[rows[known]] = amounts[known]
+    return out
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ import numpy as np
 from extender.core.model import HOSTNAME_LABEL, Copy, PodRequest, Role, Snapshot
 from extender.core.quantity import human_bytes
 from extender.policy import spread as spreadmod
-from extender.policy.candidates import UNKNOWN_CODE, Candidates, Tables, view
+from extender.policy.candidates import UNKNOWN_CODE, Candidates, Tables, fast_counts, view
 
 # Reasons shown in the pod's FailedScheduling event: written for the person reading it.
 NOT_READY = "node is not Ready (cached node status)"
@@ -106,7 +106,7 @@ def filter_nodes(pod: PodRequest, candidates: list[str], snapshot: Snapshot,
     if member.shard is None:
         _room(pod, cand, alive, result)
     else:
-        spread = spreadmod.build(member, snapshot, pod.key, own_node)
+        spread = spreadmod.build(member, snapshot, pod.key, own_node, fast_counts(tables))
         cluster, shard = member.cluster_name, member.shard
         _node_rule(cand, spread, alive, result, cluster, shard)  # first: unresolvable, whatever the room
         _room(pod, cand, alive, result)

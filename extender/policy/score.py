@@ -2,19 +2,19 @@
 
 raw(node) = sum over active levels i of  w_i * ( W_shard   * fewest(copies of the shard in the node's domain)
                                               + W_masters * fewest(masters of the cluster in it)  [masters only]
-                                              + W_masters * most(masters of the cluster in it)  [a replica of a
-                                                                           shard whose master is not placed yet]
+                                              + W_masters * fewest(replicas - masters of the cluster in it)
+                                                                          [a replica of a shard whose master is
+                                                                           not placed yet; not at the node level]
                                               + W_cluster * fewest(pods of the cluster in it) )
           + W_headroom * quarters(mean(free memory fraction, free CPU fraction) after placing the pod)
 
 fewest(count) = 1 - rank / (ranks - 1), where rank is the count's place among the distinct
 counts of the candidates (0 = fewest), 1 when all are equal: each term lies in 0..1, and an
 outlier (one zone with 100 pods) does not squeeze the differences among the rest, which a
-min-max scale would. most() is fewest() reversed, unknown domains still last: a replica
-that arrives before its master (parallel StatefulSets) leaves the zones with the fewest
-masters to it, whose shard rule would otherwise send it to the zone the replica left free
-however many masters of its cluster that zone holds (with fewer zones than copies, the
-master skew a burst could not avoid). Cluster and master counts include the cluster's pods in flight
+min-max scale would. A replica that arrives before its master (parallel StatefulSets, or
+masters retried later) goes where the cluster has the fewest replicas less masters, unknown
+domains last: the domain its shard leaves free is where the master must go, and balanced
+replicas leave the masters balanced (see _master_room). Cluster and master counts include the cluster's pods in flight
 (reserved, not yet bound: ClusterCounts.reserved). Unknown domains count as the most crowded
 known domain plus one half: never preferred. w_i defaults to 1, 2, 4, ... (higher levels weigh
 more) and the W defaults (shard 8, masters 4, cluster 2, headroom 0.5) order the terms: shard
@@ -42,10 +42,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from extender.core.model import PodRequest, Role, Snapshot
+from extender.core.model import HOSTNAME_LABEL, PodRequest, Role, Snapshot
 from extender.core.settings import Settings
 from extender.policy import spread as spreadmod
-from extender.policy.candidates import Candidates, Tables, view
+from extender.policy.candidates import Candidates, Tables, fast_counts, view
 
 MAX_SCORE = 10
 NEUTRAL_SCORE = 0
@@ -96,7 +96,7 @@ def score_terms(pod: PodRequest, candidates: list[str], snapshot: Snapshot, sett
         return ScoreTerms(scores=[NEUTRAL_SCORE] * len(candidates), raw=np.zeros(len(candidates)))
     weights = settings.score
     level_weights = settings.level_weights
-    spread = spreadmod.build(pod.member, snapshot, pod.key, own_node)
+    spread = spreadmod.build(pod.member, snapshot, pod.key, own_node, fast_counts(tables))
     waiting = (pod.member.role is Role.REPLICA and pod.member.shard is not None
                and not any(c.role is Role.MASTER for copies in spread.copy_nodes.values() for c in copies))
     cand = view(snapshot, candidates, tables)
@@ -119,10 +119,8 @@ def score_terms(pod: PodRequest, candidates: list[str], snapshot: Snapshot, sett
                 values = _fewest(cand.coder.table(level.index, tally.known, tally.at(None) + UNKNOWN_PENALTY)[codes])
                 raw += weight * values
                 out.append(Term(name, level.label, weight, values))
-        if waiting and weights.masters:
-            most = max(level.masters.known.values(), default=0)
-            crowd = most - cand.coder.table(level.index, level.masters.known, 0)
-            crowd[-1] = most + UNKNOWN_PENALTY  # unknown domains: last, as everywhere
+        if waiting and weights.masters and level.label != HOSTNAME_LABEL:  # (a node is no master's zone)
+            crowd = _master_room(cand, level)
             values = _fewest(crowd[codes])
             raw += lw * weights.masters * values
             out.append(Term("room for the master", level.label, lw * weights.masters, values))
@@ -153,6 +151,25 @@ def _single_best(raw: np.ndarray, headroom: np.ndarray, names: list[str], pod_ke
         raw = raw.copy()
         raw[winner] += RAW_QUANTUM * 4
     return raw
+
+
+def _master_room(cand: Candidates, level: spreadmod.LevelView) -> np.ndarray:
+    """Per domain code (unknown last): replicas minus masters of the cluster, shifted to start
+    at 0, for a replica whose shard has no master yet (the fewest is its best). The domain its
+    shard's copies leave free is where the master must go (the shard rule outranks the masters
+    rule), and a domain ends with one copy of every shard when there are as many domains as
+    copies: its masters are the shards less its replicas. So the replicas are balanced, and
+    the masters already placed lean the choice as before. Above the node level only: per node
+    it would add noise that can outweigh the zone's term (`most(masters)` alone sent the first
+    replica of every shard waiting for its master to the one domain with a master, and left
+    their masters to share the others: 15/16/1 in a burst of 32 shards whose masters' filters
+    had failed closed)."""
+    pods = cand.coder.table(level.index, level.cluster_pods.known, 0)
+    masters = cand.coder.table(level.index, level.masters.known, 0)
+    crowd = pods - 2 * masters
+    crowd -= crowd[:-1].min() if len(crowd) > 1 else 0
+    crowd[-1] = (crowd[:-1].max() if len(crowd) > 1 else 0) + UNKNOWN_PENALTY  # unknown domains: last
+    return crowd
 
 
 def _fewest(counts: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional
 
 from extender.core.domains import level_title
 from extender.core.model import Copy, DomainValue, Member, Role, Snapshot
@@ -64,7 +65,13 @@ def own_copies(snapshot: Snapshot, pod_key: str) -> tuple[Copy, ...]:
     return tuple(c for c in snapshot.copies if c.pod != pod_key and c.node)
 
 
-def build(member: Member, snapshot: Snapshot, pod_key: str, own_node: str | None = None) -> Spread:
+Counts = Callable[[Mapping[str, int]], Optional[list[tuple[dict[str, int], int]]]]
+"""Nodes' counts -> per level (count per known domain, count unknown), or None: the fast
+path the caller may hand in (policy/candidates.level_counts over the snapshot's arrays)."""
+
+
+def build(member: Member, snapshot: Snapshot, pod_key: str, own_node: str | None = None,
+          counts: Counts | None = None) -> Spread:
     """Count copies, cluster pods and masters per domain at every level.
 
     `own_node`: where the store still places this very pod (a stale record); it is taken
@@ -85,27 +92,47 @@ def build(member: Member, snapshot: Snapshot, pod_key: str, own_node: str | None
         if sibling.role is Role.MASTER:
             masters_per_node[sibling.node] = masters_per_node.get(sibling.node, 0) + 1
 
-    levels = []
-    for index, label in enumerate(snapshot.level_names):
-        view = LevelView(index, label, level_title(label), False, Tally(), Tally(), Tally(), {})
-        for c in copies:
-            value = snapshot.node(c.node).domains[index]
+    levels = [LevelView(index, label, level_title(label), False, Tally(), Tally(), Tally(), {})
+              for index, label in enumerate(snapshot.level_names)]
+    for c in copies:
+        for view, value in zip(levels, snapshot.node(c.node).domains):
             view.copies.add(value)
             if value is not None:
                 view.holders.setdefault(value, []).append(c)
-        for node, count in pods_per_node.items():
-            if count:
-                view.cluster_pods.add(snapshot.node(node).domains[index], count)
-        for node, count in masters_per_node.items():
-            if count:
-                view.masters.add(snapshot.node(node).domains[index], count)
+    # a cluster's hundreds of pods: each node looked up once for every level (the profile's
+    # top policy cost when it was once per level and node)
+    _tally(snapshot, pods_per_node, [view.cluster_pods for view in levels], counts)
+    _tally(snapshot, masters_per_node, [view.masters for view in levels], counts)
+    for view in levels:
+        index = view.index
         known = snapshot.level_domains[index] if index < len(snapshot.level_domains) else frozenset()
         unseen = sum(1 for h in view.holders if h not in known)  # (no copy of a 5,000-name set)
         view.active = len(known) + unseen > 1
-        levels.append(view)
 
     copy_nodes: dict[str, list[Copy]] = {}
     for c in copies:
         copy_nodes.setdefault(c.node, []).append(c)
     return Spread(member=member, levels=levels, copy_nodes=copy_nodes,
                   masters_per_node={n: c for n, c in masters_per_node.items() if c > 0})
+
+
+def _tally(snapshot: Snapshot, per_node: dict[str, int], tallies: list[Tally], counts: Counts | None) -> None:
+    """Add each node's count to its domain at every level (`tallies`: one per level)."""
+    summed = counts(per_node) if counts is not None else None
+    if summed is not None and len(summed) == len(tallies):
+        for tally, (known, unknown_count) in zip(tallies, summed):
+            tally.known.update(known)
+            tally.unknown += unknown_count
+        return
+    knowns = [t.known for t in tallies]
+    unknown = [0] * len(tallies)
+    for node, count in per_node.items():
+        if not count:
+            continue
+        for i, value in enumerate(snapshot.node(node).domains):
+            if value is None:
+                unknown[i] += count
+            else:
+                knowns[i][value] += count
+    for tally, extra in zip(tallies, unknown):
+        tally.unknown += extra

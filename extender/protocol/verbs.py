@@ -53,9 +53,18 @@ class NamesMemo:
         entry = self._entries.get(tail)
         if entry is not None:
             self.hits += 1
+            with self._lock:  # least recently used goes first: the full list stays while survivors churn
+                if self._entries.pop(tail, None) is not None:
+                    self._entries[tail] = entry
         else:
             self.misses += 1
         return entry
+
+    def expect(self, names: list[str]) -> None:
+        """The next call about the same pod (prioritize after filter) names the filter's
+        survivors, in the filter's order: keyed by the bytes Go's encoder will send (compared
+        when they come, so any other spelling is a plain miss)."""
+        self.put(_NAMES_KEY + orjson.dumps(names) + b"}", names)
 
     def put(self, tail: bytes, names: list[str]) -> CandidateList:
         entry = CandidateList(names)

@@ -172,6 +172,8 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
         with metrics.PHASE.labels("encode").time():
             body = filter_reply(args, result.accepted, result.failed, result.unresolvable, error,
                                 settings.service.unresolvable_in_failed)
+            if args.names_mode and len(result.accepted) > 1:  # prioritize sends these next
+                memo.expect(result.accepted)
         return reply(body, "filter")
 
     @app.post("/prioritize")

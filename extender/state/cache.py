@@ -150,6 +150,8 @@ class StateCache:
         self._latest_generation = 0  # the newest node-table generation seen in Redis
         self._table_fetched = -1e18  # when the table was last read whole
         self._epoch = ""  # the epoch of the values cached (usage, shards); cleared when it moves
+        self._writes: dict[str, int] = {}  # per cluster: this process's writes (cluster_writes)
+        self._usage_parts: tuple[Any, Any, dict[str, tuple[int, int]]] | None = None  # usage_parts
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -268,6 +270,11 @@ class StateCache:
         if found is not _MISSING:
             self.stats.count("hits")
             return cast(T, found)
+        if background is not None and previous is not None and now - previous[0] < self._fresh[kind].ttl:
+            # dropped by this process's own write, which _count_in_usage applied to the last read:
+            # still as young as a hit (a reload per placement cost thousands of fields each)
+            self.stats.count("hits")
+            return cast(T, previous[1])
         self.stats.count("misses")
         if self._is_down(now):
             return self._stale(key, now)
@@ -285,6 +292,8 @@ class StateCache:
 
     def _put(self, kind: str, key: CacheKey, value: Any) -> None:
         with self._lock:
+            if kind == "usage":
+                self._usage_parts = None  # a read is its own base
             self._fresh[kind][key] = value
             self._last_good[key] = (self.clock(), value)
 
@@ -396,13 +405,28 @@ class StateCache:
             entry = self._last_good.get(key)
             if entry is None:
                 return
-            mem, cpu = dict(entry[1][0]), dict(entry[1][1])
+            current = entry[1]
+            parts = self._usage_parts
+            base, delta = (parts[1], dict(parts[2])) if parts is not None and parts[0] is current else (current, {})
+            mem, cpu = dict(current[0]), dict(current[1])
+            changes = [(pod.node, pod.memory, pod.cpu)]
             if old is not None:
-                mem[old[0]] = mem.get(old[0], 0) - old[1]
-                cpu[old[0]] = cpu.get(old[0], 0) - old[2]
-            mem[pod.node] = mem.get(pod.node, 0) + pod.memory
-            cpu[pod.node] = cpu.get(pod.node, 0) + pod.cpu
-            self._last_good[key] = (entry[0], (mem, cpu))
+                changes.insert(0, (old[0], -old[1], -old[2]))
+            for node, memory, millicpu in changes:
+                mem[node] = mem.get(node, 0) + memory
+                cpu[node] = cpu.get(node, 0) + millicpu
+                was = delta.get(node, (0, 0))
+                delta[node] = (was[0] + memory, was[1] + millicpu)
+            adjusted = (mem, cpu)
+            self._last_good[key] = (entry[0], adjusted)
+            self._usage_parts = (adjusted, base, delta)
+
+    def usage_parts(self, usage: Any) -> tuple[Any, dict[str, tuple[int, int]]] | None:
+        """When `usage` (as usage() served it) is the last read plus this process's own records:
+        that read and the records' (memory, CPU) per node, so what was derived from the read can
+        be kept and the few records applied to it (state/snapshot.py); else None."""
+        parts = self._usage_parts
+        return (parts[1], parts[2]) if parts is not None and parts[0] is usage else None
 
     def unrecord(self, pod: PodRecord) -> bool:
         """Undo a placement this service recorded (the API refused the Binding): only while the
@@ -414,8 +438,14 @@ class StateCache:
 
     # -- invalidation by this process's writes ---------------------------------------------
 
+    def cluster_writes(self, cluster: str) -> int:
+        """How many writes of this process touched `cluster` so far (a memo of its state taken
+        before is stale when this moved)."""
+        return self._writes.get(cluster, 0)
+
     def invalidate_shard(self, cluster: str, shard: str | None) -> None:
         with self._lock:
+            self._writes[cluster] = self._writes.get(cluster, 0) + 1
             for key in (("shard", cluster, s, c) for s in (shard, None) for c in (True, False)):
                 self._fresh["shard"].pop(key, None)
             self._fresh["usage"].pop(("usage",), None)

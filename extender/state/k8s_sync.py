@@ -32,6 +32,8 @@ from typing import Any, Callable
 
 import orjson
 import redis
+import urllib3
+from urllib.parse import quote
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
 from kubernetes.client.rest import ApiException
@@ -60,17 +62,50 @@ def api_client(kubeconfig: str | None = None, in_cluster: bool = False) -> kclie
     return kclient.ApiClient(configuration)
 
 
+def _api_call(api: kclient.ApiClient, method: str, path: str, body: bytes | None = None,
+              timeout: float = 3.0) -> tuple[int, bytes]:
+    """One request through the client's own connection pool (its TLS, client certificates,
+    proxy) and credentials (a refreshed token included), without its generated models: the
+    pydantic-validated call, the model and its serialisation cost more than the bind's whole
+    Redis work (the scheduler benchmark's profile). Returns (status, body)."""
+    headers = {"Accept": "application/json", "User-Agent": "redis-extender"}
+    headers.update(api.default_headers)
+    auth = api.configuration.auth_settings().get("BearerToken")
+    if auth and auth.get("value"):
+        headers[auth["key"]] = auth["value"]
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    resp = api.rest_client.pool_manager.request(
+        method, api.configuration.host + path, body=body, headers=headers, retries=False,
+        timeout=urllib3.Timeout(total=timeout), preload_content=True)
+    return resp.status, resp.data
+
+
+def _api_error(status: int, body: bytes) -> ApiException:
+    """The client's exception for a refused call, with the API's message as its reason."""
+    try:
+        reason = str(orjson.loads(body).get("message") or "")
+    except (orjson.JSONDecodeError, AttributeError):
+        reason = body[:200].decode(errors="replace")
+    exc = ApiException(status=status, reason=reason)
+    exc.body = body.decode(errors="replace")
+    return exc
+
+
 def make_binder(api: kclient.ApiClient) -> Callable[[str, str, str, str], None]:
-    """The Binding call kube-scheduler would make. `_preload_content=False`: the Python client
-    raises while deserialising the empty-ish reply of pods/binding otherwise."""
-    core = kclient.CoreV1Api(api)
+    """The Binding call kube-scheduler would make (POST pods/<name>/binding); raises
+    ApiException when the API refuses it."""
 
     def bind(namespace: str, name: str, uid: str, node: str) -> None:
-        body = kclient.V1Binding(
-            metadata=kclient.V1ObjectMeta(name=name, namespace=namespace, uid=uid or None),
-            target=kclient.V1ObjectReference(api_version="v1", kind="Node", name=node))
-        resp: Any = core.create_namespaced_binding(namespace, body, _preload_content=False, _request_timeout=3)
-        resp.read()
+        meta: dict[str, str] = {"name": name, "namespace": namespace}
+        if uid:
+            meta["uid"] = uid
+        body = orjson.dumps({"apiVersion": "v1", "kind": "Binding", "metadata": meta,
+                             "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+        status, data = _api_call(api, "POST", f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/binding",
+                                 body)
+        if not 200 <= status < 300:
+            raise _api_error(status, data)
 
     return bind
 
@@ -78,16 +113,16 @@ def make_binder(api: kclient.ApiClient) -> Callable[[str, str, str, str], None]:
 def make_pending_check(api: kclient.ApiClient, scheduler_names: tuple[str, ...] = ()) -> Callable[[str, str, str], str]:
     """(namespace, name, uid) -> "" when the API has that pod, with that UID, not yet bound and
     (with `scheduler_names`) for one of these schedulers; else why not (the bind's Error)."""
-    core = kclient.CoreV1Api(api)
 
     def pending(namespace: str, name: str, uid: str) -> str:
         try:
-            resp: Any = core.read_namespaced_pod(name, namespace, _preload_content=False, _request_timeout=3)
-            pod = orjson.loads(resp.data)
-        except ApiException as exc:
-            if exc.status == 404:
+            status, data = _api_call(api, "GET", f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}")
+            if status == 404:
                 return f"pod {namespace}/{name} does not exist in the API"
-            return f"cannot read pod {namespace}/{name} from the API: {exc.status} {exc.reason}"
+            if status != 200:
+                exc = _api_error(status, data)
+                return f"cannot read pod {namespace}/{name} from the API: {exc.status} {exc.reason}"
+            pod = orjson.loads(data)
         except Exception as exc:  # unreachable API and the like: the Binding would fail too
             return f"cannot read pod {namespace}/{name} from the API: {exc}"
         meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}

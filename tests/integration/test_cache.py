@@ -86,6 +86,25 @@ def test_own_placement_is_in_the_served_usage_at_once(store: RedisStore) -> None
     wait_until(lambda: cache.usage()[0].get("n1") == 6 and not cache.usage()[0].get("n2"))  # the reload agrees
 
 
+def test_own_placements_do_not_reload_usage_before_its_ttl(store: RedisStore) -> None:
+    """A burst records a placement per pod: each used to drop the served usage and start a
+    reload of every node's requests; the own record is applied to it instead, and the usage
+    is read again only once the last read is older than the TTL."""
+    clock = Clock()
+    cache = make_cache(store, clock)
+    store.upsert_pod(pod("a", "n1"))
+    assert cache.usage()[0] == {"n1": 1}
+    misses = cache.stats.misses
+    store.upsert_pod(pod("other", "n3"))  # another replica writes meanwhile
+    for i, node in enumerate(("n2", "n2", "n4")):
+        own = PodRecord("redis", f"b{i}", f"u-b{i}", node, 1, 1, "Running", "redis/c", str(i + 1), "replica")
+        assert cache.record_placement(own).ok
+        assert cache.usage()[0] == {"n1": 1, "n2": min(i + 1, 2), **({"n4": 1} if i == 2 else {})}
+    assert cache.stats.misses == misses  # no read of the usage: served from the last one
+    clock.now += 1.5  # past the TTL: read again (served stale while the reload runs)
+    wait_until(lambda: cache.usage()[0] == {"n1": 1, "n2": 2, "n3": 1, "n4": 1})
+
+
 def test_own_placement_invalidates_the_cached_shard(store: RedisStore) -> None:
     clock = Clock()
     cache = make_cache(store, clock)

@@ -3,6 +3,7 @@ verdicts and scores as the records alone), its memos, the bind's fresh read, and
 identity of a pod being bound."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -139,3 +140,75 @@ def test_a_bound_pod_is_known_from_the_store_else_from_its_filter(snapshots: Sna
     assert (pod.uid, pod.member.role, pod.memory_request, pod.cpu_request) == ("u-given", Role.MASTER, 5, 6)
 
     assert snapshots.bound_pod("redis", "web-0", "u") == (None, None)
+
+
+def test_the_filters_read_serves_the_same_pods_prioritize_once(snapshots: Snapshots, store: RedisStore,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """kube-scheduler sends prioritize moments after the filter of the same pod: the filter's
+    read of the shard and its cluster is taken again, once, in the same process, for the same
+    UID, while this process wrote nothing to the cluster; otherwise the state is read."""
+    from extender.state import snapshot as snapshot_mod
+
+    cache = snapshots.cache
+    args = parse_extender_args(names_body(list(ZONES)), IDENTIFIER)
+    reads = lambda: cache.stats.misses  # noqa: E731 - a shard read is a miss (read fresh)
+    filtered = snapshots.prepare(args, keep=True)
+    before = reads()
+    again = snapshots.prepare(args, reuse=True)
+    assert reads() == before and snapshots.reused == 1
+    assert again.snapshot.copies == filtered.snapshot.copies and again.snapshot.cluster == filtered.snapshot.cluster
+    snapshots.prepare(args, reuse=True)  # used once
+    assert reads() == before + 1
+
+    snapshots.prepare(args, keep=True)
+    cache.invalidate_shard(args.pod.member.cluster, "9")  # this process wrote to the cluster (any shard)
+    before = reads()
+    snapshots.prepare(args, reuse=True)
+    assert reads() == before + 1
+
+    snapshots.prepare(args, keep=True)
+    other = parse_extender_args(names_body(list(ZONES)), IDENTIFIER)
+    other.pod = dataclasses.replace(other.pod, uid="another-uid")  # the pod was recreated
+    before = reads()
+    snapshots.prepare(other, reuse=True)
+    assert reads() == before + 1
+
+    snapshots.prepare(args, keep=True)
+    now = snapshot_mod.time.monotonic()
+    monkeypatch.setattr(snapshot_mod.time, "monotonic", lambda: now + snapshot_mod.REUSE_FOR_PRIORITIZE + 0.1)
+    before = reads()
+    snapshots.prepare(args, reuse=True)
+    assert reads() == before + 1
+    assert snapshots.reused == 1
+
+
+def test_the_filters_survivors_are_parsed_from_the_memo_when_prioritize_sends_them() -> None:
+    """The survivors are keyed by the bytes Go's encoder sends after the pod (compared, so a
+    different list or spelling is a plain parse)."""
+    memo = NamesMemo()
+    memo.expect(["node-c", "node-a"])
+    body = names_body(["node-c", "node-a"])
+    args = parse_extender_args(body, IDENTIFIER, memo)
+    assert memo.hits == 1 and args.node_names == ["node-c", "node-a"] and args.candidates is not None
+    args = parse_extender_args(names_body(["node-a", "node-c"]), IDENTIFIER, memo)  # another order
+    assert memo.hits == 1 and args.node_names == ["node-a", "node-c"]
+
+
+def test_usage_arrays_after_own_placements_are_the_read_patched(snapshots: Snapshots) -> None:
+    """Every placement this process records changes the usage it serves: the arrays of the
+    last read are patched with those placements instead of rebuilt, and equal a rebuild."""
+    from extender.policy.candidates import UsageArrays
+
+    cache = snapshots.cache
+    args = parse_extender_args(names_body(list(ZONES)), IDENTIFIER)
+    first = snapshots.prepare(args).tables
+    for i, node in enumerate(("node-c", "node-c2", "node-a")):
+        record = PodRecord("redis", f"cache-b-{i}", f"u{i}", node, 2**20 * (i + 1), 100, "Pending", "redis/cache-b",
+                           str(i), "replica")
+        assert cache.record_placement(record).ok
+        tables = snapshots.prepare(args).tables
+        assert cache.usage_parts(cache.usage()) is not None  # served as the read plus own records
+        table = cache.node_table()
+        rebuilt = UsageArrays.build(table.arrays, *cache.usage())
+        assert (tables.usage.req_mem == rebuilt.req_mem).all() and (tables.usage.req_cpu == rebuilt.req_cpu).all()
+    assert tables.usage.req_mem[table.arrays.index["node-c"]] == first.usage.req_mem[table.arrays.index["node-c"]] + 2**20

@@ -228,3 +228,19 @@ def test_a_master_in_flight_counts_like_a_placed_one():
 
     snap = make_snapshot(zones("a", "b"), reserved=[Copy("ns/cache-a-0", "node-a1", Role.MASTER, reserved=True)])
     assert score_nodes(MASTER, ["node-a2", "node-b2"], snap, SETTINGS) == {"node-a2": 0, "node-b2": MAX_SCORE}
+
+
+def test_replicas_waiting_for_their_masters_balance_the_zones_left_to_them():
+    """The first replica of every shard whose master is not placed yet used to go to the zone
+    holding the cluster's one master (most masters), leaving all masters to share the other
+    zones (15/16/1 in a burst of 32 shards). Replicas less masters per zone instead: zone-c
+    already holds a master and five replicas, so zones a and b take this replica."""
+    snap = make_snapshot(zones("a", "b", "c"), pods_per_node={"node-c1": 3, "node-c2": 3},
+                         masters_per_node={"node-c1": 1})
+    scores = score_nodes(REPLICA, ["node-a2", "node-b2", "node-c2"], snap, SETTINGS)
+    assert scores["node-c2"] < min(scores["node-a2"], scores["node-b2"]), scores
+    # with the replicas even, the zone with more masters takes it (its master goes elsewhere)
+    even = make_snapshot(zones("a", "b", "c"), pods_per_node={"node-a1": 1, "node-b1": 2, "node-c1": 2},
+                         masters_per_node={"node-b1": 1, "node-c1": 1})
+    scores = score_nodes(REPLICA, ["node-a2", "node-b2", "node-c2"], even, SETTINGS)
+    assert scores["node-a2"] < min(scores["node-b2"], scores["node-c2"]), scores
