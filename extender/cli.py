@@ -1,4 +1,4 @@
-"""redis-extender: serve | sync | load | explain | simulate | run | plan | bench | report | rebalance | config.
+"""redis-extender: serve | sync | load | explain | simulate | run | plan | bench | report | rebalance | keeper | config.
 
 Every subcommand that talks to Redis takes --redis-url (default: $REDIS_URL, else the
 settings' default). Configuration errors are printed together and exit with code 2.
@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parsers(sub)  # report, rebalance
 
+    from extender.commands.keeper import add_parser as add_keeper_parser
+
+    add_keeper_parser(sub)
+
     config = sub.add_parser("config", help="validate the configuration, or print its documentation")
     add_common(config)
     config.add_argument("--markdown", action="store_true", help="print the README table of options")
@@ -168,7 +172,15 @@ def cmd_sync(ns: argparse.Namespace) -> int:
     store = RedisStore.from_url(settings.store.redis_url, settings.store.key_prefix, settings.store.bulk_timeout)
     from extender.actuation.refresher import run_refresher
 
-    def refresher(term: threading.Event) -> None:  # the leader also reads live topology
+    def refresher(term: threading.Event) -> None:  # the leader also reads live topology, and keeps
+        if settings.keeper.mode != "off":
+            from extender.actuation.keeper import run_keeper
+            from extender.actuation.kube import KubeActions
+            from extender.state.k8s_sync import api_client
+
+            kube = KubeActions(api_client(settings.kube.kubeconfig, settings.kube.in_cluster))
+            threading.Thread(target=run_keeper, args=(store, settings, term, kube), name="keeper",
+                             daemon=True).start()
         run_refresher(store, settings, term)
 
     run_sync(settings.kube.kubeconfig, settings.kube.in_cluster, store, Identifier(settings.identity),
@@ -317,6 +329,12 @@ def cmd_reports(ns: argparse.Namespace) -> int:
     return run_reports(ns)
 
 
+def cmd_keeper(ns: argparse.Namespace) -> int:
+    from extender.commands.keeper import run as run_keeper
+
+    return run_keeper(ns)
+
+
 def cmd_config(ns: argparse.Namespace) -> int:
     if ns.markdown:
         print(settings_mod.markdown_table())
@@ -336,7 +354,8 @@ def _plain(value: Any) -> Any:
 
 COMMANDS = {"serve": cmd_serve, "sync": cmd_sync, "load": cmd_load, "explain": cmd_explain, "simulate": cmd_simulate,
             "run": cmd_run, "plan": cmd_plan,
-            "bench": cmd_bench, "report": cmd_reports, "rebalance": cmd_reports, "config": cmd_config}
+            "bench": cmd_bench, "report": cmd_reports, "rebalance": cmd_reports, "keeper": cmd_keeper,
+            "config": cmd_config}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,8 +1,8 @@
 """A throwaway Kubernetes control plane on 127.0.0.1, for the end-to-end tests and the benchmark.
 
-Runs the real etcd + kube-apiserver + kube-scheduler (no kubelet, no controller-manager), so
-tests can create fake Ready nodes and pods through the API and watch the real scheduler bind
-them, with or without our extender. Stdlib only, so it works before any test dependency is
+Runs the real etcd + kube-apiserver + kube-scheduler (no kubelet; kube-controller-manager only
+on request, with the controllers a test names), so tests can create fake Ready nodes and pods
+through the API and watch the real scheduler bind them, with or without our extender. Stdlib only, so it works before any test dependency is
 installed. Binaries come from ``scripts/kube-binaries.sh`` (see :func:`kube_bin_dir`), of
 one of two versions: CURRENT (the release harness/kube/go.mod requires, built from Go
 modules) or LEGACY (v1.20.2, the oldest the README claims). The version-specific flags and
@@ -297,6 +297,8 @@ class ControlPlane:
         self._apiserver: subprocess.Popen[bytes] | None = None
         self._scheduler: subprocess.Popen[bytes] | None = None
         self._scheduler_runs = 0
+        self._controller_manager: subprocess.Popen[bytes] | None = None
+        self.controller_manager_log: Path | None = None
         self._ssl: ssl.SSLContext | None = None
         self._local = threading.local()
 
@@ -329,6 +331,7 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Stop everything (SIGTERM, SIGKILL after 5 s) and drop etcd's data. Idempotent."""
+        self.stop_controller_manager()
         self.stop_scheduler()
         stop_process(self._apiserver)
         stop_process(self._etcd)
@@ -398,6 +401,48 @@ class ControlPlane:
     def stop_scheduler(self) -> None:
         stop_process(self._scheduler)
         self._scheduler = None
+
+    #: The controllers the keeper's tests need: a StatefulSet recreates an evicted pod, the
+    #: disruption controller keeps a PDB's status (the Eviction API answers 429 from it), the
+    #: garbage collector deletes a StatefulSet's pods with it.
+    KEEPER_CONTROLLERS = ("statefulset", "disruption", "garbagecollector")
+
+    def start_controller_manager(self, controllers: Sequence[str] = KEEPER_CONTROLLERS,
+                                 args: Sequence[str] = ()) -> None:
+        """Start kube-controller-manager with only ``controllers`` (--controllers), no leader
+        election, on loopback. Needs the binary next to kube-apiserver (scripts/kube-binaries.sh
+        current builds it; the v1.20.2 build has none: ControlPlaneError then)."""
+        if self._controller_manager is not None:
+            raise ControlPlaneError("kube-controller-manager already running")
+        binary = self.bin_dir / "kube-controller-manager"
+        if not os.access(binary, os.X_OK):
+            raise ControlPlaneError(f"no kube-controller-manager in {self.bin_dir} (built for current only: "
+                                    "scripts/kube-binaries.sh current)")
+        t0 = time.monotonic()
+        (port,) = _free_ports(1)
+        self.controller_manager_log = self.workdir / "controller-manager.log"
+        self._controller_manager = self._spawn("kube-controller-manager", self.controller_manager_log, [
+            f"--kubeconfig={self.kubeconfig}", f"--controllers={','.join(controllers)}",
+            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={port}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--kube-api-qps=1000", "--kube-api-burst=1000", *args,
+        ])
+        healthz = f"https://127.0.0.1:{port}/healthz"
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE  # its throwaway self-signed serving cert
+        try:
+            self._wait_ready("kube-controller-manager", self._controller_manager, self.controller_manager_log,
+                             lambda: http_ok(healthz, insecure))
+        except BaseException:
+            self.stop_controller_manager()
+            raise
+        self.timings["controller-manager"] = time.monotonic() - t0
+
+    def stop_controller_manager(self) -> None:
+        stop_process(self._controller_manager)
+        self._controller_manager = None
 
     def scheduler_get(self, path: str, timeout: float = 10.0) -> str:
         """GET ``path`` (/metrics, /healthz) of the running kube-scheduler: over its plain

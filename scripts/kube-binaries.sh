@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Ensure etcd, kube-apiserver and kube-scheduler of one Kubernetes version exist; print the
-# directory holding them.
+# Ensure etcd, kube-apiserver and kube-scheduler (and, for current, kube-controller-manager) of
+# one Kubernetes version exist; print the directory holding them.
 #
 #   scripts/kube-binaries.sh [current|1.20.2]      (default: current)
 #
 # current: the release required in harness/kube/go.mod (v1.37.2), built from Go modules
 #   with the machine's Go (>= the go.mod `go` line); go.sum pins every module's checksum.
-#   The Go module and build caches live under the cache root, so a rebuild is cheap.
+#   The Go module and build caches live under the cache root, so a rebuild is cheap. Also
+#   kube-controller-manager (development only: the keeper's e2e tests run its StatefulSet,
+#   disruption and garbage-collector controllers); a cache without it is rebuilt.
 # 1.20.2: the compatibility version, built from Debian's `kubernetes` source package with
 #   Debian's Go 1.19 (golang-go), pinned first on PATH for that build.
 #
 # The last line of stdout is the directory; all progress goes to stderr.
 # Order of preference:
-#   1. $KUBE_BIN_DIR, if it holds kube-apiserver + kube-scheduler (etcd there or on PATH);
+#   1. $KUBE_BIN_DIR, if it holds kube-apiserver + kube-scheduler (etcd there or on PATH;
+#      kube-controller-manager there is used when present, the tests needing it fail without);
 #   2. the cache dir $REDIS_EXTENDER_KUBE_CACHE, else
 #      ${REDIS_EXTENDER_KUBE_CACHE_ROOT:-/var/cache/redis-extender}/kube-v<version>;
 #   3. a build (under a lock; published atomically), whose result is stored in the cache dir.
@@ -45,7 +48,17 @@ log() { printf '[kube-binaries] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 result() { printf '%s\n' "$1" >&3; exit 0; }
 
-has_kube() { [[ -x $1/kube-apiserver && -x $1/kube-scheduler ]]; }
+# The binaries a version's cache must hold: current adds kube-controller-manager (v1.20.2's
+# Debian build does not have it; no test needs it there).
+case $KIND in
+    modules) KUBE_TOOLS=(kube-apiserver kube-scheduler kube-controller-manager) ;;
+    debian) KUBE_TOOLS=(kube-apiserver kube-scheduler) ;;
+esac
+has_tools() {  # $1 = dir, then the names
+    local dir=$1 tool; shift
+    for tool in "$@"; do [[ -x $dir/$tool ]] || return 1; done
+}
+has_kube() { has_tools "$1" "${KUBE_TOOLS[@]}"; }
 
 as_root() {
     if [[ $EUID -eq 0 ]]; then "$@"
@@ -98,7 +111,7 @@ build_modules() {
     [[ -z $go ]] && [[ -x /usr/local/go/bin/go ]] && go=/usr/local/go/bin/go
     [[ -n $go ]] && go_version_ok "$go" "$want" \
         || die "building v$KUBE_VERSION needs Go >= $want first on PATH (have: ${go:-none}${go:+ $("$go" env GOVERSION)})"
-    log "building kube-apiserver + kube-scheduler v$KUBE_VERSION from Go modules with $("$go" env GOVERSION)"
+    log "building ${KUBE_TOOLS[*]} v$KUBE_VERSION from Go modules with $("$go" env GOVERSION)"
     local minor=${KUBE_VERSION#*.}; minor=${minor%%.*}
     ldflags="-s -w"
     for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -112,8 +125,8 @@ build_modules() {
     # stamp: the binaries depend on go.mod/go.sum and the mains, not on this repo's commit.
     (cd "$KUBE_MODULE" && env CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" \
         GOMODCACHE="$CACHE_ROOT/go/mod" GOCACHE="$CACHE_ROOT/go/build" \
-        "$go" build -trimpath -ldflags "$ldflags" -o "$BUILD_OUT/" ./cmd/kube-apiserver ./cmd/kube-scheduler)
-    publish "$BUILD_OUT/kube-apiserver" "$BUILD_OUT/kube-scheduler"
+        "$go" build -trimpath -ldflags "$ldflags" -o "$BUILD_OUT/" "${KUBE_TOOLS[@]/#/./cmd/}")
+    publish "${KUBE_TOOLS[@]/#/$BUILD_OUT/}"
     rm -rf "$BUILD_OUT"
     trap - EXIT
 }
@@ -184,7 +197,7 @@ build_debian() {
 
 # 1. An explicit directory (any version) wins.
 if [[ -n ${KUBE_BIN_DIR:-} ]]; then
-    if has_kube "$KUBE_BIN_DIR"; then
+    if has_tools "$KUBE_BIN_DIR" kube-apiserver kube-scheduler; then
         [[ -x $KUBE_BIN_DIR/etcd ]] || ensure_etcd
         result "$(cd "$KUBE_BIN_DIR" && pwd)"
     fi

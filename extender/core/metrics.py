@@ -46,3 +46,15 @@ def exposition() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
+
+# The keeper (extender/actuation/keeper.py), in the sync leader's process: under `serve` the
+# sync child shares PROMETHEUS_MULTIPROC_DIR with the workers, so /metrics shows these too.
+KEEPER_ACTIONS = Counter("redis_extender_keeper_actions_total",
+                         "Keeper actions and refusals by kind (failover, evict) and outcome (done, failed, pdb, "
+                         "gone, advised, blocked)", ["kind", "outcome"])
+KEEPER_OUT_OF_BALANCE = Gauge("redis_extender_keeper_clusters_out_of_balance",
+                              "Clusters whose masters or copies drift, as the keeper last saw them",
+                              multiprocess_mode="mostrecent")
+KEEPER_SECONDS_OUT = Gauge("redis_extender_keeper_seconds_out_of_balance",
+                           "Longest time a cluster has been drifting (seconds), as the keeper last saw it",
+                           multiprocess_mode="mostrecent")

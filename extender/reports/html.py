@@ -223,6 +223,19 @@ def _side(doc: Mapping[str, Any], colors: Mapping[str, str], risky: Mapping[str,
     parts += [f"<p class=\"note\">{escape(', '.join(cs))}: {escape(n)}</p>" for n, cs in notes.items()]
     if not any_step and not any(pl["notes"] for pl in doc["advice"]):
         parts.append("<p class=\"note\">no failover needed</p>")
+    keeper = doc.get("keeper") or {}
+    if keeper:
+        parts.append("<h3>Keeper</h3><ul>")
+        for cluster, k in sorted(keeper.items()):
+            d, last = k.get("decision") or {}, (k.get("memory") or {}).get("last") or {}
+            step = d.get("step") or d.get("eviction") or {}
+            nxt = step.get("promote") or step.get("pod") or ""
+            parts.append(f"<li data-keeper=\"{escape(cluster)}\">{escape(_short(cluster))}: "
+                         f"{escape(d.get('action', '?'))}: {escape(d.get('reason', ''))}"
+                         + (f"; next: {escape(nxt)}" if nxt else "")
+                         + (f"; last: {escape(str(last.get('kind')))} {escape(str(last.get('outcome')))}"
+                            if last else "") + "</li>")
+        parts.append("</ul>")
     hy = doc["hygiene"]
     if hy["mismatches"] or hy["copies_on_unknown_nodes"] or hy["live_errors"]:
         parts.append("<h3>Hygiene</h3><ul>")

@@ -20,6 +20,7 @@ from prometheus_client import Gauge
 
 from extender.core.settings import Settings
 from extender.state.inventory import read_inventory
+from extender.state.keeper_store import load_all as load_keeper
 from extender.state.connect import StoreError
 from extender.state.store import RedisStore
 from extender.reports.html import page
@@ -82,6 +83,11 @@ def register(app: Flask, settings: Settings, store: RedisStore) -> None:
             return _json({"Error": f"redis unreachable: {exc}"}, 503)
         report, plans = compose(inventory, max_lag)
         doc = document(report, plans, limits)
+        try:  # the keeper's memory and last decision per cluster (written by the sync leader)
+            doc["keeper"] = load_keeper(store, sorted(inventory.shards))
+        except StoreError as exc:
+            doc["keeper"] = {}
+            log.warning("report: keeper state unreadable: %s", exc)
         update_gauges(doc)
         return doc
 

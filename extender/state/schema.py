@@ -47,6 +47,11 @@ not supported as the state's store:
                             the pod's role label in every index (state/live.py writes it)
   P live:<cluster>          STRING JSON of the cluster's last live topology (analysis/topology.py's
                             LiveTopology.to_json(); written whole by state/live.py, no TTL)
+  P keeper:<cluster>        STRING JSON {"memory", "decision", "at"}: the keeper's memory of the
+                            cluster (step pending, last step, drift since) and its last decision,
+                            written whole by the sync leader's keeper (state/keeper_store.py)
+  P keepersteps             ZSET step id -> unix time of every keeper step in the last minute
+                            (the keeper's global rate)
 
 """
 from __future__ import annotations
@@ -59,7 +64,7 @@ PARTS: dict[str, str] = {
     "pod": "pod:", "shard": "shard:", "shard_version": "shardv:", "cluster_reservations": "creserve:",
     "cluster_pods": "cpods:", "cluster_masters": "cmasters:", "masters_version": "cmastersv:",
     "clusters": "clusters", "meta": "meta", "epoch": "epoch", "fence": "fence", "seen": "seen:", "leader": "sync:leader",
-    "live_roles": "liveroles:", "live": "live:",
+    "live_roles": "liveroles:", "live": "live:", "keeper": "keeper:", "keeper_steps": "keepersteps",
 }
 SHARD_SEPARATOR = "|"  # P shard:<cluster>|<shard>: a cluster id never holds "|"
 
@@ -169,6 +174,13 @@ class Keys:
 
     def live(self, cluster: str) -> str:
         return self._name("live", cluster)
+
+    def keeper(self, cluster: str) -> str:
+        return self._name("keeper", cluster)
+
+    @property
+    def keeper_steps(self) -> str:
+        return self._name("keeper_steps")
 
 
 def lua_prelude() -> str:

@@ -321,6 +321,29 @@ class RedisStore:
             pipe.get(self.k.live(cluster))
         return {c: raw for c, raw in zip(names, pipe.execute()) if raw}
 
+    # -- the keeper's memory (state/keeper_store.py) -----------------------------------------
+
+    def put_keeper(self, cluster: str, raw: bytes) -> None:
+        self.r.set(self.k.keeper(cluster), raw)
+
+    def keeper(self, clusters: Iterable[str]) -> dict[str, bytes]:
+        """The keeper's stored entries of `clusters` (those that have one)."""
+        names = list(clusters)
+        if not names:
+            return {}
+        pipe = self.r.pipeline(transaction=False)
+        for cluster in names:
+            pipe.get(self.k.keeper(cluster))
+        return {c: raw for c, raw in zip(names, pipe.execute()) if raw}
+
+    def keeper_steps(self, since: float) -> tuple[float, ...]:
+        """Times of the keeper's steps since `since` (older ones are dropped)."""
+        self.r.zremrangebyscore(self.k.keeper_steps, "-inf", f"({since}")
+        return tuple(float(score) for _, score in self.r.zrange(self.k.keeper_steps, 0, -1, withscores=True))
+
+    def add_keeper_step(self, step_id: str, at: float) -> None:
+        self.r.zadd(self.k.keeper_steps, {step_id: at})
+
     # -- the syncers' leader lock (state/lock.py) --------------------------------------------
 
     def take_lock(self, identity: str, ttl_ms: int) -> bool:

@@ -285,17 +285,22 @@ EXTENDER_MAY = [
     ("list", "nodes", "", "", ""), ("watch", "nodes", "", "", ""), ("get", "nodes", "", "n1", ""),
     ("list", "pods", "", "", ""), ("watch", "pods", "", "", ""), ("get", "pods", "redis", "cache-a-0", ""),
     ("create", "pods/binding", "redis", "cache-a-0", ""),
+    # the keeper (default: advise): Events, and whether a replica's volume is zonal
+    ("create", "events", "redis", "", ""),
+    ("get", "persistentvolumeclaims", "redis", "data-cache-a-0", ""), ("get", "persistentvolumes", "", "pv-1", ""),
 ]
 EXTENDER_MAY_NOT = [
     ("get", "secrets", "redis-extender", "redis-extender-tls", ""), ("list", "secrets", "", "", ""),
     ("delete", "pods", "redis", "cache-a-0", ""), ("update", "pods", "redis", "cache-a-0", ""),
     ("patch", "pods", "redis", "cache-a-0", ""), ("create", "pods", "redis", "", ""),
-    ("create", "pods/eviction", "redis", "cache-a-0", ""), ("update", "nodes", "", "n1", ""),
+    ("delete", "persistentvolumeclaims", "redis", "data-cache-a-0", ""), ("update", "nodes", "", "n1", ""),
+    # evictions only with keeper.mode act (tests/integration/test_chart.py renders it)
+    ("create", "pods/eviction", "redis", "cache-a-0", ""),
     ("patch", "nodes", "", "n1", ""), ("delete", "nodes", "", "n1", ""),
     ("update", "leases", "kube-system", "kube-scheduler", COORD),
     # The syncers elect their leader with a Redis lock, not a Lease (see extender-rbac.yaml).
     ("create", "leases", "redis-extender", "", COORD), ("update", "leases", "redis-extender", "x", COORD),
-    ("get", "configmaps", "redis-extender", "", ""), ("create", "events", "redis", "", ""),
+    ("get", "configmaps", "redis-extender", "", ""), ("delete", "events", "redis", "x", ""),
 ]
 
 

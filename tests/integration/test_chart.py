@@ -178,6 +178,30 @@ def test_sentinel_cache_url_names_the_sentinels_of_the_statefulset() -> None:
     assert done.returncode == 0, done.stderr  # POSIX sh parses it (the image's /bin/sh)
 
 
+def test_the_extenders_rbac_follows_the_keepers_mode() -> None:
+    """advise: Events and PVC/PV reads; act: also evictions; deletePvc: also PVC deletion;
+    off: none of them (exactly the rights the mode needs)."""
+    def rules(*values: str) -> set[tuple[str, str]]:
+        role = find(rendered_objects(*values), "ClusterRole", "redis-extender")
+        return {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+
+    def env(*values: str) -> dict[str, str]:
+        deployment = find(rendered_objects(*values), "Deployment", "redis-extender")
+        return {e["name"]: e.get("value", "") for e in container(deployment, "extender")["env"]}
+
+    keeper = {("events", "create"), ("persistentvolumeclaims", "get"), ("persistentvolumes", "get")}
+    evict, delete_pvc = ("pods/eviction", "create"), ("persistentvolumeclaims", "delete")
+    off, advise = rules("--set", "keeper.mode=off"), rules()
+    act, act_pvc = rules("--set", "keeper.mode=act"), rules("--set", "keeper.mode=act", "--set", "keeper.deletePvc=true")
+    assert not off & (keeper | {evict, delete_pvc})
+    assert advise - off == keeper
+    assert act - advise == {evict}
+    assert act_pvc - act == {delete_pvc}
+    assert env("--set", "keeper.mode=act")["REDIS_EXTENDER_KEEPER"] == "act"
+    assert "REDIS_EXTENDER_KEEPER_DELETE_PVC" not in env() and \
+        env("--set", "keeper.mode=act", "--set", "keeper.deletePvc=true")["REDIS_EXTENDER_KEEPER_DELETE_PVC"] == "true"
+
+
 def test_scheduler_rolls_when_its_config_changes() -> None:
     def digest(*values: str) -> tuple[str, str]:
         objects = rendered_objects(*values)

@@ -42,3 +42,21 @@ def test_document_has_the_documented_top_level_keys_and_breaches() -> None:
     text = render.table(doc)
     assert "QUORUM UNSAFE (limit 2)" in text and "CLUSTER FAILOVER on ns/c-1-1" in text
     assert text.rstrip().endswith("FAIL: master_skew=2 > 1 (max - min masters per domain)")
+
+
+def test_the_page_shows_the_keepers_state() -> None:
+    from extender.analysis.keeping import ACT, KeeperPolicy, Memory, decide
+    from extender.analysis.placement import place
+    from extender.reports.html import page
+
+    inv = make_inventory(PILED, slots={"0": 5462, "1": 5461, "2": 5461})
+    report = report_of(inv)
+    doc = render.document(report, plan_all(report.placement))
+    assert "Keeper" not in page(doc)  # no keeper state stored: no section
+    placement = place(inv)
+    d = decide(placement, placement.clusters[0], Memory(drift_since=900.0), 1000.0, KeeperPolicy(mode=ACT))
+    last = {"kind": "failover", "outcome": "done", "at": 990.0}
+    doc["keeper"] = {"ns/c": {"memory": {**d.memory.to_json(), "last": last}, "decision": d.to_json(), "at": 1000.0}}
+    html = page(doc)
+    assert "<h3>Keeper</h3>" in html and 'data-keeper="ns/c"' in html
+    assert "failover: masters per zone" in html and "next: ns/c-1-1" in html and "last: failover done" in html
