@@ -16,12 +16,12 @@ from typing import Any
 
 import orjson
 
-from extender.actuation.keeper import Keeper
-from extender.actuation.refresher import refresh_all
 from extender.analysis.keeping import NONE, Decision
 from extender.commands.args import add_common, load_settings
-from extender.state.connect import StoreError, connect
-from extender.state.store import RedisStore
+
+# The keeper's modules are imported when the command runs, never when the parser is built:
+# the CLI builds every parser before `serve`, and the keeper's metrics (core/metrics.py) must
+# not be created before serve points prometheus_client at its multiprocess directory.
 
 
 def add_parser(subparsers: Any) -> None:
@@ -36,6 +36,11 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
+    from extender.actuation.keeper import Keeper
+    from extender.actuation.refresher import refresh_all
+    from extender.state.connect import StoreError, connect
+    from extender.state.store import RedisStore
+
     settings = load_settings(ns, **{"kube.kubeconfig": ns.kubeconfig, "kube.in_cluster": ns.in_cluster})
     client = connect(settings.store.redis_url, timeout=10)
     store = RedisStore(client, settings.store.key_prefix)

@@ -140,3 +140,14 @@ def test_no_module_of_the_package_is_over_500_lines() -> None:
     sizes = {str(path.relative_to(REPO)): len(path.read_text().splitlines()) for path in PACKAGE.rglob("*.py")}
     assert len(sizes) >= 40  # the walk saw the package
     assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_building_the_cli_creates_no_metric_before_serve_can_set_up_multiprocess_mode() -> None:
+    """`serve` points prometheus_client at a multiprocess directory before gunicorn forks; a
+    metric created earlier (by a module the parser imports) lives in the master's memory and
+    the workers' /metrics comes out empty (the keeper's parser did this once)."""
+    script = ("import sys, extender.cli\nextender.cli.build_parser()\n"
+              "print(sorted(m for m in sys.modules if m.startswith('prometheus_client') or m == 'extender.core.metrics'))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
