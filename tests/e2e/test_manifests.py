@@ -732,6 +732,11 @@ def test_extender_rbac_is_least_privilege() -> None:
         (("",), ("nodes",), ("get", "list", "watch")),
         (("",), ("pods",), ("get", "list", "watch")),
         (("",), ("pods/binding",), ("create",)),
+        # the keeper in its default mode, advise: it says what it would do as Events, and reads
+        # a replica's volume to report one pinned to its zone; evictions only with keeper.mode=act
+        # (tests/integration/test_chart.py checks the rights per mode)
+        (("",), ("events",), ("create",)),
+        (("",), ("persistentvolumeclaims", "persistentvolumes"), ("get",)),
     }
     bound = {(o["kind"], o["roleRef"]["name"]) for _, o in manifest_objects()
              if o["kind"].endswith("Binding")
