@@ -25,8 +25,10 @@ from extender.state.records import FilterMemory, ShardState
 
 Usage = tuple[dict[str, int], dict[str, int]]  # (memory, CPU) requested per node
 
-REUSE_FOR_PRIORITIZE = 0.5
-"""Seconds a filter's read of its shard and cluster serves the same pod's prioritize, which
+REUSE_FOR_PRIORITIZE = 0.0
+"""Off (0) until measured: fewer-zones bursts through the real scheduler ended with a zone
+master skew of 2 in 3 of 80 with a 0.5 s window and in 0 of 70 without it (too few to be sure,
+too many to ship; see the README's Performance section). When on: seconds a filter's read of its shard and cluster serves the same pod's prioritize, which
 kube-scheduler sends moments later about the filter's survivors (it handles one pod at a
 time: nothing of its own runs in between but asynchronous binds). The read is reused only in
 the process that made it, for the same pod UID, while this process wrote nothing to the

@@ -149,6 +149,7 @@ def test_the_filters_read_serves_the_same_pods_prioritize_once(snapshots: Snapsh
     UID, while this process wrote nothing to the cluster; otherwise the state is read."""
     from extender.state import snapshot as snapshot_mod
 
+    monkeypatch.setattr(snapshot_mod, "REUSE_FOR_PRIORITIZE", 0.5)  # off by default (see its docstring)
     cache = snapshots.cache
     args = parse_extender_args(names_body(list(ZONES)), IDENTIFIER)
     reads = lambda: cache.stats.misses  # noqa: E731 - a shard read is a miss (read fresh)
@@ -180,6 +181,15 @@ def test_the_filters_read_serves_the_same_pods_prioritize_once(snapshots: Snapsh
     snapshots.prepare(args, reuse=True)
     assert reads() == before + 1
     assert snapshots.reused == 1
+
+
+def test_by_default_prioritize_reads_the_state_again(snapshots: Snapshots) -> None:
+    cache = snapshots.cache
+    args = parse_extender_args(names_body(list(ZONES)), IDENTIFIER)
+    snapshots.prepare(args, keep=True)
+    before = cache.stats.misses
+    snapshots.prepare(args, reuse=True)
+    assert cache.stats.misses == before + 1 and snapshots.reused == 0
 
 
 def test_the_filters_survivors_are_parsed_from_the_memo_when_prioritize_sends_them() -> None:
