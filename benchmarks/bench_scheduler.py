@@ -442,10 +442,10 @@ class LiveExtender:
 # --------------------------------------------------------------------------------------------
 # One mode
 
-def _ensure_namespace(cp: ControlPlane) -> None:
+def _ensure_namespace(cp: ControlPlane, name: str = NAMESPACE) -> None:
     try:
         cp.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                   "metadata": {"name": NAMESPACE}})
+                                                   "metadata": {"name": name}})
     except ApiError as exc:
         if exc.status != 409:
             raise

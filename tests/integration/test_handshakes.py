@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.bench_connections import client_hello
 from extender.local.processes import free_port, http_ok, stop_process, wait_until
 from tests.support.certs import make_certs
 
@@ -50,13 +51,7 @@ def mtls_serve(tmp_path, redis_server, prefix):
 
 
 def half_hello() -> bytes:
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
-    try:
-        tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    hello = outgoing.read()
+    hello = client_hello()
     return hello[: len(hello) // 2]
 
 

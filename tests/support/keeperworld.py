@@ -17,6 +17,7 @@ from typing import Any, Iterator, Mapping
 
 from extender.local.processes import free_port
 from extender.state.store import RedisStore
+from benchmarks.bench_scheduler import _ensure_namespace
 from harness.controlplane import ApiError, ControlPlane, scheduler_config
 
 from .nodeagent import NodeAgent
@@ -92,15 +93,6 @@ def statefulset(name: str, replicas: int = SHARDS * COPIES, scheduler: str = SCH
     }
 
 
-def ensure_namespace(cp: ControlPlane) -> None:
-    try:
-        cp.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                   "metadata": {"name": NAMESPACE}})
-    except ApiError as exc:
-        if exc.status != 409:
-            raise
-
-
 def make_nodes(cp: ControlPlane, tag: str, zones: int = 3, per_zone: int = 3) -> dict[str, str]:
     zone_of = {}
     for z in range(zones):
@@ -123,7 +115,7 @@ def keeper_world(cp: ControlPlane, redis_url: str, log_dir: Path, env: Mapping[s
     node index)) the StatefulSet's pods are bound there by hand before kube-scheduler starts:
     a placement the extender never saw (as by another scheduler, or before it was installed);
     the pods it recreates later are scheduled through the extender."""
-    ensure_namespace(cp)
+    _ensure_namespace(cp, NAMESPACE)
     tag = f"kp{os.getpid() % 1000}x{free_port() % 1000}"
     name = f"cache-{tag}"
     zone_of = make_nodes(cp, tag)
