@@ -66,8 +66,9 @@ class Decider:
             return filter_nodes(args.pod, args.node_names, _EMPTY), ""
         try:
             with metrics.PHASE.labels("state").time():
-                # the cluster's counts: the masters rule's, and the pod's prioritize's next
-                prepared = self._whole(lambda: self.snapshots.prepare(args, keep=True))
+                # the cluster's counts: for the masters rule only (copies come with the shard)
+                prepared = self._whole(lambda: self.snapshots.prepare(
+                    args, counts=member.role is Role.MASTER))
         except StateUnavailable as exc:
             if self.fail_open:
                 log.warning("filter %s: %s; failing open (all nodes accepted)", args.pod.key, exc)
@@ -91,7 +92,7 @@ class Decider:
             return [NEUTRAL_SCORE] * len(args.node_names)
         try:
             with metrics.PHASE.labels("state").time():
-                prepared = self._whole(lambda: self.snapshots.prepare(args, reuse=True))
+                prepared = self._whole(lambda: self.snapshots.prepare(args))
         except StateUnavailable as exc:
             log.warning("prioritize %s: %s; neutral scores", args.pod.key, exc)
             return [NEUTRAL_SCORE] * len(args.node_names)

@@ -122,7 +122,6 @@ class StateCache:
         self._table_fetched = -1e18  # when the table was last read whole
         self._epoch = ""  # the epoch of the values cached (usage, shards); cleared when it moves
         self.fence = FenceWatch()  # has the state gone back in time? (state/fence.py)
-        self._writes: dict[str, int] = {}  # per cluster: this process's writes (cluster_writes)
         self._usage_parts: tuple[Any, Any, dict[str, tuple[int, int]]] | None = None  # usage_parts
 
     # -- reads ----------------------------------------------------------------------------
@@ -448,14 +447,8 @@ class StateCache:
 
     # -- invalidation by this process's writes ---------------------------------------------
 
-    def cluster_writes(self, cluster: str) -> int:
-        """How many writes of this process touched `cluster` so far (a memo of its state taken
-        before is stale when this moved)."""
-        return self._writes.get(cluster, 0)
-
     def invalidate_shard(self, cluster: str, shard: str | None) -> None:
         with self._lock:
-            self._writes[cluster] = self._writes.get(cluster, 0) + 1
             for key in (("shard", cluster, s, c) for s in (shard, None) for c in (True, False)):
                 self._fresh["shard"].pop(key, None)
             self._fresh["usage"].pop(("usage",), None)

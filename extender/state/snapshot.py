@@ -10,7 +10,6 @@ NodeNames list per list and generation, and what a full-Node body gives per body
 from __future__ import annotations
 
 import threading
-import time
 from collections import ChainMap
 from dataclasses import dataclass
 from typing import Any
@@ -21,21 +20,10 @@ from extender.core.model import Member, Node, PodRequest, Role, Snapshot
 from extender.policy.candidates import NodeArrays, Tables, UsageArrays
 from extender.protocol import ExtenderArgs, node_from_object
 from extender.state.cache import NodeTable, StateCache, StateIncomplete, epoch_problem
-from extender.state.records import FilterMemory, ShardState
+from extender.state.records import FilterMemory
 
 Usage = tuple[dict[str, int], dict[str, int]]  # (memory, CPU) requested per node
 
-REUSE_FOR_PRIORITIZE = 0.0
-"""Off (0) until measured: fewer-zones bursts through the real scheduler ended with a zone
-master skew of 2 in 3 of 80 with a 0.5 s window and in 0 of 70 without it (too few to be sure,
-too many to ship; see the README's Performance section). When on: seconds a filter's read of its shard and cluster serves the same pod's prioritize, which
-kube-scheduler sends moments later about the filter's survivors (it handles one pod at a
-time: nothing of its own runs in between but asynchronous binds). The read is reused only in
-the process that made it, for the same pod UID, while this process wrote nothing to the
-cluster since (a bind, a release: StateCache.cluster_writes); otherwise it is read again.
-Prioritize only ranks the survivors: the spread rules were applied by the filter and are
-checked again, atomically, at bind."""
-RECENT_SIZE = 256
 
 BODY_MEMO_SIZE = 4
 """Full-Node bodies kept derived: kube-scheduler resends one body for pod after pod while its
@@ -64,30 +52,18 @@ class Snapshots:
         self._bodies_lock = threading.Lock()
         self._usage: tuple[Any, UsageArrays, Any, Any] | None = None  # keeps the keyed objects alive
         self._base_usage: tuple[Any, UsageArrays, Any, Any] | None = None  # the same, of the last read
-        self._recent: dict[str, tuple[float, str, int, ShardState]] = {}  # pod key -> its filter's read
-        self._recent_lock = threading.Lock()
-        self.reused = 0  # prioritize calls served by their filter's read
 
-    def prepare(self, args: ExtenderArgs, fresh: bool = False, counts: bool = True,
-                keep: bool = False, reuse: bool = False) -> Prepared:
+    def prepare(self, args: ExtenderArgs, fresh: bool = False, counts: bool = True) -> Prepared:
         """Raises StateUnavailable when Redis and the cache both fail. `fresh` reads the shard
         from Redis itself (bind), not from the cache, and no usage: room was judged at filter;
-        there `counts` (a master's bind: the masters rule) reads the cluster's counts too.
-        `keep` (filter): keep the read for the pod's prioritize; `reuse` (prioritize): take
-        it (REUSE_FOR_PRIORITIZE)."""
+        `counts`: read the cluster's counts too (the masters rule's; prioritize's)."""
         member = args.pod.member
         assert member is not None
         table = self.cache.node_table()
-        shard = self._reuse(args.pod, counts) if reuse and not fresh else None
-        if shard is not None:
-            pass
-        elif fresh:
+        if fresh:
             shard = self.cache.shard_now(member.cluster, member.shard, counts=counts)
         else:
-            writes = self.cache.cluster_writes(member.cluster)
             shard = self.cache.shard(member.cluster, member.shard, counts)
-            if keep and counts:
-                self._keep(args.pod, writes, shard)
         table = self.whole(table, shard.epoch)  # the shard's read carries the epoch
         rows = None
         if args.nodes is None:
@@ -114,26 +90,6 @@ class Snapshots:
                             cluster=shard.counts, level_domains=level_domains,
                             requested_memory=mem, requested_cpu=cpu)
         return Prepared(snapshot, tables, own_node, shard.version, shard.masters_version)
-
-    def _keep(self, pod: PodRequest, writes: int, shard: ShardState) -> None:
-        with self._recent_lock:
-            self._recent.pop(pod.key, None)
-            while len(self._recent) >= RECENT_SIZE:
-                self._recent.pop(next(iter(self._recent)))
-            self._recent[pod.key] = (time.monotonic(), pod.uid, writes, shard)
-
-    def _reuse(self, pod: PodRequest, counts: bool) -> ShardState | None:
-        """The pod's filter's read, if still good for its prioritize (REUSE_FOR_PRIORITIZE)."""
-        with self._recent_lock:
-            found = self._recent.pop(pod.key, None)  # used once
-        if found is None or not counts or pod.member is None:
-            return None
-        at, uid, writes, shard = found
-        if (uid != pod.uid or time.monotonic() - at > REUSE_FOR_PRIORITIZE
-                or writes != self.cache.cluster_writes(pod.member.cluster)):
-            return None
-        self.reused += 1
-        return shard
 
     def for_preempt(self, pod: PodRequest, names: list[str]) -> tuple[Snapshot, str | None]:
         """A preemptor's snapshot over the candidate nodes that have victims, and its own node:

@@ -3,7 +3,6 @@ verdicts and scores as the records alone), its memos, the bind's fresh read, and
 identity of a pod being bound."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import orjson
@@ -140,56 +139,6 @@ def test_a_bound_pod_is_known_from_the_store_else_from_its_filter(snapshots: Sna
     assert (pod.uid, pod.member.role, pod.memory_request, pod.cpu_request) == ("u-given", Role.MASTER, 5, 6)
 
     assert snapshots.bound_pod("redis", "web-0", "u") == (None, None)
-
-
-def test_the_filters_read_serves_the_same_pods_prioritize_once(snapshots: Snapshots, store: RedisStore,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """kube-scheduler sends prioritize moments after the filter of the same pod: the filter's
-    read of the shard and its cluster is taken again, once, in the same process, for the same
-    UID, while this process wrote nothing to the cluster; otherwise the state is read."""
-    from extender.state import snapshot as snapshot_mod
-
-    monkeypatch.setattr(snapshot_mod, "REUSE_FOR_PRIORITIZE", 0.5)  # off by default (see its docstring)
-    cache = snapshots.cache
-    args = parse_extender_args(names_body(list(ZONES)), IDENTIFIER)
-    reads = lambda: cache.stats.misses  # noqa: E731 - a shard read is a miss (read fresh)
-    filtered = snapshots.prepare(args, keep=True)
-    before = reads()
-    again = snapshots.prepare(args, reuse=True)
-    assert reads() == before and snapshots.reused == 1
-    assert again.snapshot.copies == filtered.snapshot.copies and again.snapshot.cluster == filtered.snapshot.cluster
-    snapshots.prepare(args, reuse=True)  # used once
-    assert reads() == before + 1
-
-    snapshots.prepare(args, keep=True)
-    cache.invalidate_shard(args.pod.member.cluster, "9")  # this process wrote to the cluster (any shard)
-    before = reads()
-    snapshots.prepare(args, reuse=True)
-    assert reads() == before + 1
-
-    snapshots.prepare(args, keep=True)
-    other = parse_extender_args(names_body(list(ZONES)), IDENTIFIER)
-    other.pod = dataclasses.replace(other.pod, uid="another-uid")  # the pod was recreated
-    before = reads()
-    snapshots.prepare(other, reuse=True)
-    assert reads() == before + 1
-
-    snapshots.prepare(args, keep=True)
-    now = snapshot_mod.time.monotonic()
-    monkeypatch.setattr(snapshot_mod.time, "monotonic", lambda: now + snapshot_mod.REUSE_FOR_PRIORITIZE + 0.1)
-    before = reads()
-    snapshots.prepare(args, reuse=True)
-    assert reads() == before + 1
-    assert snapshots.reused == 1
-
-
-def test_by_default_prioritize_reads_the_state_again(snapshots: Snapshots) -> None:
-    cache = snapshots.cache
-    args = parse_extender_args(names_body(list(ZONES)), IDENTIFIER)
-    snapshots.prepare(args, keep=True)
-    before = cache.stats.misses
-    snapshots.prepare(args, reuse=True)
-    assert cache.stats.misses == before + 1 and snapshots.reused == 0
 
 
 def test_the_filters_survivors_are_parsed_from_the_memo_when_prioritize_sends_them() -> None:
