@@ -24,6 +24,8 @@ import logging
 import threading
 import time
 from dataclasses import replace
+from functools import partial
+from collections.abc import Iterator, Mapping
 from typing import Any, Callable
 
 from extender.actuation.kube import EVICTED, GONE, PDB, KubeActions
@@ -78,9 +80,12 @@ class Keeper:
         placement = self._placement()
         previous = load_all(self.store, [cv.id for cv in placement.clusters])
         decisions = []
+        facts: dict[str, LazyFacts] = {}  # per namespace, listed at most once a round
         for cv in placement.clusters:
             try:
-                decisions.append(self._cluster(placement, cv, previous.get(cv.id, {}), dry_run))
+                namespace = cv.id.split("/", 1)[0]
+                known = facts.setdefault(namespace, self._facts(cv.id))
+                decisions.append(self._cluster(placement, cv, previous.get(cv.id, {}), dry_run, known))
             except Exception as exc:  # one cluster's trouble never stops the others
                 log.warning("keeper: %s: %s", cv.id, exc)
         self._gauges(decisions)
@@ -89,15 +94,18 @@ class Keeper:
     def _placement(self) -> Placement:
         return place(read_inventory(self.store, self.settings.domains.levels), self.policy.max_lag)
 
-    def _facts(self, cluster: str) -> dict[str, PodFacts]:
+    def _facts(self, cluster: str) -> "LazyFacts":
+        """The pods' facts of the cluster's namespace, listed from the API only when a decision
+        looks at them (a step pending or an eviction to choose): a round about clusters that
+        are fine, or have no live topology yet, lists nothing."""
         if self.kube is None:
-            return {}
-        return self.kube.pod_facts(cluster.split("/", 1)[0])
+            return LazyFacts(dict)
+        return LazyFacts(partial(self.kube.pod_facts, cluster.split("/", 1)[0]))
 
-    def _cluster(self, placement: Placement, cv: ClusterView, previous: dict[str, Any], dry_run: bool) -> Decision:
+    def _cluster(self, placement: Placement, cv: ClusterView, previous: dict[str, Any], dry_run: bool,
+                 facts: Mapping[str, PodFacts]) -> Decision:
         now = self.clock()
         memory = load_memory(self.store, cv.id)
-        facts = self._facts(cv.id)
         d = decide(placement, cv, memory, now, self.policy, facts, recent_steps(self.store, now))
         if d.acts and self.policy.mode == ACT and not dry_run:
             d = self._fresh(cv.id, memory, now)  # never act on an old picture
@@ -246,6 +254,32 @@ def _first_pod(cv: ClusterView, d: Decision) -> str:
         if s.shard in d.drift.misplaced and s.copies:
             return s.copies[0].pod
     return next((s.master.pod for s in cv.shards if s.master is not None), "")
+
+
+class LazyFacts(Mapping[str, PodFacts]):
+    """A namespace's pod facts, read on first use (then kept for the round)."""
+
+    def __init__(self, load: Callable[[], Mapping[str, PodFacts]]):
+        self._load = load
+        self._facts: Mapping[str, PodFacts] | None = None
+
+    def _get(self) -> Mapping[str, PodFacts]:
+        if self._facts is None:
+            self._facts = self._load()
+        return self._facts
+
+    def __getitem__(self, pod: str) -> PodFacts:
+        return self._get()[pod]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    @property
+    def loaded(self) -> bool:
+        return self._facts is not None
 
 
 def run_keeper(store: RedisStore, settings: Settings, stop: threading.Event, kube: KubeActions | None) -> None:

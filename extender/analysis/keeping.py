@@ -200,7 +200,7 @@ def decide(placement: Placement, cv: ClusterView, memory: Memory, now: float, po
            facts: Mapping[str, PodFacts] | None = None, recent_steps: tuple[float, ...] = ()) -> Decision:
     """The next thing to do about one cluster. `recent_steps` are the times of every cluster's
     steps (the global rate); `facts` by pod "ns/name" (missing: assumed controlled, no volume)."""
-    facts = facts or {}
+    facts = facts if facts is not None else {}  # (never asked for its length: read when needed)
     if policy.mode == OFF:
         return Decision(cv.id, NONE, "keeper off", memory=memory)
     plan = plan_cluster(placement, cv)

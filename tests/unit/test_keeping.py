@@ -307,3 +307,25 @@ def test_the_refresher_tries_the_last_good_seed_first_and_moves_on_after_a_faile
     assert seed_order(seeds, None, 3)[:3] == ["d:1", "e:1", "a:1"]  # the first three failed last round
     assert seed_order(seeds, "gone:1", 0)[:1] == ["a:1"]
     assert sorted(seed_order(seeds, "c:1", 7)) == sorted(seeds)
+
+
+def test_the_pods_facts_are_listed_only_when_a_decision_looks_at_them() -> None:
+    """The keeper lists a namespace's pods (the API's most expensive read it makes) lazily:
+    a balanced cluster, or one whose masters alone drift, never needs them; choosing an
+    eviction does, once."""
+    from extender.actuation.keeper import LazyFacts
+
+    lists = []
+
+    def listed() -> dict[str, PodFacts]:
+        lists.append(1)
+        return {"ns/c-0-1": PodFacts(uid="u-1")}
+
+    for inventory in (make_inventory(BALANCED, slots=SLOTS3), piled()):
+        facts = LazyFacts(listed)
+        decision(inventory, facts=facts)
+        assert not facts.loaded and lists == []
+    facts = LazyFacts(listed)
+    d = decision(make_inventory(SHARING, slots=SLOTS3), facts=facts)
+    assert d.action == EVICT and facts.loaded and lists == [1]
+    assert facts.get("ns/c-0-1") == PodFacts(uid="u-1") and lists == [1]  # kept for the round
