@@ -185,14 +185,13 @@ class Decider:
             if refused:
                 metrics.PLACEMENTS.labels("not_pending").inc()
                 return f"redis-extender: {refused}; not bound"
-        try:
-            self._whole(self.snapshots.check_whole)  # an emptied Redis knows no pod: never "unknown, pass"
+        try:  # the epoch (whole?), the filter's memory and the stored pod: one round trip
+            pod, memory, stored = self._whole(lambda: self.snapshots.bound_pod(namespace, name, uid))
             if self.pending is None:  # offline: the loaded state stands for the API
-                offline = self._offline_refusal(namespace, name, uid, node)
+                offline = self._offline_refusal(namespace, name, uid, node, stored)
                 if offline is not None:
                     metrics.PLACEMENTS.labels("not_pending").inc()
                     return offline
-            pod, memory = self.snapshots.bound_pod(namespace, name, uid)
             if pod is not None:
                 error = self._check_and_record(pod, node, memory)
                 if error:
@@ -212,11 +211,11 @@ class Decider:
             return f"redis-extender: binding {namespace}/{name} to {node} failed: {exc}"
         return ""
 
-    def _offline_refusal(self, namespace: str, name: str, uid: str, node: str) -> str | None:
+    @staticmethod
+    def _offline_refusal(namespace: str, name: str, uid: str, node: str, stored: PodRecord | None) -> str | None:
         """Offline there is no API to ask (live mode's PendingCheck); the state loaded from it is
         asked instead, as strictly: only a pod it holds, with that UID, not placed on another
         node. "" when the pod is already recorded on `node` (a repeated bind); None: go on."""
-        stored = self.cache.pod(namespace, name)
         key = f"{namespace}/{name}"
         if stored is None:
             return (f"redis-extender: pod {key} is not in the extender's state (offline, only a pod "

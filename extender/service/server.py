@@ -53,7 +53,8 @@ class _Gunicorn(BaseApplication):
         if self.settings.kube.enabled and not self.public_only:  # one API client per worker, made after the fork
             from extender.state.k8s_sync import api_client, make_binder, make_pending_check
 
-            api = api_client(self.settings.kube.kubeconfig, self.settings.kube.in_cluster)
+            api = api_client(self.settings.kube.kubeconfig, self.settings.kube.in_cluster,
+                             pool_size=self.settings.service.threads)
             binder = make_binder(api)
             pending = make_pending_check(api, self.settings.kube.scheduler_names)
             return create_app(self.settings, binder=binder, pending=pending)

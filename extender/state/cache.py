@@ -368,10 +368,6 @@ class StateCache:
         the cache (the bind's re-check)."""
         return self._direct(lambda: self._shard_read(self.store, cluster, shard, counts))
 
-    def pod(self, namespace: str, name: str) -> PodRecord | None:
-        """The stored record of a pod (written by the sync, a load or a bind), if any."""
-        return self._direct(lambda: self.store.pod_record(namespace, name))
-
     def victims(self, victims: "Mapping[str, VictimSet]") -> "tuple[dict[str, VictimSet], VictimState]":
         """The preemption candidates' victims resolved against the store (state/victims.py),
         on the bulk client: a SCAN of the shard hashes is more than a decision's 30 ms."""
@@ -379,8 +375,17 @@ class StateCache:
 
         return self._direct(lambda: read_victims(self.bulk, victims))
 
-    def filter_memory(self, pod_key: str) -> FilterMemory | None:
-        return self._direct(lambda: self.store.filter_memory(pod_key))
+    def bind_reads(self, namespace: str, name: str) -> tuple[str, FilterMemory | None, PodRecord | None]:
+        """The state's epoch (fenced, as epoch_now), the pod's filter memory and stored record,
+        read from Redis now in one round trip (the bind's first read)."""
+
+        def read() -> tuple[str, FilterMemory | None, PodRecord | None]:
+            mark = self.fence.mark()
+            epoch, fence, memory, stored = self.store.bind_reads(namespace, name)
+            self._fenced(self.store, mark, epoch, fence)
+            return epoch, memory, stored
+
+        return self._direct(read)
 
     def remember_filter(self, pod_key: str, memory: FilterMemory) -> None:
         self._direct(lambda: self.store.remember_filter(pod_key, memory))

@@ -52,13 +52,18 @@ CHECK_EVERY = 1.0
 (restarted without persistence) or replaced is noticed within this, and relisted at once."""
 
 
-def api_client(kubeconfig: str | None = None, in_cluster: bool = False) -> kclient.ApiClient:
-    """An API client from a kubeconfig file, or from the pod's service account."""
-    if in_cluster:
-        kconfig.load_incluster_config()
-        return kclient.ApiClient()
+def api_client(kubeconfig: str | None = None, in_cluster: bool = False, pool_size: int = 0) -> kclient.ApiClient:
+    """An API client from a kubeconfig file, or from the pod's service account. `pool_size`:
+    connections kept open to the apiserver (the client's default is 5 a CPU): a worker's
+    binds run on up to service.threads threads, and a call past the pool opens a connection,
+    TLS handshake included, that urllib3 then throws away ("Connection pool is full")."""
     configuration = kclient.Configuration()
-    kconfig.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    if in_cluster:
+        kconfig.load_incluster_config(client_configuration=configuration)
+    else:
+        kconfig.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    if pool_size > configuration.connection_pool_maxsize:
+        configuration.connection_pool_maxsize = pool_size
     return kclient.ApiClient(configuration)
 
 

@@ -20,7 +20,7 @@ from extender.core.model import Member, Node, PodRequest, Role, Snapshot
 from extender.policy.candidates import NodeArrays, Tables, UsageArrays
 from extender.protocol import ExtenderArgs, node_from_object
 from extender.state.cache import NodeTable, StateCache, StateIncomplete, epoch_problem
-from extender.state.records import FilterMemory
+from extender.state.records import FilterMemory, PodRecord
 
 Usage = tuple[dict[str, int], dict[str, int]]  # (memory, CPU) requested per node
 
@@ -123,18 +123,21 @@ class Snapshots:
         `patient` (/readyz): the epoch read past the breaker (cache.epoch_now)."""
         return self.whole(self.cache.node_table(), self.cache.epoch_now(patient))
 
-    def bound_pod(self, namespace: str, name: str, uid: str) -> tuple[PodRequest | None, FilterMemory | None]:
+    def bound_pod(self, namespace: str, name: str, uid: str
+                  ) -> tuple[PodRequest | None, FilterMemory | None, PodRecord | None]:
         """The identity of a pod being bound: from the store (sync, load), else from its
-        filter's memory; and that memory. Raises StoreFailed."""
-        memory = self.cache.filter_memory(f"{namespace}/{name}")
-        stored = self.cache.pod(namespace, name)
+        filter's memory; that memory; and the stored record. One round trip, which also
+        checks that the state is whole (an emptied Redis knows no pod: never "unknown, so
+        pass"). Raises StateUnavailable (StoreFailed included)."""
+        epoch, memory, stored = self.cache.bind_reads(namespace, name)
+        self.whole(self.cache.node_table(), epoch)
         if stored is not None and stored.cluster:
             member = Member(stored.cluster, stored.shard or None, Role.parse(stored.role))
-            return PodRequest(namespace, name, uid or stored.uid, member, stored.memory, stored.cpu), memory
+            return PodRequest(namespace, name, uid or stored.uid, member, stored.memory, stored.cpu), memory, stored
         if memory is not None:
             member = Member(memory.cluster, memory.shard, Role.parse(memory.role))
-            return PodRequest(namespace, name, uid or memory.uid, member, memory.memory, memory.cpu), memory
-        return None, None
+            return PodRequest(namespace, name, uid or memory.uid, member, memory.memory, memory.cpu), memory, stored
+        return None, None, stored
 
     def _usage_arrays(self, table: NodeTable, usage: Usage) -> UsageArrays:
         """`usage` as arrays aligned to `table`, rebuilt only when either changed."""

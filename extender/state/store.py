@@ -190,10 +190,6 @@ class RedisStore:
         """What a pod's filter saw, for the bind-time re-check (P seen:<ns>/<name>, expiring)."""
         self.r.set(self.k.seen(pod_key), memory.encode(), px=int(ttl * 1000))
 
-    def filter_memory(self, pod_key: str) -> FilterMemory | None:
-        raw = self.r.get(self.k.seen(pod_key))
-        return FilterMemory.decode(raw) if raw else None
-
     def pod_keys(self) -> list[str]:
         """Every stored pod as "ns/name" (a SCAN: for relists, not for decisions)."""
         return [self.k.pod_key(k.decode()) for k in self.r.scan_iter(match=self.k.pod_pattern, count=SCAN_COUNT)]
@@ -388,6 +384,20 @@ class RedisStore:
         pipe.get(self.k.fence)
         epoch, fence = pipe.execute()
         return (epoch or b"").decode(), int(fence or 0)
+
+    def bind_reads(self, namespace: str, name: str) -> tuple[str, int, FilterMemory | None, PodRecord | None]:
+        """What a bind reads before its shard, in one round trip: the epoch and the fence
+        (atomically, as epoch_and_fence), the pod's filter memory and its stored record."""
+        key = f"{namespace}/{name}"
+        pipe = self.r.pipeline(transaction=True)
+        pipe.get(self.k.epoch)
+        pipe.get(self.k.fence)
+        pipe.get(self.k.seen(key))
+        pipe.hgetall(self.k.pod(key))
+        epoch, fence, seen, raw = pipe.execute()
+        stored = {k.decode(): v.decode() for k, v in raw.items()}
+        return ((epoch or b"").decode(), int(fence or 0), FilterMemory.decode(seen) if seen else None,
+                PodRecord.decode(namespace, name, stored) if stored else None)
 
     def invalidate_epoch(self, epoch: str, reason: str) -> bool:
         """Take `epoch` away (if it is still the current one) and note why in P meta: the state

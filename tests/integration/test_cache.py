@@ -191,14 +191,14 @@ def test_a_failed_write_opens_the_breaker_for_reads_and_writes(own_redis: LocalR
     cache = make_cache(store, clock)
     memory = FilterMemory("redis/c", "0", "replica", "u-a", 1, 1, [(None, "zone-a", None)])
     cache.remember_filter("redis/a", memory)
-    assert cache.filter_memory("redis/a") == memory
+    assert cache.bind_reads("redis", "a")[1:] == (memory, None)
     own_redis.stop()
 
     with pytest.raises(StoreFailed):  # the client's own error text, for the reply
         cache.reserve("redis/a", "redis/c", "0", "n1", "replica", 30)
     assert cache.redis_down and cache.stats.redis_errors == 1
     with pytest.raises(StoreFailed, match="^Redis unavailable$"):  # not even tried: no wait
-        cache.pod("redis", "a")
+        cache.bind_reads("redis", "a")
     with pytest.raises(StateUnavailable):  # a read with nothing to fall back on
         cache.usage()
     assert cache.stats.redis_errors == 1
@@ -206,7 +206,7 @@ def test_a_failed_write_opens_the_breaker_for_reads_and_writes(own_redis: LocalR
     revived = LocalRedis(port=port).start()
     try:
         clock.now += 2  # past retry_after
-        assert cache.pod("redis", "a") is None
+        assert cache.bind_reads("redis", "a")[1:] == (None, None)  # (a new server: empty)
         assert not cache.redis_down
     finally:
         revived.stop()

@@ -127,18 +127,20 @@ def test_the_bind_reads_the_shard_fresh_and_no_usage(store: RedisStore) -> None:
 
 
 def test_a_bound_pod_is_known_from_the_store_else_from_its_filter(snapshots: Snapshots, store: RedisStore) -> None:
-    pod, memory = snapshots.bound_pod("redis", "cache-a-0", "")
+    pod, memory, stored = snapshots.bound_pod("redis", "cache-a-0", "")
+    assert stored is not None and stored.uid == "uid-redis-cache-a-0"
     assert pod is not None and pod.member.cluster == "redis/cache-a" and pod.member.shard == "3"
     assert pod.member.role is Role.REPLICA and pod.memory_request == 2**30 and pod.uid == "uid-redis-cache-a-0"
     assert memory is None
 
     remembered = FilterMemory("redis/cache-a", "3", "master", "u-new", 5, 6, [(None, "zone-c", "region-1")])
     store.remember_filter("redis/cache-a-9", remembered)
-    pod, memory = snapshots.bound_pod("redis", "cache-a-9", "u-given")
+    pod, memory, stored = snapshots.bound_pod("redis", "cache-a-9", "u-given")
+    assert stored is None
     assert memory == remembered
     assert (pod.uid, pod.member.role, pod.memory_request, pod.cpu_request) == ("u-given", Role.MASTER, 5, 6)
 
-    assert snapshots.bound_pod("redis", "web-0", "u") == (None, None)
+    assert snapshots.bound_pod("redis", "web-0", "u") == (None, None, None)
 
 
 def test_the_filters_survivors_are_parsed_from_the_memo_when_prioritize_sends_them() -> None:
