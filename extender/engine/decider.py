@@ -51,9 +51,10 @@ class Decider:
     implies through the cache; Redis failures arrive as StateUnavailable/StoreFailed."""
 
     def __init__(self, settings: Settings, cache: StateCache, identifier: Identifier,
-                 pending: PendingCheck | None = None):
+                 pending: PendingCheck | None = None, binding_checks_uid: bool = False):
         self.settings = settings
         self.pending = pending
+        self.binding_checks_uid = binding_checks_uid  # (k8s_sync.binding_checks_uid)
         self.cache = cache
         self.identifier = identifier
         self.snapshots = Snapshots(cache, settings.domains.levels)
@@ -180,18 +181,12 @@ class Decider:
     def bind(self, namespace: str, name: str, uid: str, node: str, binder: Binder | None) -> str:
         """Re-check, record atomically, then create the Binding. Returns an Error text or "".
         While Redis is down nothing is tried (StoreFailed at once): the scheduler retries."""
-        if self.pending is not None:  # live mode: only a pod the API has, unbound, for us
-            refused = self.pending(namespace, name, uid)
-            if refused:
-                metrics.PLACEMENTS.labels("not_pending").inc()
-                return f"redis-extender: {refused}; not bound"
         try:  # the epoch (whole?), the filter's memory and the stored pod: one round trip
             pod, memory, stored = self._whole(lambda: self.snapshots.bound_pod(namespace, name, uid))
-            if self.pending is None:  # offline: the loaded state stands for the API
-                offline = self._offline_refusal(namespace, name, uid, node, stored)
-                if offline is not None:
-                    metrics.PLACEMENTS.labels("not_pending").inc()
-                    return offline
+            refused = self._not_pending(namespace, name, uid, node, stored)
+            if refused is not None:
+                metrics.PLACEMENTS.labels("not_pending").inc()
+                return refused
             if pod is not None:
                 error = self._check_and_record(pod, node, memory)
                 if error:
@@ -210,6 +205,22 @@ class Decider:
                 self._release(pod)
             return f"redis-extender: binding {namespace}/{name} to {node} failed: {exc}"
         return ""
+
+    def _not_pending(self, namespace: str, name: str, uid: str, node: str, stored: PodRecord | None) -> str | None:
+        """Why the pod must not be bound, or None (go on; "" when offline's repeated bind is a
+        no-op). Live mode: only a pod the API has, with that UID, unbound, for one of our
+        schedulers. When the watch already wrote exactly that into the store (watched_pending)
+        and the apiserver checks a Binding's UID (1.27 on), the API is not asked again: it
+        refuses the Binding for another pod of that name, a pod bound or being deleted
+        meanwhile (the record is undone then, as for any refused Binding); else the API is
+        asked (PendingCheck) before anything is recorded. Offline the loaded state stands for
+        the API (_offline_refusal)."""
+        if self.pending is None:
+            return self._offline_refusal(namespace, name, uid, node, stored)
+        if self.binding_checks_uid and watched_pending(stored, uid, self.settings.kube.scheduler_names):
+            return None
+        refused = self.pending(namespace, name, uid)
+        return f"redis-extender: {refused}; not bound" if refused else None
 
     @staticmethod
     def _offline_refusal(namespace: str, name: str, uid: str, node: str, stored: PodRecord | None) -> str | None:
@@ -280,6 +291,15 @@ class Decider:
             self.cache.unrecord(PodRecord.of(pod, node))
         except StoreFailed as exc:  # the watch will report the truth and fix it
             log.warning("cannot undo the record of %s: %s", pod.key, exc)
+
+
+def watched_pending(stored: PodRecord | None, uid: str, scheduler_names: tuple[str, ...]) -> bool:
+    """Does the store, as the API's watch wrote it, say this pod is pending for us: that UID,
+    on no node, not terminated, and (with scheduler names) for one of them? spec.schedulerName
+    and the UID never change for a pod; nodeName is set once, by the Binding the API checks."""
+    return (stored is not None and bool(uid) and stored.uid == uid and not stored.node
+            and stored.phase == "Pending" and bool(stored.scheduler)
+            and (not scheduler_names or stored.scheduler in scheduler_names))
 
 
 _EMPTY = Snapshot(level_names=(), nodes={})

@@ -119,9 +119,11 @@ POD_PARAM = MAX_LABEL + 1 + MAX_NAME
 
 
 def create_app(settings: Settings, cache: StateCache | None = None, binder: Binder | None = None,
-               pending: PendingCheck | None = None, public_only: bool = False) -> Flask:
+               pending: PendingCheck | None = None, public_only: bool = False,
+               binding_checks_uid: bool = False) -> Flask:
     """The app; with `public_only` (the service.public_bind listener) the verbs answer 403;
-    `pending` (live mode): does the API have this pod pending for us (checked at bind)."""
+    `pending` (live mode): does the API have this pod pending for us (checked at bind);
+    `binding_checks_uid`: the apiserver refuses a Binding under another UID (Decider)."""
     app = Flask("redis-extender")
     app.config["MAX_CONTENT_LENGTH"] = settings.service.max_body_bytes
     if cache is None:
@@ -129,7 +131,7 @@ def create_app(settings: Settings, cache: StateCache | None = None, binder: Bind
         cache.warm()
     cache.stats.listeners.append(metrics.cache_listener)
     identifier = Identifier(settings.identity)
-    decider = Decider(settings, cache, identifier, pending)
+    decider = Decider(settings, cache, identifier, pending, binding_checks_uid)
     memo = NamesMemo()
     node_memo = NodeMemo(settings.domains.levels)
     app.extensions["redis_extender"] = decider

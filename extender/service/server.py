@@ -51,13 +51,14 @@ class _Gunicorn(BaseApplication):
 
         binder = None
         if self.settings.kube.enabled and not self.public_only:  # one API client per worker, made after the fork
-            from extender.state.k8s_sync import api_client, make_binder, make_pending_check
+            from extender.state.k8s_sync import api_client, binding_checks_uid, make_binder, make_pending_check
 
             api = api_client(self.settings.kube.kubeconfig, self.settings.kube.in_cluster,
                              pool_size=self.settings.service.threads)
             binder = make_binder(api)
             pending = make_pending_check(api, self.settings.kube.scheduler_names)
-            return create_app(self.settings, binder=binder, pending=pending)
+            return create_app(self.settings, binder=binder, pending=pending,
+                              binding_checks_uid=binding_checks_uid(api))
         return create_app(self.settings, public_only=self.public_only)
 
 

@@ -115,6 +115,26 @@ def make_binder(api: kclient.ApiClient) -> Callable[[str, str, str, str], None]:
     return bind
 
 
+BINDING_CHECKS_UID = (1, 27)
+"""The first release whose pods/binding honours metadata.uid in every patch release: added in
+1.24, lost in 1.25 and fixed in 1.27 (backported to late 1.25/1.26 patches only). v1.20.2, our
+oldest supported release, binds another pod of that name (tests/e2e/test_scheduling.py)."""
+
+
+def binding_checks_uid(api: kclient.ApiClient) -> bool:
+    """Does this apiserver refuse a Binding whose metadata.uid is not the pod's? (GET /version;
+    False when it cannot tell: the bind then always asks the API about the pod first.)"""
+    try:
+        status, data = _api_call(api, "GET", "/version")
+        version = orjson.loads(data) if status == 200 else {}
+        major = int(str(version.get("major", "0")).rstrip("+"))
+        minor = int("".join(c for c in str(version.get("minor", "0")) if c.isdigit()) or 0)
+    except Exception as exc:  # unreachable, not JSON, not numbers
+        log.warning("cannot read the apiserver's version (%s): every bind asks the API about its pod", exc)
+        return False
+    return (major, minor) >= BINDING_CHECKS_UID
+
+
 def make_pending_check(api: kclient.ApiClient, scheduler_names: tuple[str, ...] = ()) -> Callable[[str, str, str], str]:
     """(namespace, name, uid) -> "" when the API has that pod, with that UID, not yet bound and
     (with `scheduler_names`) for one of these schedulers; else why not (the bind's Error)."""

@@ -35,7 +35,8 @@ def pod_record(obj: Mapping[str, Any], identifier: Identifier) -> PodRecord:
         namespace=namespace, name=name, uid=str(meta.get("uid") or ""), node=spec.get("nodeName") or "",
         memory=memory, cpu=cpu, phase=(obj.get("status") or {}).get("phase") or "Pending",
         cluster=member.cluster if member else "", shard=(member.shard or "") if member else "",
-        role=member.role.value if member else "", ip=(obj.get("status") or {}).get("podIP") or "")
+        role=member.role.value if member else "", ip=(obj.get("status") or {}).get("podIP") or "",
+        scheduler=str(spec.get("schedulerName") or ""))
 
 
 def split_list(document: Any) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:

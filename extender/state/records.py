@@ -39,6 +39,7 @@ class PodRecord:
     shard: str = ""
     role: str = ""
     ip: str = ""  # status.podIP: where the live topology of its Redis can be read
+    scheduler: str = ""  # spec.schedulerName as the API reported it (sync, load); "" when not known
 
     @property
     def key(self) -> str:
@@ -60,7 +61,8 @@ class PodRecord:
         return cls(namespace=namespace, name=name, uid=fields.get("uid", ""), node=fields.get("node", ""),
                    memory=int(fields.get("mem") or 0), cpu=int(fields.get("cpu") or 0),
                    phase=fields.get("phase") or "Pending", cluster=fields.get("cluster", ""),
-                   shard=fields.get("shard", ""), role=fields.get("role", ""), ip=fields.get("ip", ""))
+                   shard=fields.get("shard", ""), role=fields.get("role", ""), ip=fields.get("ip", ""),
+                   scheduler=fields.get("sched", ""))
 
 
 @dataclass(frozen=True)

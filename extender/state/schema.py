@@ -9,7 +9,7 @@ not supported as the state's store:
   P gen:nodes               STRING counter, bumped on every node write (cache revalidation)
   P usage:mem / usage:cpu   HASH node -> summed requests of every non-terminal pod on it
   P pod:<ns>/<name>         HASH uid node mem cpu phase cluster shard role (effective) lrole (label)
-                            updated source ip
+                            updated source ip sched (spec.schedulerName, from the API)
                             (every pod, Redis or not: its requests count toward its node)
   P shard:<cluster>|<shard> HASH "<ns>/<name>" -> "<node>\\t<role>" for placed copies, or
                             "<node>\\t<role>\\t<expiry ms>" for a reservation (a pod's likely

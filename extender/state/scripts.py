@@ -14,6 +14,7 @@ local new = {uid=ARGV[4], node=ARGV[5], mem=ARGV[6], cpu=ARGV[7], phase=ARGV[8],
              cluster=ARGV[9], shard=ARGV[10], lrole=ARGV[11]}
 local expect_version, now, source, ip = ARGV[12], ARGV[13], ARGV[14], ARGV[15] or ''
 local expect_masters = ARGV[17] or ''
+local sched = ARGV[18] or ''  -- spec.schedulerName from the API (sync, load); a bind's record has none
 local updated = now
 
 -- an API event older than our bind: nodeName is never unset, so "not placed" for the pod we
@@ -70,8 +71,10 @@ end
 
 -- counters: take the old record out, put the new one in
 if o[1] and active(o[2], o[5]) then
-  redis.call('HINCRBY', P .. K.usage_memory, o[2], -tonumber(o[3] or '0'))
-  redis.call('HINCRBY', P .. K.usage_cpu, o[2], -tonumber(o[4] or '0'))
+  -- (never "-0", which HINCRBY refuses: a pod without requests must be movable too)
+  local mem, cpu = tonumber(o[3] or '0') or 0, tonumber(o[4] or '0') or 0
+  if mem ~= 0 then redis.call('HINCRBY', P .. K.usage_memory, o[2], -mem) end
+  if cpu ~= 0 then redis.call('HINCRBY', P .. K.usage_cpu, o[2], -cpu) end
   if o[6] and o[6] ~= '' then
     redis.call('HINCRBY', P .. K.cluster_pods .. o[6], o[2], -1)
     if o[8] == 'master' then redis.call('HINCRBY', P .. K.cluster_masters .. o[6], o[2], -1) end
@@ -131,6 +134,11 @@ else
   redis.call('HSET', podkey, 'uid', new.uid, 'node', new.node, 'mem', new.mem, 'cpu', new.cpu,
              'phase', new.phase, 'cluster', new.cluster, 'shard', new.shard, 'role', new.role,
              'lrole', new.lrole, 'updated', updated, 'source', source, 'ip', ip)
+  if sched ~= '' then
+    redis.call('HSET', podkey, 'sched', sched)
+  elseif o[1] ~= new.uid then  -- another pod of that name: its predecessor's scheduler is not its own
+    redis.call('HDEL', podkey, 'sched')
+  end
   if new.cluster ~= '' then redis.call('SADD', P .. K.clusters, new.cluster) end
 end
 if o[1] and active(o[2], o[5]) then  -- what the old record counted, for the caller's cached usage

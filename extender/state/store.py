@@ -107,7 +107,7 @@ class RedisStore:
         status, detail = self._apply(args=[
             self.p, pod.key, mode, pod.uid, pod.node, pod.memory, pod.cpu, pod.phase,
             pod.cluster, pod.shard, pod.role, expect_version, f"{time.time():.3f}", source, pod.ip,
-            BIND_CONFIRM_GRACE, expect_masters])
+            BIND_CONFIRM_GRACE, expect_masters, pod.scheduler])
         status, detail = status.decode(), detail.decode()
         return RecordResult(ok=status == "ok", status=status, detail=detail)
 
@@ -133,7 +133,7 @@ class RedisStore:
         for pod in pods:
             self._apply(args=[self.p, pod.key, "upsert", pod.uid, pod.node, pod.memory, pod.cpu,
                               pod.phase, pod.cluster, pod.shard, pod.role, "", f"{time.time():.3f}",
-                              source, pod.ip, BIND_CONFIRM_GRACE], client=pipe)
+                              source, pod.ip, BIND_CONFIRM_GRACE, "", pod.scheduler], client=pipe)
             count += 1
             if count % batch == 0:
                 pipe.execute()

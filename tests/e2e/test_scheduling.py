@@ -109,6 +109,53 @@ def violations(placement: dict[str, str], zone_of: dict[str, str]) -> dict[str, 
     return {"node": node_v, "zone": zone_v, "shards": len(shards)}
 
 
+def test_a_pod_the_watch_saw_pending_binds_without_a_get_only_where_the_api_checks_the_uid(live, world) -> None:
+    """A bind skips asking the API about its pod when the store holds what the API's watch
+    said (that UID, unbound, its scheduler) and the apiserver itself refuses a Binding under
+    another UID. Whether it does is read from its version: checked here against what this
+    apiserver really does (v1.20.2 binds the pod anyway; current releases refuse). A second
+    bind of the bound pod is refused either way."""
+    import json
+
+    from harness.controlplane import ApiError
+    from extender.state.k8s_sync import api_client, binding_checks_uid
+
+    cp, extender, store = live
+    zone_of = make_nodes(cp, world, 3, 1, "watched")
+    cp.wait_for(lambda: set(zone_of) <= set(store.node_names()), timeout=20, what="nodes synced")
+    taken, first, second = list(zone_of)  # one node a zone
+    uids = {}
+    for copy in (0, 1):
+        name = f"watched-shard{copy}-0"
+        uids[name] = cp.create_pod(shard_pod("watched", copy, 0))["metadata"]["uid"]
+        world["pods"].append(name)
+    for name in uids:
+        cp.wait_for(lambda: (store.pod(NS, name) or {}).get("sched") == SCHED, timeout=20, what="pod synced")
+    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "watched-shard1-0", "uid": "not-its-uid"},
+               "target": {"apiVersion": "v1", "kind": "Node", "name": taken}}
+    try:
+        cp.request("POST", f"/api/v1/namespaces/{NS}/pods/watched-shard1-0/binding", binding)
+        refused = False
+    except ApiError:
+        refused = True
+    assert binding_checks_uid(api_client(str(cp.kubeconfig))) is refused
+    assert bool(cp.get_pod("watched-shard1-0", NS)["spec"].get("nodeName")) is not refused
+
+    name = "watched-shard0-0"
+
+    def bind(node: str) -> str:
+        body = {"PodName": name, "PodNamespace": NS, "PodUID": uids[name], "Node": node}
+        req = urllib.request.Request(f"{extender.url}/bind", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(req, timeout=5).read())["Error"]
+
+    assert bind(first) == ""
+    assert cp.get_pod(name, NS)["spec"]["nodeName"] == first
+    assert "already" in bind(second)  # by the store or, while the watch lags, by the API
+    cp.wait_for(lambda: (store.pod(NS, name) or {}).get("node") == first, timeout=20, what="record kept")
+    assert cp.get_pod(name, NS)["spec"]["nodeName"] == first
+
+
 def run_workload(live, world, tag: str, zones: int, per_zone: int, shards: int, copies: int,
                  native: bool = False) -> tuple[dict[str, int], int]:
     """Nodes, a scheduler, a burst of pods; returns (violations, pods left Pending) and cleans up."""

@@ -99,3 +99,45 @@ def test_siblings_reserving_one_zone_never_block_each_other(store: RedisStore) -
         zones = [zone_of(store, f"{n}-{s}") for n in ("a", "x", "y")]
         assert len(set(zones)) == 3, zones  # 0 copies sharing a zone
     assert first_round_ok == shards and max(attempts_needed) == 1
+
+
+def test_a_pod_the_watch_recorded_pending_for_us_is_not_asked_about_again(store: RedisStore) -> None:
+    """Live mode asks the API (PendingCheck) before recording a bind, unless the store already
+    holds what the API's watch said (that UID, unbound, for one of our schedulers) and the
+    apiserver checks the Binding's UID itself (1.27 on). Anything less is asked."""
+    import dataclasses
+
+    from extender.core.settings import KubeSettings
+
+    items = world(2, {}, ["c", "d", "e"])["items"]
+    items.append(make_pod("redis", "f-0", redis_labels("c5", 0, "replica"), "1Gi", "500m", uid="uid-f"))
+    for item in items:
+        if item["kind"] == "Pod" and item["metadata"]["name"] not in ("e-0", "f-0"):  # a dump without it
+            item["spec"]["schedulerName"] = "redis-scheduler"
+    load_list(store, {"kind": "List", "items": items}, IDENTIFIER)
+    asked: list[str] = []
+
+    def pending(namespace: str, name: str, uid: str) -> str:
+        asked.append(name)
+        return ""
+
+    def decider_for(names: tuple[str, ...], checks_uid: bool = True) -> Decider:
+        settings = dataclasses.replace(Settings(), kube=KubeSettings(scheduler_names=names))
+        return Decider(settings, StateCache(store, DEFAULT_LEVELS), IDENTIFIER, pending, checks_uid)
+
+    # an apiserver that does not check a Binding's UID (before 1.27): always asked
+    assert decider_for(("redis-scheduler",), False).bind("redis", "c-1", "uid-redis-c-1", "node-a", None) == ""
+    assert asked == ["c-1"]
+    asked.clear()
+    d = decider_for(("redis-scheduler",))
+    assert d.bind("redis", "c-0", "uid-redis-c-0", "node-a", None) == "" and asked == []
+    assert store.pod("redis", "c-0")["sched"] == "redis-scheduler"  # the bind's record kept it
+    assert d.bind("redis", "c-0", "uid-redis-c-0", "node-a", None) == "" and asked == ["c-0"]  # placed now
+    assert d.bind("redis", "d-0", "another-uid", "node-b", None) == "" and asked == ["c-0", "d-0"]
+    assert d.bind("redis", "e-0", "uid-redis-e-0", "node-c", None) == "" and asked == ["c-0", "d-0", "e-0"]
+    asked.clear()
+    assert decider_for(("other",)).bind("redis", "d-1", "uid-redis-d-1", "node-b", None) == "" and asked == ["d-1"]
+    assert decider_for(()).bind("redis", "e-1", "uid-redis-e-1", "node-c", None) == "" and asked == ["d-1"]
+    asked.clear()
+    assert "sched" not in store.pod("redis", "f-0")  # no scheduler known: none stored
+    assert decider_for(()).bind("redis", "f-0", "uid-f", "node-c2", None) == "" and asked == ["f-0"]

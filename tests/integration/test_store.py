@@ -324,3 +324,28 @@ def test_a_creation_event_applied_after_the_bind_does_not_unplace_the_pod(store:
     store.r.hset(f"{store.p}pod:redis/cache-a-2", "updated", "1000.000")  # bound long ago, never confirmed
     store.upsert_pod(copy("cache-a-2", ""), source="watch")
     assert "n3" not in store.shard_state("redis/cache-a", "3").counts.pods_per_node
+
+
+def test_the_scheduler_name_is_kept_for_its_pod_and_dropped_for_another_of_that_name(store: RedisStore) -> None:
+    """`sched` (spec.schedulerName, from the API) lets a bind skip asking the API again: a bind's
+    own record keeps it, a later pod of the same name (another UID) never inherits it."""
+    store.upsert_pod(PodRecord("redis", "a", uid="u1", cluster="c", shard="0", role="replica",
+                               scheduler="redis-scheduler"), source="watch")
+    assert store.pod_record("redis", "a").scheduler == "redis-scheduler"
+    assert store.record_placement(PodRecord("redis", "a", uid="u1", node="n1", cluster="c", shard="0",
+                                            role="replica")).ok
+    assert store.pod_record("redis", "a").scheduler == "redis-scheduler"
+    store.upsert_pods([PodRecord("redis", "a", uid="u1", cluster="c", shard="0", role="replica",
+                                 scheduler="other")])
+    assert store.pod_record("redis", "a").scheduler == "other"  # the API's word, as loaded
+    assert store.record_placement(PodRecord("redis", "a", uid="u2", node="n2", cluster="c", shard="0",
+                                            role="replica")).ok
+    assert store.pod_record("redis", "a").scheduler == ""
+
+
+def test_a_placed_pod_without_requests_can_be_updated_and_moved(store: RedisStore) -> None:
+    """Its usage is 0: taking it out must not send HINCRBY "-0" (refused: "not an integer")."""
+    store.upsert_pod(PodRecord("redis", "b", uid="u", node="n1", cluster="c", shard="1", role="replica"))
+    store.upsert_pod(PodRecord("redis", "b", uid="u", node="n2", cluster="c", shard="1", role="replica"))
+    assert store.pod_record("redis", "b").node == "n2"
+    assert store.delete_pod("redis", "b", uid="u")
