@@ -80,6 +80,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "child_exit": _child_exit,
         "post_worker_init": _quiet_gc,
         "control_socket_disable": True,  # one per user home: several instances would collide
+        "worker_tmp_dir": ram_dir(),  # the workers' heartbeat files (None: the temp directory)
     }
     if service.certfile:
         options.update(certfile=service.certfile, keyfile=service.keyfile)
@@ -88,6 +89,16 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     if service.max_worker_rss:
         options["post_request"] = _retire_if_large(service.max_worker_rss, service.retire_after)
     return options
+
+
+def ram_dir() -> str | None:
+    """/dev/shm where the system has it (tmpfs): the workers' heartbeat files and the metrics'
+    mmapped files are written on every request, and a write to a page of a disk file that the
+    kernel is writing back waits for the disk. (The chart mounts /tmp in RAM for the same reason.)"""
+    return RAM_DIR if os.path.isdir(RAM_DIR) and os.access(RAM_DIR, os.W_OK | os.X_OK) else None
+
+
+RAM_DIR = "/dev/shm"
 
 
 def _rss_mib() -> float:
@@ -215,7 +226,7 @@ def serve(settings: Settings, public_only: bool = False) -> None:
         _Gunicorn(settings, options, public_only=True).run()
         return
     if not metrics_dir():
-        directory = tempfile.mkdtemp(prefix="redis-extender-metrics-")
+        directory = tempfile.mkdtemp(prefix="redis-extender-metrics-", dir=ram_dir())
         set_metrics_dir(directory)
         atexit.register(_remove_in, os.getpid(), directory)
     if settings.service.public_bind == settings.service.bind:  # checked here: the child has both equal
