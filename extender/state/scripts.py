@@ -197,3 +197,29 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[2], 'invalidated', ARGV[2])
 return 1
 """
+
+SHARD_READ = lua_prelude() + r"""
+-- One decision's read, atomically and in one command (a MULTI of 8 costs the client several
+-- times more to pack and parse): epoch, fence, the shard's copies and version, and (counts)
+-- its cluster's pods, masters and reservations per node with the masters version.
+local P, cluster, shard, has_shard, counts = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local out = {redis.call('GET', P .. K.epoch) or '', redis.call('GET', P .. K.fence) or '0', {}, '0', {}, {}, {}, '0'}
+if has_shard == '1' then
+  out[3] = redis.call('HGETALL', P .. K.shard .. cluster .. SEP .. shard)
+  out[4] = redis.call('GET', P .. K.shard_version .. cluster .. SEP .. shard) or '0'
+end
+if counts == '1' then
+  out[5] = redis.call('HGETALL', P .. K.cluster_pods .. cluster)
+  out[6] = redis.call('HGETALL', P .. K.cluster_masters .. cluster)
+  out[7] = redis.call('HGETALL', P .. K.cluster_reservations .. cluster)
+  out[8] = redis.call('GET', P .. K.masters_version .. cluster) or '0'
+end
+return out
+"""
+
+BIND_READ = lua_prelude() + r"""
+-- A bind's first read in one command: epoch, fence, the pod's filter memory and its record.
+local P, key_id = ARGV[1], ARGV[2]
+return {redis.call('GET', P .. K.epoch) or '', redis.call('GET', P .. K.fence) or '0',
+        redis.call('GET', P .. K.seen .. key_id) or '', redis.call('HGETALL', P .. K.pod .. key_id)}
+"""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import orjson
 import redis
@@ -47,6 +47,8 @@ class RedisStore:
         self._lock_renew = client.register_script(scripts.LOCK_RENEW)
         self._lock_release = client.register_script(scripts.LOCK_RELEASE)
         self._invalidate = client.register_script(scripts.INVALIDATE_EPOCH)
+        self._shard_read = client.register_script(scripts.SHARD_READ)
+        self._bind_read = client.register_script(scripts.BIND_READ)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, timeout: float = 0.03) -> "RedisStore":
@@ -215,36 +217,24 @@ class RedisStore:
     def shard_state(self, cluster: str, shard: str | None, counts: bool = True) -> ShardState:
         """The shard's copies and version, and (`counts`) the cluster's pods and masters per
         node with its pods in flight (P creserve:), which scores and the masters rule need:
-        one pipelined read."""
-        pipe = self.r.pipeline(transaction=True)
-        pipe.get(self.k.epoch)
-        pipe.get(self.k.fence)
-        if shard is not None:
-            pipe.hgetall(self.k.shard(cluster, shard))
-            pipe.get(self.k.shard_version(cluster, shard))
-        if counts:
-            pipe.hgetall(self.k.cluster_pods(cluster))
-            pipe.hgetall(self.k.cluster_masters(cluster))
-            pipe.hgetall(self.k.cluster_reservations(cluster))
-            pipe.get(self.k.masters_version(cluster))
-        epoch, fence, *out = pipe.execute()
-        epoch, fence = (epoch or b"").decode(), int(fence or 0)
+        one atomic read, one command (scripts.SHARD_READ)."""
+        epoch_b, fence_b, raw, v, pods_raw, masters_raw, reserved_raw, mv = self._shard_read(
+            args=[self.p, cluster, shard or "", "1" if shard is not None else "0", "1" if counts else "0"])
+        epoch, fence = epoch_b.decode(), int(fence_b)
         copies: tuple[Copy, ...] = ()
         version = ""
         now_ms = time.time() * 1000
         if shard is not None:
-            raw, v = out[0], out[1]
-            out = out[2:]
-            copies = tuple(c for c in (parse_copy(k.decode(), val.decode(), now_ms) for k, val in raw.items()) if c)
-            version = (v or b"0").decode()
+            copies = tuple(c for c in (parse_copy(k.decode(), val.decode(), now_ms) for k, val in _pairs(raw)) if c)
+            version = v.decode()
         if not counts:
             return ShardState(copies=copies, version=version, counts=ClusterCounts(), epoch=epoch, fence=fence)
-        pods = {k.decode(): int(v) for k, v in out[0].items() if int(v) > 0}
-        masters = {k.decode(): int(v) for k, v in out[1].items() if int(v) > 0}
-        reserved = tuple(c for c in (parse_copy(k.decode(), val.decode(), now_ms) for k, val in out[2].items())
+        pods = {k.decode(): n for k, val in _pairs(pods_raw) if (n := int(val)) > 0}
+        masters = {k.decode(): n for k, val in _pairs(masters_raw) if (n := int(val)) > 0}
+        reserved = tuple(c for c in (parse_copy(k.decode(), val.decode(), now_ms) for k, val in _pairs(reserved_raw))
                          if c and c.reserved)
         return ShardState(copies=copies, version=version, counts=ClusterCounts(pods, masters, reserved), epoch=epoch,
-                          masters_version=(out[3] or b"0").decode(), fence=fence)
+                          masters_version=mv.decode(), fence=fence)
 
     def cluster_pod_ips(self, cluster: str) -> dict[str, str]:
         """The placed pods of a cluster with their IPs ("ns/name" -> ip), to find its Redis."""
@@ -388,15 +378,9 @@ class RedisStore:
     def bind_reads(self, namespace: str, name: str) -> tuple[str, int, FilterMemory | None, PodRecord | None]:
         """What a bind reads before its shard, in one round trip: the epoch and the fence
         (atomically, as epoch_and_fence), the pod's filter memory and its stored record."""
-        key = f"{namespace}/{name}"
-        pipe = self.r.pipeline(transaction=True)
-        pipe.get(self.k.epoch)
-        pipe.get(self.k.fence)
-        pipe.get(self.k.seen(key))
-        pipe.hgetall(self.k.pod(key))
-        epoch, fence, seen, raw = pipe.execute()
-        stored = {k.decode(): v.decode() for k, v in raw.items()}
-        return ((epoch or b"").decode(), int(fence or 0), FilterMemory.decode(seen) if seen else None,
+        epoch, fence, seen, raw = self._bind_read(args=[self.p, f"{namespace}/{name}"])
+        stored = {raw[i].decode(): raw[i + 1].decode() for i in range(0, len(raw), 2)}
+        return (epoch.decode(), int(fence), FilterMemory.decode(seen) if seen else None,
                 PodRecord.decode(namespace, name, stored) if stored else None)
 
     def invalidate_epoch(self, epoch: str, reason: str) -> bool:
@@ -431,3 +415,8 @@ def _chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
             batch = []
     if batch:
         yield batch
+
+
+def _pairs(flat: list[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    """A script's HGETALL (a flat field, value, ... list) as (field, value) pairs."""
+    return zip(flat[::2], flat[1::2])
