@@ -275,6 +275,15 @@ class RedisStore:
             pipe.hget(self.k.pod(key), field)
         return {key: value.decode() for key, value in zip(keys, pipe.execute()) if value is not None}
 
+    def inventory_stamp(self) -> tuple[bytes | None, ...]:
+        """What moves whenever the inventory a report reads changes: the epoch, the write fence
+        (every pod write: placements, usage, roles, clusters) and the node generation."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.get(self.k.epoch)
+        pipe.get(self.k.fence)
+        pipe.get(self.k.node_generation)
+        return tuple(pipe.execute())
+
     def summary(self) -> StoreSummary:
         """The cluster-wide hashes a report starts from, read atomically."""
         pipe = self.r.pipeline(transaction=True)

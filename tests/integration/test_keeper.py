@@ -121,3 +121,35 @@ def test_keeper_once_dry_run_says_what_it_would_do_and_does_nothing(cluster: Red
     assert "failover: masters per zone" in out.stdout and "(zone-c)" in out.stdout, out.stdout
     assert cluster.roles() == before and load_memory(store, CLUSTER).pending is None
     assert masters(cluster, zone_of) == {"zone-a": 2, "zone-b": 1, "zone-c": 0}
+
+
+def test_a_round_over_an_unchanged_state_does_not_read_it_again(store, prefix: str, redis_server,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keeper runs every 2 s on the sync leader: the whole inventory is read again only when
+    a pod or node write moved the state, and placed again when a live topology was stored."""
+    from extender.actuation import keeper as keeper_mod
+    from extender.state.records import PodRecord
+
+    items = [make_node(f"node-{z}", f"zone-{z}", "region-1", None, 16, 8) for z in "abc"]
+    items += [make_pod("redis", f"cache-{k}", redis_labels("cache", k, "master"), "1Gi", "500m", f"node-{z}")
+              for k, z in enumerate("abc")]
+    load_list(store, {"kind": "List", "items": items}, Identifier(IdentitySettings()))
+    reads: list[int] = []
+    real = keeper_mod.read_inventory
+    monkeypatch.setattr(keeper_mod, "read_inventory", lambda *a, **kw: reads.append(1) or real(*a, **kw))
+    settings = load(env={"REDIS_URL": redis_server.url, "REDIS_EXTENDER_KEY_PREFIX": prefix,
+                         "REDIS_EXTENDER_KEEPER": "advise"})
+    k = Keeper(store, settings)
+    first = k.round()
+    assert k.round() == first and len(reads) == 1
+    store.upsert_pod(PodRecord("redis", "cache-0", uid="uid-redis-cache-0", node="node-b", memory=1 << 30,
+                               cpu=500, phase="Running", cluster="redis/cache", shard="0", role="master"))
+    k.round()
+    assert len(reads) == 2 and k._placement().inventory.shards["redis/cache"]["0"][0].node == "node-b"
+    from extender.analysis.topology import KIND_CLUSTER, LiveTopology
+
+    assert k._placement().inventory.live == {}
+    store_live(store, LiveTopology(CLUSTER, KIND_CLUSTER, 1.0, "seed:6379", error="unreachable"))
+    k.round()
+    assert len(reads) == 2  # placed again with the new live view, from the same inventory
+    assert k._placement().inventory.live[CLUSTER].error == "unreachable"
