@@ -511,3 +511,55 @@ def test_binding_names_are_held_to_kubernetes_lengths():
 def test_type_names_in_messages_are_json_ones():
     with pytest.raises(ProtocolError, match="got an array"):
         parse_extender_args(b"[1]", IDENTIFIER)
+
+
+def test_a_resent_nodes_section_is_not_parsed_again_and_reads_the_same():
+    """Full Node bodies: a filter after filter resends the same Nodes bytes (only the pod
+    differs): kept by those bytes, the section is not parsed again, and what comes out is what
+    a full parse gives; changed bytes are a plain parse."""
+    from extender.protocol import NodeMemo
+
+    captured_body = captured("false", "filter")
+    memo = NodeMemo(DEFAULT_LEVELS)
+    first = parse_extender_args(captured_body, IDENTIFIER, node_memo=memo)
+    assert (memo.section_hits, memo.section_misses) == (0, 1)
+    doc = json.loads(captured_body)
+    for pod in (doc["Pod"], redis_pod()):  # the same pod again, then another pod
+        # Go's encoding: compact, Pod, Nodes, NodeNames in that order
+        again = json.dumps({"Pod": pod, "Nodes": doc["Nodes"], "NodeNames": None}, separators=(",", ":")).encode()
+        assert again[again.index(b',"Nodes":'):] == captured_body[captured_body.index(b',"Nodes":'):]
+        hit = parse_extender_args(again, IDENTIFIER, node_memo=memo)
+        plain = parse_extender_args(again, IDENTIFIER)
+        assert hit.pod == plain.pod and hit.node_names == plain.node_names == NAMES
+        assert hit.nodes == plain.nodes and not hit.names_mode and hit.nodes_key == first.nodes_key
+        assert [n.domains for n in hit.node_objects] == [node_from_object(n, DEFAULT_LEVELS).domains for n in plain.nodes]
+    assert memo.section_hits == 2
+    doc["Nodes"]["items"][0]["metadata"]["labels"]["topology.kubernetes.io/zone"] = "zone-z"
+    doc["Nodes"]["items"][0]["metadata"]["resourceVersion"] = "999"  # (the API moves it with any change)
+    changed = json.dumps(doc, separators=(",", ":")).encode()
+    args = parse_extender_args(changed, IDENTIFIER, node_memo=memo)
+    assert memo.section_hits == 2 and args.node_objects[0].domains == \
+        node_from_object(doc["Nodes"]["items"][0], DEFAULT_LEVELS).domains
+    with pytest.raises(ProtocolError):  # a bad pod next to a kept section is still a 400
+        parse_extender_args(json.dumps({"Pod": {"metadata": {}}, "Nodes": doc["Nodes"], "NodeNames": None},
+                                       separators=(",", ":")).encode(), IDENTIFIER, node_memo=memo)
+
+
+def test_nodes_look_alikes_inside_the_section_never_make_a_wrong_section():
+    """`,"Nodes":{` can only be the top-level member: in a string its quotes are escaped, and
+    no Node field is a map of objects; a body that is not Go's layout is parsed in full."""
+    from extender.protocol import NodeMemo
+
+    doc = json.loads(captured("false", "filter"))
+    node = doc["Nodes"]["items"][1]
+    node["metadata"]["annotations"] = {"Nodes": "{}", "x": ',"Nodes":{"items":[]},"NodeNames":null}'}
+    raw = json.dumps(doc, separators=(",", ":")).encode()
+    memo = NodeMemo(DEFAULT_LEVELS)
+    for _ in range(2):
+        args = parse_extender_args(raw, IDENTIFIER, node_memo=memo)
+        assert args.node_names == NAMES and args.nodes == doc["Nodes"]["items"]
+    assert memo.section_hits == 1
+    spaced = json.dumps(doc).encode()  # not compact: no section, a plain parse each time
+    for _ in range(2):
+        assert parse_extender_args(spaced, IDENTIFIER, node_memo=memo).node_names == NAMES
+    assert memo.section_hits == 1
