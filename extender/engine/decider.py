@@ -139,7 +139,7 @@ class Decider:
 
     def pod_from_store(self, namespace: str, name: str) -> PodRequest | None:
         """A pod known to the store (sync, load), as explain reads it; None when unknown."""
-        return self.snapshots.bound_pod(namespace, name, "")[0]
+        return self.snapshots.bound_pod(namespace, name, "", whole=False)[0]  # (explain: a 404 if unknown)
 
     def _whole(self, read: Callable[[], T]) -> T:
         """`read`, retried for up to WHOLE_WAIT while the state is being written whole again."""

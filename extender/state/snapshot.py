@@ -123,14 +123,15 @@ class Snapshots:
         `patient` (/readyz): the epoch read past the breaker (cache.epoch_now)."""
         return self.whole(self.cache.node_table(), self.cache.epoch_now(patient))
 
-    def bound_pod(self, namespace: str, name: str, uid: str
+    def bound_pod(self, namespace: str, name: str, uid: str, whole: bool = True
                   ) -> tuple[PodRequest | None, FilterMemory | None, PodRecord | None]:
         """The identity of a pod being bound: from the store (sync, load), else from its
         filter's memory; that memory; and the stored record. One round trip, which also
-        checks that the state is whole (an emptied Redis knows no pod: never "unknown, so
-        pass"). Raises StateUnavailable (StoreFailed included)."""
+        checks (`whole`) that the state is whole (an emptied Redis knows no pod: never
+        "unknown, so pass"). Raises StateUnavailable (StoreFailed included)."""
         epoch, memory, stored = self.cache.bind_reads(namespace, name)
-        self.whole(self.cache.node_table(), epoch)
+        if whole:
+            self.whole(self.cache.node_table(), epoch)
         if stored is not None and stored.cluster:
             member = Member(stored.cluster, stored.shard or None, Role.parse(stored.role))
             return PodRequest(namespace, name, uid or stored.uid, member, stored.memory, stored.cpu), memory, stored
