@@ -78,41 +78,13 @@ class NamesMemo:
 
 class NodeMemo:
     """Full Node bodies repeat the same nodes call after call: a node already read at the same
-    resourceVersion is not validated and converted again (quantities, labels, conditions);
-    and a whole Nodes section resent byte for byte (every filter of a burst, while the nodes do
-    not change) is not even parsed again: ~584 KB at 500 nodes, 4-5 ms of orjson a call.
-    Keyed by the section's raw bytes (compared, not trusted: a miss parses everything)."""
-
-    SECTIONS = 2  # the filter's list stays while the prioritize's survivors churn (LRU)
-    MAX_SECTION = 4 << 20  # bytes: the parsed objects of a section weigh ~15x its JSON
+    resourceVersion is not validated and converted again (quantities, labels, conditions)."""
 
     def __init__(self, levels: tuple[str, ...], size: int = 20000):
         self.levels = levels
         self.size = size
         self._nodes: dict[tuple[str, str], Node] = {}
         self._lock = threading.Lock()
-        self._sections: dict[bytes, Section] = {}
-        self.section_hits = self.section_misses = 0
-
-    def section(self, raw: bytes) -> "Section | None":
-        """The Nodes section already read from these exact bytes, if kept."""
-        found = self._sections.get(raw)
-        if found is None:
-            self.section_misses += 1
-            return None
-        self.section_hits += 1
-        with self._lock:
-            if self._sections.pop(raw, None) is not None:
-                self._sections[raw] = found
-        return found
-
-    def keep(self, raw: bytes, section: "Section") -> None:
-        if len(raw) > self.MAX_SECTION:
-            return
-        with self._lock:
-            while len(self._sections) >= self.SECTIONS:
-                self._sections.pop(next(iter(self._sections)))
-            self._sections[raw] = section
 
     def read(self, items: list[Any]) -> tuple[list[Node], tuple[Any, ...] | None]:
         """The nodes, and a key of the whole body (each node's name and resourceVersion) when
@@ -149,32 +121,6 @@ class NodeMemo:
 
 
 _NAMES_KEY = b'"NodeNames":'
-_NODES_KEY = b',"Nodes":'
-_NODES_TAIL = b',"NodeNames":null}'
-
-
-@dataclass(frozen=True)
-class Section:
-    """A parsed Nodes section (full Node bodies): its items (read-only, shared between the
-    requests that resend it), their names, and NodeMemo.read's nodes and key."""
-
-    items: list[dict[str, Any]]
-    names: list[str]
-    node_objects: list[Node] | None
-    nodes_key: tuple[Any, ...] | None
-
-
-def _nodes_span(data: bytes) -> tuple[int, int] | None:
-    """Where the top-level Nodes object lies, as Go's encoder writes ExtenderArgs with full
-    Node bodies: {"Pod":{...},"Nodes":{...},"NodeNames":null}. The last `,"Nodes":{` before
-    that tail: inside the section it could only be a map key holding an object, which no
-    Node has; a wrong guess leaves the rest of the body unbalanced, and such a body is never
-    kept (parse_extender_args checks the rest parses)."""
-    end = len(data) - len(_NODES_TAIL)
-    if end <= 0 or not data.endswith(_NODES_TAIL):
-        return None
-    start = data.rfind(_NODES_KEY + b"{", 0, end)
-    return (start + len(_NODES_KEY), end) if start >= 0 else None
 
 
 def _names_tail(data: bytes) -> tuple[int, bytes] | None:
@@ -209,26 +155,7 @@ def parse_extender_args(data: bytes, identifier: Identifier, memo: NamesMemo | N
                     return args
                 except (orjson.JSONDecodeError, ProtocolError):
                     pass  # fall through to the full parse, which names the problem
-    span = _nodes_span(data) if node_memo is not None and found is None else None
-    if span is not None:
-        assert node_memo is not None
-        raw = data[span[0]:span[1]]
-        section = node_memo.section(raw)
-        rest = data[:span[0]] + b"null" + data[span[1]:]
-        if section is not None:
-            try:
-                return _parse_body(orjson.loads(rest), identifier, node_memo, known_section=section)
-            except (orjson.JSONDecodeError, ProtocolError):
-                pass  # fall through to the full parse, which names the problem
     args = _parse_body(loads(data), identifier, node_memo)
-    if span is not None and args.nodes is not None:
-        try:  # the rest parses: the span was the top-level Nodes member (see _nodes_span)
-            whole = orjson.loads(rest)
-        except orjson.JSONDecodeError:
-            whole = None
-        if isinstance(whole, dict) and {str(k).lower() for k in whole} == {"pod", "nodes", "nodenames"} \
-                and whole.get("Nodes", 0) is None:
-            node_memo.keep(raw, Section(args.nodes, args.node_names, args.node_objects, args.nodes_key))  # type: ignore[union-attr]
     if found is not None and args.names_mode:
         try:
             same = orjson.loads(b"{" + found[1]) == {"NodeNames": args.node_names}
@@ -240,20 +167,12 @@ def parse_extender_args(data: bytes, identifier: Identifier, memo: NamesMemo | N
 
 
 def _parse_body(raw: Any, identifier: Identifier, node_memo: NodeMemo | None = None,
-                known_names: list[str] | None = None, known_section: Section | None = None) -> ExtenderArgs:
+                known_names: list[str] | None = None) -> ExtenderArgs:
     body = fold(raw, "request body")
     if known_names is not None:
         if "nodenames" in body or body.get("nodes") is not None:
             raise ProtocolError("unexpected layout")  # not the body the memo describes
         body["nodenames"] = known_names
-    if known_section is not None:
-        if set(body) != {"pod", "nodes", "nodenames"} or body["nodes"] is not None or body["nodenames"] is not None:
-            raise ProtocolError("unexpected layout")  # not the body the memo describes
-        if body["pod"] is None:
-            raise ProtocolError("missing 'Pod'")  # (the full parse names it)
-        return ExtenderArgs(pod=parse_pod(body["pod"], identifier), node_names=list(known_section.names),
-                            nodes=known_section.items, names_mode=False, node_objects=known_section.node_objects,
-                            nodes_key=known_section.nodes_key)
     pod = body.get("pod")
     if pod is None:
         raise ProtocolError("missing 'Pod': ExtenderArgs must carry the pod being scheduled")
