@@ -179,9 +179,10 @@ def test_a_lagging_replica_is_never_promoted(controller_manager, redis_server, t
         assert "no failover possible" in blocked["reason"], blocked
         # caught up: now the keeper restores 2-2-2
         wait_for(lambda: sorted(world.masters_per_zone().values()) == [2, 2, 2], timeout=60, what="2-2-2")
-        promoted = [e["pod"] for e in keeper_events(world.cp) if e["reason"] == "RedisKeeperFailover"
-                    and e["pod"].startswith(world.name + "-")]
-        assert promoted and set(promoted) <= set(zone1_replicas)
+        promoted = wait_for(lambda: [e["pod"] for e in keeper_events(world.cp) if e["reason"] == "RedisKeeperFailover"
+                                     and e["pod"].startswith(world.name + "-")], timeout=20,
+                            what="the keeper's failover Event (posted after the failover is seen)")
+        assert set(promoted) <= set(zone1_replicas)
         writer.stop()
         assert writer.lost() == []
 

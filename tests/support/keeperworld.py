@@ -64,8 +64,12 @@ class World:
         return {z: counts.get(z, 0) for z in sorted(set(self.zone_of.values()))}
 
     def shards_sharing(self) -> tuple[int, int]:
-        """(shards with two copies on one node, shards with two copies in one zone)."""
+        """(shards with two copies on one node, shards with two copies in one zone); a shard
+        with a copy not bound yet (evicted, recreated, pending) counts in both: not repaired."""
         node_of = self.node_of()
+        if not all(node_of.values()):
+            pending = {int(p.rsplit("-", 1)[1]) % SHARDS for p, n in node_of.items() if not n}
+            return len(pending), len(pending)
         by_shard: dict[int, list[str]] = {}
         for pod, node in node_of.items():
             by_shard.setdefault(int(pod.rsplit("-", 1)[1]) % SHARDS, []).append(node)
