@@ -42,7 +42,7 @@ from extender.core.metrics import KEEPER_SECONDS_OUT as SECONDS_OUT
 from extender.core.settings import Settings
 from extender.state.inventory import read_inventory
 from extender.state.keeper_store import load_all, load_memory, recent_steps, record_step, save
-from extender.state.live import parse_lives
+from extender.state.live import load_lives
 from extender.state.store import RedisStore
 
 log = logging.getLogger(__name__)
@@ -100,17 +100,16 @@ class Keeper:
         Time-driven decisions (settle, cooldown, staleness) are still taken every round."""
         stamp = self.store.inventory_stamp()
         last = self._last
-        if last is not None and last[0][0] == stamp:
-            inventory = last[1].inventory
-            stored = self.store.live(inventory.shards)
-            if stored == last[0][1]:
-                return last[1]
-            placement = place(replace(inventory, live=parse_lives(stored), read_at=self.clock()), self.policy.max_lag)
-        else:
+        if last is None or last[0] != stamp:
             inventory = read_inventory(self.store, self.settings.domains.levels)
-            stored = self.store.live(inventory.shards)
-            placement = place(replace(inventory, live=parse_lives(stored)), self.policy.max_lag)
-        self._last = ((stamp, stored), placement)
+        else:
+            inventory = last[1].inventory
+            lives = load_lives(self.store, inventory.shards)
+            if lives == inventory.live:
+                return last[1]
+            inventory = replace(inventory, live=lives, read_at=self.clock())
+        placement = place(inventory, self.policy.max_lag)
+        self._last = (stamp, placement)
         return placement
 
     def _facts(self, cluster: str) -> "LazyFacts":

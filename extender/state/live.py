@@ -7,7 +7,7 @@ from then on."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import orjson
 
@@ -44,13 +44,8 @@ def load_live(store: RedisStore, cluster: str) -> LiveTopology | None:
 def load_lives(store: RedisStore, clusters: Iterable[str]) -> dict[str, LiveTopology]:
     """The stored live topologies of `clusters` (a corrupt entry is as good as none: the report
     shows no live view)."""
-    return parse_lives(store.live(clusters))
-
-
-def parse_lives(stored: Mapping[str, bytes]) -> dict[str, LiveTopology]:
-    """RedisStore.live's raw entries, decoded (load_lives)."""
     found = {}
-    for cluster, raw in stored.items():
+    for cluster, raw in store.live(clusters).items():
         try:
             found[cluster] = LiveTopology.from_json(orjson.loads(raw))
         except (orjson.JSONDecodeError, TypeError, ValueError, KeyError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import orjson
 import redis
@@ -308,12 +308,16 @@ class RedisStore:
 
     def live(self, clusters: Iterable[str]) -> dict[str, bytes]:
         """The stored live topologies of `clusters` (those that have one)."""
+        return self._per_cluster(self.k.live, clusters)
+
+    def _per_cluster(self, key: Callable[[str], str], clusters: Iterable[str]) -> dict[str, bytes]:
+        """The value under key(cluster) of each of `clusters` that has one, in one round trip."""
         names = list(clusters)
         if not names:
             return {}
         pipe = self.r.pipeline(transaction=False)
         for cluster in names:
-            pipe.get(self.k.live(cluster))
+            pipe.get(key(cluster))
         return {c: raw for c, raw in zip(names, pipe.execute()) if raw}
 
     # -- the keeper's memory (state/keeper_store.py) -----------------------------------------
@@ -323,13 +327,7 @@ class RedisStore:
 
     def keeper(self, clusters: Iterable[str]) -> dict[str, bytes]:
         """The keeper's stored entries of `clusters` (those that have one)."""
-        names = list(clusters)
-        if not names:
-            return {}
-        pipe = self.r.pipeline(transaction=False)
-        for cluster in names:
-            pipe.get(self.k.keeper(cluster))
-        return {c: raw for c, raw in zip(names, pipe.execute()) if raw}
+        return self._per_cluster(self.k.keeper, clusters)
 
     def keeper_steps(self, since: float) -> tuple[float, ...]:
         """Times of the keeper's steps since `since` (older ones are dropped)."""
