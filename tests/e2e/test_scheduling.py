@@ -17,6 +17,7 @@ from extender.local.processes import free_port
 from extender.state.store import RedisStore
 
 from harness.controlplane import scheduler_config
+from ..support import keeperworld
 from ..support.serving import Served, live_extender
 
 pytestmark = pytest.mark.e2e
@@ -42,15 +43,7 @@ def world(live) -> Iterator[dict[str, Any]]:
 
 
 def make_nodes(cp, made, zones: int, per_zone: int, tag: str) -> dict[str, str]:
-    zone_of = {}
-    for z in range(zones):
-        for i in range(per_zone):
-            name = f"{tag}-z{z}-n{i}"
-            cp.create_node(name, {ZONE: f"zone-{z}", "topology.kubernetes.io/region": "region-1"},
-                           cpu="16", memory="32Gi")
-            made["nodes"].append(name)
-            zone_of[name] = f"zone-{z}"
-    return zone_of
+    return keeperworld.make_nodes(cp, tag, zones, per_zone, made["nodes"])
 
 
 def shard_pod(cluster: str, shard: int, copy: int, native: bool = False) -> dict[str, Any]:

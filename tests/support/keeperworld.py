@@ -97,13 +97,17 @@ def statefulset(name: str, replicas: int = SHARDS * COPIES, scheduler: str = SCH
     }
 
 
-def make_nodes(cp: ControlPlane, tag: str, zones: int = 3, per_zone: int = 3) -> dict[str, str]:
+def make_nodes(cp: ControlPlane, tag: str, zones: int = 3, per_zone: int = 3,
+               made: list[str] | None = None) -> dict[str, str]:
+    """Nodes <tag>-z<zone>-n<i>, each named into `made` as soon as it exists (for cleanup)."""
     zone_of = {}
     for z in range(zones):
         for i in range(per_zone):
             name = f"{tag}-z{z}-n{i}"
             cp.create_node(name, {ZONE: f"zone-{z}", "topology.kubernetes.io/region": "region-1"},
                            cpu="16", memory="32Gi")
+            if made is not None:
+                made.append(name)
             zone_of[name] = f"zone-{z}"
     return zone_of
 
